@@ -1,0 +1,62 @@
+/*
+ * rpc.h - client side of an Encore connection: one socket, many concurrent
+ * calls multiplexed by reqid, a reader thread that matches replies to
+ * waiting callers and hands server pushes (MSG_CB_BREAK) to a callback.
+ * Used by encore-client (to servers) and encore (to the client's control
+ * socket). Thread-safe: any thread may call; sends are serialised by a mutex.
+ *
+ * Errors are sticky: once the socket fails or a malformed frame arrives, the
+ * connection is dead: every waiting and later call fails with -ENOTCONN (or
+ * the original error) at once, and the owner reconnects with a new rpc_conn.
+ */
+#ifndef COMMON_RPC_H
+#define COMMON_RPC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/msg.h"
+
+struct rpc_conn;
+struct rpc_call;
+
+/* Called on the reader thread for every pushed frame. m and its data are
+ * valid only during the call. Must not call rpc_call on the same connection
+ * synchronously (it would deadlock the reader). */
+typedef void (*rpc_push_fn)(void *arg, const struct msg *m);
+/* Called once on the reader thread when the connection dies (err < 0). */
+typedef void (*rpc_dead_fn)(void *arg, int err);
+
+/* Connects to addr (net_parse_addr syntax) within timeout_ms and starts the
+ * reader thread. Does NOT send HELLO (callers do, with rpc_call). push/dead may
+ * be NULL. *out is NULL on failure. Returns 0 or -errno. */
+int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dead, void *arg,
+	     struct rpc_conn **out);
+/* Shuts the socket down, fails waiting calls with -ENOTCONN, joins the reader
+ * thread and frees. NULL is a no-op. Must not be called from push/dead callbacks. */
+void rpc_close(struct rpc_conn *c);
+/* True until the connection has failed. */
+bool rpc_alive(struct rpc_conn *c);
+
+/* Starts a call: assigns req->reqid, encodes and sends. *out is the handle to
+ * wait on. Returns 0 or -errno (-ENOTCONN if dead, -EMSGSIZE/-EINVAL if the
+ * message cannot be encoded). */
+int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out);
+/* Waits up to timeout_ms for the reply. On 0, *rep is the decoded reply (its
+ * data valid until rpc_call_free); rep->status holds the server's answer,
+ * which the caller checks. Returns -ETIMEDOUT (call stays pending; free it),
+ * -ENOTCONN / -EPROTO if the connection died. */
+int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep);
+/* Frees a call (pending or done). NULL is a no-op. */
+void rpc_call_free(struct rpc_call *call);
+
+/* rpc_start + rpc_wait. On 0, *rep holds the reply and *callp must be freed
+ * with rpc_call_free once the caller is done with rep->data. Returns the
+ * transport error, or 0 (then check rep->status). */
+int rpc_call(struct rpc_conn *c, struct msg *req, struct msg *rep, int timeout_ms,
+	     struct rpc_call **callp);
+
+/* Measured smoothed round-trip time in microseconds (0 before the first reply). */
+uint64_t rpc_rtt_us(struct rpc_conn *c);
+
+#endif /* COMMON_RPC_H */

@@ -3,6 +3,7 @@
 #   make test         unit tests, fuzz corpus replay + bounded fuzz run, integration tests
 #   make unit | integration | fuzz | format | format-check | install | clean
 # Variables: CC=clang, WERROR=1, DEBUG=1, SAN=address,undefined, V=1, PREFIX=/usr/local
+SHELL   := /bin/bash
 CC      ?= gcc
 PREFIX  ?= /usr/local
 PKGS    := fuse3 lmdb libsodium inih json-c
@@ -22,7 +23,14 @@ ifeq ($(DEBUG),1)
 VARIANT := $(VARIANT)-debug
 endif
 OBJ := build/$(VARIANT)
+# The default variant's binaries land in build/bin (the documented place);
+# other variants (clang, sanitizers, debug) keep theirs apart so that switching
+# variants never leaves a stale binary in build/bin.
+ifeq ($(VARIANT),gcc)
 BIN := build/bin
+else
+BIN := $(OBJ)/bin
+endif
 
 WARN := -Wall -Wextra -Wpedantic -Wformat=2 -Wshadow -Wstrict-prototypes \
 	-Wmissing-prototypes -Wold-style-definition -Wpointer-arith -Wvla -Wundef \
@@ -61,7 +69,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BIN  := $(patsubst tests/tools/%.c,$(BIN)/%,$(TOOL_SRC))
 
-.PHONY: all test unit integration fuzz fuzz-build format format-check install clean
+.PHONY: all run deps test unit integration fuzz fuzz-build format format-check install clean
 all: $(BIN)/encore-server $(BIN)/encore-client $(BIN)/encore $(TOOL_BIN)
 
 objs = $(patsubst %.c,$(OBJ)/%.o,$(1))
@@ -114,14 +122,23 @@ $(FUZZ_OBJ)/%: tests/fuzz/%.c $(patsubst %.c,$(FUZZ_OBJ)/lib/%.o,$(FUZZ_LIB_SRC)
 fuzz-build: $(FUZZ_BIN)
 FUZZ_SECONDS ?= 20
 fuzz: fuzz-build
-	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p tests/fuzz/corpus/$$n; \
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	  mkdir -p tests/fuzz/corpus/$$n build/fuzz-corpus-$$n; \
 	  echo "== $$n: corpus replay + $(FUZZ_SECONDS)s"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -print_final_stats=0 \
 	      build/fuzz-corpus-$$n tests/fuzz/corpus/$$n 2>&1 | tail -2 ; \
 	  test $${PIPESTATUS[0]} -eq 0; done
 
 integration: all
-	$(PYTHON) -m pytest -q -x tests/integration $(PYTEST_ARGS)
+	ENCORE_BIN=$(abspath $(BIN)) $(PYTHON) -m pytest -q -rfEs tests/integration $(PYTEST_ARGS)
+
+# The README's first command: install what is missing, build, start a local
+# realm with a mounted client. The sub-make re-reads pkg-config after install.
+deps:
+	scripts/install-deps.sh
+run: deps
+	$(MAKE) all
+	$(BIN)/encore local up
 
 test: all unit fuzz integration
 

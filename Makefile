@@ -4,7 +4,9 @@
 #   make unit | integration | fuzz | format | format-check | install | clean
 # Variables: CC=clang, WERROR=1, DEBUG=1, SAN=address,undefined, V=1, PREFIX=/usr/local
 SHELL   := /bin/bash
-CC      ?= gcc
+ifeq ($(origin CC),default)
+CC      := gcc
+endif
 PREFIX  ?= /usr/local
 PKGS    := fuse3 lmdb libsodium inih json-c
 PYTHON  ?= /usr/bin/python3

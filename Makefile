@@ -138,9 +138,8 @@ integration: all
 # realm with a mounted client. The sub-make re-reads pkg-config after install.
 deps:
 	scripts/install-deps.sh
-run: deps
-	$(MAKE) all
-	$(BIN)/encore local up
+run:
+	scripts/run.sh
 
 test: all unit fuzz integration
 

@@ -6,6 +6,7 @@
 #define COMMON_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <syslog.h>
 
 /* Levels are syslog's: LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG.
@@ -25,8 +26,9 @@ void log_msg(int level, const char *module, const char *fmt, ...)
 /* Startup failures only: logs and exits with status code. */
 void fatal(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 
-/* Copies at most 128 bytes of untrusted s into out (>= 129+ bytes... use
- * LOG_SAMPLE_LEN), replacing non-printables with '.'. */
+/* Copies at most 128 bytes of untrusted s (len bytes) into out, which holds
+ * LOG_SAMPLE_LEN bytes, replacing non-printables with '.'; always
+ * NUL-terminates. */
 #define LOG_SAMPLE_LEN 129
 void log_sample(char out[LOG_SAMPLE_LEN], const void *s, size_t len);
 

@@ -24,7 +24,9 @@ struct rpc_call;
  * valid only during the call. Must not call rpc_call on the same connection
  * synchronously (it would deadlock the reader). */
 typedef void (*rpc_push_fn)(void *arg, const struct msg *m);
-/* Called once on the reader thread when the connection dies (err < 0). */
+/* Called once on the reader thread when the connection dies (err < 0: -EPROTO
+ * for a malformed frame, -ENOTCONN for EOF, or the socket's -errno). Not
+ * called when the owner closes the connection with rpc_close. */
 typedef void (*rpc_dead_fn)(void *arg, int err);
 
 /* Connects to addr (net_parse_addr syntax) within timeout_ms and starts the
@@ -33,12 +35,16 @@ typedef void (*rpc_dead_fn)(void *arg, int err);
 int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dead, void *arg,
 	     struct rpc_conn **out);
 /* Shuts the socket down, fails waiting calls with -ENOTCONN, joins the reader
- * thread and frees. NULL is a no-op. Must not be called from push/dead callbacks. */
+ * thread and drops the owner's reference. NULL is a no-op. Must not be called
+ * from push/dead callbacks. Calls not yet freed keep the connection's memory
+ * alive: they may still be waited on (they fail) and must still be freed with
+ * rpc_call_free, during or after rpc_close. */
 void rpc_close(struct rpc_conn *c);
 /* True until the connection has failed. */
 bool rpc_alive(struct rpc_conn *c);
 
-/* Starts a call: assigns req->reqid, encodes and sends. *out is the handle to
+/* Starts a call: assigns req->reqid, encodes and sends. Blocks while
+ * CALLS_IN_FLIGHT_MAX calls are pending on the connection. *out is the handle to
  * wait on. Returns 0 or -errno (-ENOTCONN if dead, -EMSGSIZE/-EINVAL if the
  * message cannot be encoded). */
 int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out);

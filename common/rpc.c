@@ -1,0 +1,457 @@
+/*
+ * rpc.c - client side of an Encore connection: multiplexed blocking calls
+ * over one socket, with a reader thread matching replies by reqid.
+ * Owns:    the socket, the reader thread, the pending-call list and the
+ *          reply buffers (each handed to its call and freed with it).
+ * Locking: c->send_lock serialises whole frames on the socket; c->lock
+ *          protects the pending list, the sticky error, refs and rtt. Lock
+ *          order: send_lock before lock. Callbacks run with no lock held.
+ * Lifetime: the connection is reference counted: the owner holds one
+ *          reference (dropped by rpc_close) and every call holds one
+ *          (dropped by rpc_call_free), so calls may be waited on and freed
+ *          while or after the owner closes the connection.
+ */
+#include "common/rpc.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/xalloc.h"
+
+struct rpc_call {
+	struct rpc_conn *c;	      /* holds a reference */
+	struct rpc_call *prev, *next; /* in c->pending while listed; protected by c->lock */
+	bool listed;		      /* protected by c->lock */
+	bool done;		      /* protected by c->lock */
+	int err;		      /* protected by c->lock: transport error once done */
+	pthread_cond_t cond;	      /* signalled with c->lock when done is set */
+	uint32_t reqid;
+	uint16_t type;
+	uint64_t t_sent; /* now_ns() when the request was sent */
+	uint8_t *buf;	 /* owned: reply body; rep.data points into it */
+	struct msg rep;	 /* valid once done && err == 0 */
+};
+
+struct rpc_conn {
+	int fd; /* closed by rpc_close after the reader is joined */
+	pthread_t reader;
+	rpc_push_fn push;
+	rpc_dead_fn dead;
+	void *arg;
+
+	pthread_mutex_t send_lock; /* serialises frames on fd */
+
+	pthread_mutex_t lock;
+	pthread_cond_t slot_cond; /* signalled when n_pending drops or the conn dies */
+	int err;		  /* protected by lock: sticky, 0 while alive */
+	bool closing;		  /* protected by lock: rpc_close was called */
+	unsigned refs;		  /* protected by lock */
+	uint32_t next_reqid;	  /* protected by lock */
+	struct rpc_call *pending; /* protected by lock: list of calls awaiting replies */
+	unsigned n_pending;	  /* protected by lock */
+	uint64_t srtt_us;	  /* protected by lock */
+};
+
+static void unlist_locked(struct rpc_conn *c, struct rpc_call *call)
+{
+	if (!call->listed)
+		return;
+	if (call->prev != NULL)
+		call->prev->next = call->next;
+	else
+		c->pending = call->next;
+	if (call->next != NULL)
+		call->next->prev = call->prev;
+	call->prev = call->next = NULL;
+	call->listed = false;
+	c->n_pending--;
+	pthread_cond_signal(&c->slot_cond);
+}
+
+/* Poisons the connection: records err (first one wins), fails every pending
+ * call and wakes the reader by shutting the socket down. */
+static void conn_fail_locked(struct rpc_conn *c, int err)
+{
+	int call_err;
+
+	if (c->err == 0)
+		c->err = err;
+	call_err = c->err == -EPROTO ? -EPROTO : -ENOTCONN;
+	while (c->pending != NULL) {
+		struct rpc_call *call = c->pending;
+		unlist_locked(c, call);
+		call->done = true;
+		call->err = call_err;
+		pthread_cond_signal(&call->cond);
+	}
+	pthread_cond_broadcast(&c->slot_cond);
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+}
+
+static void conn_put(struct rpc_conn *c)
+{
+	bool last;
+
+	pthread_mutex_lock(&c->lock);
+	last = --c->refs == 0;
+	pthread_mutex_unlock(&c->lock);
+	if (!last)
+		return;
+	pthread_cond_destroy(&c->slot_cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+}
+
+/* Reads exactly len bytes; -ENOTCONN on EOF, -errno on failure. */
+static int read_full(int fd, uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = recv(fd, buf + done, len - done, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -ENOTCONN;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int send_full(int fd, const uint8_t *buf, size_t len)
+{
+	size_t done = 0;
+
+	if (fd < 0)
+		return -ENOTCONN;
+	while (done < len) {
+		ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+/* Hands a decoded reply to its call. Returns 0 or -EPROTO. Takes ownership of buf. */
+static int deliver_reply(struct rpc_conn *c, struct msg *m, uint8_t *buf)
+{
+	struct rpc_call *call;
+
+	pthread_mutex_lock(&c->lock);
+	for (call = c->pending; call != NULL; call = call->next) {
+		if (call->reqid == m->reqid)
+			break;
+	}
+	if (call == NULL) {
+		/* Its caller timed out and freed the call: drop the late reply. */
+		pthread_mutex_unlock(&c->lock);
+		free(buf);
+		return 0;
+	}
+	if (call->type != m->type) {
+		pthread_mutex_unlock(&c->lock);
+		free(buf);
+		return -EPROTO;
+	}
+	uint64_t sample = (now_ns() - call->t_sent) / 1000u;
+	if (sample == 0)
+		sample = 1;
+	c->srtt_us = c->srtt_us == 0 ? sample : (7 * c->srtt_us + sample) / 8;
+	unlist_locked(c, call);
+	call->rep = *m;
+	call->buf = buf;
+	call->done = true;
+	call->err = 0;
+	pthread_cond_signal(&call->cond);
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static void *reader_main(void *arg)
+{
+	struct rpc_conn *c = arg;
+	uint8_t hdr[FRAME_HDR_LEN];
+	struct msg m;
+	bool closing;
+	int err;
+
+	for (;;) {
+		uint16_t type, flags;
+		uint32_t reqid;
+		long body_len;
+		uint8_t *buf;
+
+		err = read_full(c->fd, hdr, sizeof(hdr));
+		if (err < 0)
+			break;
+		body_len = frame_parse_header(hdr, &type, &flags, &reqid);
+		if (body_len < 0) {
+			err = -EPROTO;
+			break;
+		}
+		buf = xmalloc((size_t)body_len);
+		err = read_full(c->fd, buf, (size_t)body_len);
+		if (err == 0)
+			err = msg_decode(&m, type, flags, reqid, buf, (size_t)body_len);
+		if (err == 0 && (flags & FRAME_F_PUSH) != 0) {
+			if (c->push != NULL)
+				c->push(c->arg, &m);
+			free(buf);
+			continue;
+		}
+		if (err == 0 && (flags & FRAME_F_REPLY) == 0)
+			err = -EPROTO;
+		if (err < 0) {
+			free(buf);
+			break;
+		}
+		err = deliver_reply(c, &m, buf);
+		if (err < 0)
+			break;
+	}
+
+	pthread_mutex_lock(&c->lock);
+	closing = c->closing;
+	conn_fail_locked(c, err);
+	pthread_mutex_unlock(&c->lock);
+	if (!closing) {
+		if (err == -EPROTO)
+			log_warn("rpc", "protocol error from server, closing connection");
+		else
+			log_debug("rpc", "connection lost: %s", err_str(err));
+		if (c->dead != NULL)
+			c->dead(c->arg, err);
+	}
+	return NULL;
+}
+
+int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dead, void *arg,
+	     struct rpc_conn **out)
+{
+	struct rpc_conn *c;
+	sigset_t all, old;
+	int fd, ret;
+
+	*out = NULL;
+	fd = net_connect(addr, timeout_ms);
+	if (fd < 0)
+		return fd;
+	c = xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	c->push = push;
+	c->dead = dead;
+	c->arg = arg;
+	c->refs = 1;
+	c->next_reqid = 1;
+	pthread_mutex_init(&c->send_lock, NULL);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->slot_cond, NULL);
+
+	/* The reader thread takes no signals: the daemons handle them in main. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = -pthread_create(&c->reader, NULL, reader_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret < 0)
+		goto err_free;
+	*out = c;
+	return 0;
+
+err_free:
+	pthread_cond_destroy(&c->slot_cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+	close(fd);
+	return ret;
+}
+
+void rpc_close(struct rpc_conn *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->closing = true;
+	conn_fail_locked(c, -ENOTCONN);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->reader, NULL);
+
+	pthread_mutex_lock(&c->send_lock);
+	pthread_mutex_lock(&c->lock);
+	close(c->fd);
+	c->fd = -1;
+	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->send_lock);
+	conn_put(c);
+}
+
+bool rpc_alive(struct rpc_conn *c)
+{
+	bool alive;
+
+	pthread_mutex_lock(&c->lock);
+	alive = c->err == 0;
+	pthread_mutex_unlock(&c->lock);
+	return alive;
+}
+
+int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out)
+{
+	struct rpc_call *call;
+	struct wr w;
+	int ret;
+
+	*out = NULL;
+	call = xcalloc(1, sizeof(*call));
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&call->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	call->c = c;
+	call->type = req->type;
+
+	pthread_mutex_lock(&c->lock);
+	/* Bound calls in flight: the server stops reading beyond this anyway. */
+	while (c->err == 0 && c->n_pending >= CALLS_IN_FLIGHT_MAX)
+		pthread_cond_wait(&c->slot_cond, &c->lock);
+	if (c->err != 0) {
+		pthread_mutex_unlock(&c->lock);
+		pthread_cond_destroy(&call->cond);
+		free(call);
+		return -ENOTCONN;
+	}
+	call->reqid = c->next_reqid++;
+	if (c->next_reqid == 0)
+		c->next_reqid = 1;
+	c->refs++;
+	call->next = c->pending;
+	if (c->pending != NULL)
+		c->pending->prev = call;
+	c->pending = call;
+	call->listed = true;
+	c->n_pending++;
+	pthread_mutex_unlock(&c->lock);
+
+	req->reqid = call->reqid;
+	wr_init(&w);
+	ret = msg_encode(&w, req);
+	if (ret < 0)
+		goto err_free;
+
+	pthread_mutex_lock(&c->send_lock);
+	call->t_sent = now_ns();
+	ret = send_full(c->fd, w.buf, w.len);
+	pthread_mutex_unlock(&c->send_lock);
+	wr_release(&w);
+	if (ret < 0) {
+		pthread_mutex_lock(&c->lock);
+		conn_fail_locked(c, ret);
+		pthread_mutex_unlock(&c->lock);
+		ret = -ENOTCONN;
+		goto err_free;
+	}
+	*out = call;
+	return 0;
+
+err_free:
+	wr_release(&w);
+	rpc_call_free(call);
+	return ret;
+}
+
+int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
+{
+	struct rpc_conn *c = call->c;
+	struct timespec ts;
+	int ret;
+
+	if (timeout_ms >= 0) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += timeout_ms / 1000;
+		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	while (!call->done) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&call->cond, &c->lock);
+		} else if (pthread_cond_timedwait(&call->cond, &c->lock, &ts) == ETIMEDOUT &&
+			   !call->done) {
+			pthread_mutex_unlock(&c->lock);
+			return -ETIMEDOUT;
+		}
+	}
+	ret = call->err;
+	if (ret == 0)
+		*rep = call->rep;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+void rpc_call_free(struct rpc_call *call)
+{
+	struct rpc_conn *c;
+
+	if (call == NULL)
+		return;
+	c = call->c;
+	pthread_mutex_lock(&c->lock);
+	unlist_locked(c, call);
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&call->cond);
+	free(call->buf);
+	free(call);
+	conn_put(c);
+}
+
+int rpc_call(struct rpc_conn *c, struct msg *req, struct msg *rep, int timeout_ms,
+	     struct rpc_call **callp)
+{
+	struct rpc_call *call;
+	int ret;
+
+	*callp = NULL;
+	ret = rpc_start(c, req, &call);
+	if (ret < 0)
+		return ret;
+	ret = rpc_wait(call, timeout_ms, rep);
+	if (ret < 0) {
+		rpc_call_free(call);
+		return ret;
+	}
+	*callp = call;
+	return 0;
+}
+
+uint64_t rpc_rtt_us(struct rpc_conn *c)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&c->lock);
+	v = c->srtt_us;
+	pthread_mutex_unlock(&c->lock);
+	return v;
+}

@@ -1,0 +1,143 @@
+"""Family 3: callbacks. Two clients with separate caches on one server.
+A change made on A is visible on B at once: no sleeps, no polling. B has
+cached the old state first, so only a callback break can make it right."""
+
+import os
+import stat
+
+from harness import read_bytes, write_bytes
+
+
+def test_write_close_seen_by_open_on_other_client(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"version 1")
+    assert read_bytes(b / "f") == b"version 1"  # B caches it
+    for i in range(2, 6):
+        want = b"version %d" % i + b"!" * i
+        write_bytes(a / "f", want)
+        assert read_bytes(b / "f") == want
+        assert os.stat(b / "f").st_size == len(want)
+
+
+def test_write_seen_while_other_client_holds_file_open(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"old contents")
+    fb = open(b / "f", "rb")
+    assert fb.read() == b"old contents"
+    write_bytes(a / "f", b"new")
+    # A new open on B sees the new version (close-to-open).
+    assert read_bytes(b / "f") == b"new"
+    fb.close()
+    assert read_bytes(b / "f") == b"new"
+
+
+def test_both_directions(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"from a")
+    assert read_bytes(b / "f") == b"from a"
+    write_bytes(b / "f", b"from b, longer")
+    assert read_bytes(a / "f") == b"from b, longer"
+    write_bytes(a / "f", b"a again")
+    assert read_bytes(b / "f") == b"a again"
+
+
+def test_last_close_wins(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"base")
+    fa = open(a / "f", "r+b")
+    fb = open(b / "f", "r+b")
+    fa.write(b"AAAA-from-a")
+    fb.write(b"BB")
+    fa.close()
+    fb.close()  # last close
+    assert read_bytes(a / "f") == b"BB"
+    assert read_bytes(b / "f") == b"BB"
+
+
+def test_directory_changes_visible(client, client2):
+    a, b = client.root, client2.root
+    os.mkdir(a / "d")
+    write_bytes(a / "d" / "x", b"x")
+    assert os.listdir(b / "d") == ["x"]  # B caches the directory
+    write_bytes(a / "d" / "created", b"c")
+    assert sorted(os.listdir(b / "d")) == ["created", "x"]
+    assert read_bytes(b / "d" / "created") == b"c"
+    os.rename(a / "d" / "x", a / "d" / "renamed")
+    assert sorted(os.listdir(b / "d")) == ["created", "renamed"]
+    assert read_bytes(b / "d" / "renamed") == b"x"
+    assert not os.path.exists(b / "d" / "x")
+    os.unlink(a / "d" / "created")
+    assert os.listdir(b / "d") == ["renamed"]
+    assert not os.path.exists(b / "d" / "created")
+    os.mkdir(a / "d" / "sub")
+    assert sorted(os.listdir(b / "d")) == ["renamed", "sub"]
+    assert os.stat(b / "d").st_nlink == 3
+    os.rmdir(a / "d" / "sub")
+    assert os.listdir(b / "d") == ["renamed"]
+    assert os.stat(b / "d").st_nlink == 2
+
+
+def test_negative_lookup_invalidated(client, client2):
+    a, b = client.root, client2.root
+    assert not os.path.exists(b / "later")  # B may cache the miss
+    write_bytes(a / "later", b"here now")
+    assert os.path.exists(b / "later")
+    assert read_bytes(b / "later") == b"here now"
+
+
+def test_rename_across_directories_visible(client, client2):
+    a, b = client.root, client2.root
+    os.mkdir(a / "src")
+    os.mkdir(a / "dst")
+    write_bytes(a / "src" / "f", b"moving")
+    assert os.listdir(b / "src") == ["f"]
+    assert os.listdir(b / "dst") == []
+    os.rename(a / "src" / "f", a / "dst" / "f")
+    assert os.listdir(b / "src") == []
+    assert os.listdir(b / "dst") == ["f"]
+    assert read_bytes(b / "dst" / "f") == b"moving"
+
+
+def test_replace_by_rename_visible(client, client2):
+    """The editor pattern: write a temp file, rename over the original."""
+    a, b = client.root, client2.root
+    write_bytes(a / "doc", b"draft 1")
+    assert read_bytes(b / "doc") == b"draft 1"
+    write_bytes(a / ".doc.tmp", b"draft 2, saved")
+    os.rename(a / ".doc.tmp", a / "doc")
+    assert read_bytes(b / "doc") == b"draft 2, saved"
+    assert os.listdir(b) == ["doc"]
+
+
+def test_attributes_visible(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"x")
+    assert stat.S_IMODE(os.stat(b / "f").st_mode) == 0o644  # B caches attrs
+    os.chmod(a / "f", 0o600)
+    assert stat.S_IMODE(os.stat(b / "f").st_mode) == 0o600
+    os.chown(a / "f", 1000, 1000)
+    st = os.stat(b / "f")
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+    os.utime(a / "f", ns=(10**18, 2 * 10**18))
+    assert os.stat(b / "f").st_mtime_ns == 2 * 10**18
+    os.truncate(a / "f", 12345)
+    assert os.stat(b / "f").st_size == 12345
+    os.link(a / "f", a / "g")
+    assert os.stat(b / "f").st_nlink == 2
+
+
+def test_directory_attributes_visible(client, client2):
+    a, b = client.root, client2.root
+    os.mkdir(a / "d")
+    assert stat.S_IMODE(os.stat(b / "d").st_mode) == 0o755
+    os.chmod(a / "d", 0o700)
+    assert stat.S_IMODE(os.stat(b / "d").st_mode) == 0o700
+
+
+def test_removed_file_gone_on_other_client(client, client2):
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"doomed")
+    assert read_bytes(b / "f") == b"doomed"
+    os.unlink(a / "f")
+    assert not os.path.exists(b / "f")
+    assert os.listdir(b) == []

@@ -1,0 +1,386 @@
+/*
+ * ctl.c - encore-client's control socket server.
+ * Owns:    the listening Unix socket, its thread, and the connections it
+ *          accepts (served one at a time; every op is short).
+ * Borrows: struct client (read-only, plus counters).
+ * Locking: none of its own; calls thread-safe conn/cache/fsops functions.
+ */
+#include "client/ctl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "client/cache.h"
+#include "client/conn.h"
+#include "client/fsops.h"
+#include "client/inode.h"
+#include "common/err.h"
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/xalloc.h"
+
+/* A control client that stalls mid-frame is dropped after this. */
+#define CTL_IO_TIMEOUT_MS 5000
+#define CTL_MAX_SERVERS	  64
+
+struct ctl {
+	struct client *cl;
+	int lfd;
+	int stop_pipe[2];
+	pthread_t thread;
+};
+
+static json_object *servers_json(struct client *cl, bool ping)
+{
+	struct conn_server_info info[CTL_MAX_SERVERS];
+	size_t n = conn_check_servers(cl->conn, info, CTL_MAX_SERVERS, ping);
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id", json_object_new_int64(info[i].id));
+		json_object_object_add(o, "addr", json_object_new_string(info[i].addr));
+		json_object_object_add(o, "state",
+				       json_object_new_string(info[i].up ? "up" : "down"));
+		json_object_object_add(o, "rtt_us", json_object_new_int64((int64_t)info[i].rtt_us));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}
+
+static void add_u64(json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
+}
+
+static json_object *op_status(struct client *cl)
+{
+	json_object *r = json_object_new_object();
+	json_object *vols = json_object_new_array(), *v, *cache, *ctr;
+	struct cache_stats st;
+	struct fid root;
+	bool have;
+
+	json_object_object_add(r, "realm", json_object_new_string(cl->realm));
+	json_object_object_add(r, "mount", json_object_new_string(cl->mount));
+	add_u64(r, "pid", (uint64_t)getpid());
+	json_object_object_add(r, "servers", servers_json(cl, false));
+	pthread_mutex_lock(&cl->root_lock);
+	have = cl->have_root;
+	root = cl->root_fid;
+	pthread_mutex_unlock(&cl->root_lock);
+	if (have) {
+		v = json_object_new_object();
+		add_u64(v, "id", root.vol);
+		json_object_object_add(v, "name", json_object_new_string(cl->realm));
+		json_object_object_add(v, "state", json_object_new_string("connected"));
+		json_object_object_add(v, "servers", servers_json(cl, false));
+		json_object_array_add(vols, v);
+	}
+	json_object_object_add(r, "volumes", vols);
+	cache_get_stats(cl->cache, &st);
+	cache = json_object_new_object();
+	add_u64(cache, "bytes_used", st.bytes_used);
+	add_u64(cache, "bytes_limit", st.bytes_limit);
+	add_u64(cache, "files", st.files);
+	add_u64(cache, "dirty", st.dirty);
+	json_object_object_add(r, "cache", cache);
+	ctr = json_object_new_object();
+	add_u64(ctr, "fetches", atomic_load(&cl->ctr.fetches));
+	add_u64(ctr, "fetch_bytes", atomic_load(&cl->ctr.fetch_bytes));
+	add_u64(ctr, "stores", atomic_load(&cl->ctr.stores));
+	add_u64(ctr, "store_bytes", atomic_load(&cl->ctr.store_bytes));
+	add_u64(ctr, "cache_hits", atomic_load(&cl->ctr.cache_hits));
+	add_u64(ctr, "cache_misses", atomic_load(&cl->ctr.cache_misses));
+	add_u64(ctr, "lookup_hits", atomic_load(&cl->ctr.lookup_hits));
+	add_u64(ctr, "cb_breaks", atomic_load(&cl->ctr.cb_breaks));
+	add_u64(ctr, "conn_losses", atomic_load(&cl->ctr.conn_losses));
+	add_u64(ctr, "inodes", itab_count(cl->itab));
+	json_object_object_add(r, "counters", ctr);
+	return r;
+}
+
+static int req_ino(json_object *req, uint64_t *ino)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(req, "ino", &v) || !json_object_is_type(v, json_type_int))
+		return -EINVAL;
+	*ino = (uint64_t)json_object_get_int64(v);
+	return 0;
+}
+
+static json_object *error_json(int err)
+{
+	json_object *r = json_object_new_object();
+
+	json_object_object_add(r, "ok", json_object_new_boolean(0));
+	json_object_object_add(r, "error", json_object_new_string(err_str(err)));
+	json_object_object_add(r, "errno", json_object_new_int(err_to_errno(err)));
+	return r;
+}
+
+char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
+{
+	json_tokener *tok = json_tokener_new();
+	json_object *jreq = json_tokener_parse_ex(tok, req, (int)len), *jop, *r = NULL;
+	const char *op;
+	char *out;
+	int err = 0;
+
+	(void)uid;
+	json_tokener_free(tok);
+	if (jreq == NULL || !json_object_is_type(jreq, json_type_object) ||
+	    !json_object_object_get_ex(jreq, "op", &jop) ||
+	    !json_object_is_type(jop, json_type_string)) {
+		err = -EINVAL;
+		goto out;
+	}
+	op = json_object_get_string(jop);
+	if (strcmp(op, "status") == 0) {
+		r = op_status(cl);
+	} else if (strcmp(op, "check-servers") == 0) {
+		r = json_object_new_object();
+		json_object_object_add(r, "servers", servers_json(cl, true));
+	} else if (strcmp(op, "flush") == 0) {
+		uint64_t ino;
+		int ret;
+
+		err = req_ino(jreq, &ino);
+		if (err < 0)
+			goto out;
+		ret = fsops_flush_ino(cl, ino);
+		if (ret < 0) {
+			err = ret;
+			goto out;
+		}
+		r = json_object_new_object();
+		add_u64(r, "flushed", ret == 1);
+		add_u64(r, "busy", ret == 0);
+	} else if (strcmp(op, "whereis") == 0) {
+		struct fid fid;
+		char s[FID_STR_LEN];
+		uint64_t ino;
+		json_object *srv;
+
+		err = req_ino(jreq, &ino);
+		if (err == 0)
+			err = fsops_ino_fid(cl, ino, &fid);
+		if (err < 0)
+			goto out;
+		fid_fmt(&fid, s);
+		r = json_object_new_object();
+		json_object_object_add(r, "fid", json_object_new_string(s));
+		add_u64(r, "volume", fid.vol);
+		srv = servers_json(cl, false);
+		for (size_t i = 0; i < json_object_array_length(srv); i++) {
+			json_object *o = json_object_array_get_idx(srv, i);
+
+			json_object_object_del(o, "state");
+			json_object_object_del(o, "rtt_us");
+		}
+		json_object_object_add(r, "servers", srv);
+	} else {
+		err = -EINVAL;
+	}
+out:
+	if (err < 0) {
+		json_object_put(r);
+		r = error_json(err);
+	} else {
+		json_object_object_add(r, "ok", json_object_new_boolean(1));
+	}
+	json_object_put(jreq);
+	out = xstrdup(json_object_to_json_string_ext(r, JSON_C_TO_STRING_PLAIN));
+	json_object_put(r);
+	return out;
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, CTL_IO_TIMEOUT_MS) <= 0)
+			return -ETIMEDOUT;
+		n = read(fd, (uint8_t *)buf + pos, len - pos);
+		if (n == 0)
+			return -ECONNRESET;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		pos += (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		ssize_t n = send(fd, (const uint8_t *)buf + pos, len - pos, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		pos += (size_t)n;
+	}
+	return 0;
+}
+
+static void serve_conn(struct ctl *ctl, int fd)
+{
+	struct ucred uc;
+	socklen_t ul = sizeof(uc);
+	uint8_t hdr[FRAME_HDR_LEN];
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0)
+		return;
+	for (;;) {
+		uint16_t type, flags;
+		uint32_t reqid;
+		long blen;
+		uint8_t *body;
+		struct msg req, rep;
+		struct wr w;
+		char *json;
+		int ret;
+
+		if (read_full(fd, hdr, sizeof(hdr)) < 0)
+			return;
+		blen = frame_parse_header(hdr, &type, &flags, &reqid);
+		if (blen < 0)
+			return;
+		body = xmalloc(blen ? (size_t)blen : 1);
+		if (read_full(fd, body, (size_t)blen) < 0) {
+			free(body);
+			return;
+		}
+		ret = msg_decode(&req, type, flags, reqid, body, (size_t)blen);
+		if (ret < 0 || req.type != MSG_CTL || (req.flags & FRAME_F_REPLY)) {
+			free(body);
+			log_warn("ctl", "malformed control request from uid %u", uc.uid);
+			return;
+		}
+		json = ctl_handle_json(ctl->cl, (const char *)req.data, req.data_len, uc.uid);
+		free(body);
+		msg_init_reply(&rep, &req, 0);
+		rep.data = (const uint8_t *)json;
+		rep.data_len = (uint32_t)strlen(json);
+		wr_init(&w);
+		ret = msg_encode(&w, &rep);
+		if (ret == 0)
+			ret = write_full(fd, w.buf, w.len);
+		wr_release(&w);
+		free(json);
+		if (ret < 0)
+			return;
+	}
+}
+
+static void *ctl_main(void *arg)
+{
+	struct ctl *ctl = arg;
+
+	for (;;) {
+		struct pollfd p[2] = { { .fd = ctl->lfd, .events = POLLIN },
+				       { .fd = ctl->stop_pipe[0], .events = POLLIN } };
+		int fd;
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		fd = accept4(ctl->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		serve_conn(ctl, fd);
+		close(fd);
+	}
+	return NULL;
+}
+
+int ctl_start(struct client *cl, struct ctl **out)
+{
+	struct ctl *ctl = xcalloc(1, sizeof(*ctl));
+	struct sockaddr_un sa;
+	int ret;
+
+	*out = NULL;
+	ctl->cl = cl;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(cl->sock_path) >= sizeof(sa.sun_path)) {
+		free(ctl);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, cl->sock_path, strlen(cl->sock_path));
+	ctl->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ctl->lfd < 0) {
+		ret = -errno;
+		goto err_free;
+	}
+	unlink(cl->sock_path);
+	if (bind(ctl->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(ctl->lfd, 16) < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	/* Anyone may ask; ops that need privilege check SO_PEERCRED. */
+	chmod(cl->sock_path, 0666);
+	if (pipe2(ctl->stop_pipe, O_CLOEXEC) < 0) {
+		ret = -errno;
+		goto err_close;
+	}
+	ret = -pthread_create(&ctl->thread, NULL, ctl_main, ctl);
+	if (ret < 0)
+		goto err_pipe;
+	*out = ctl;
+	return 0;
+
+err_pipe:
+	close(ctl->stop_pipe[0]);
+	close(ctl->stop_pipe[1]);
+err_close:
+	close(ctl->lfd);
+	unlink(cl->sock_path);
+err_free:
+	free(ctl);
+	return ret;
+}
+
+void ctl_stop(struct ctl *ctl)
+{
+	if (ctl == NULL)
+		return;
+	if (write(ctl->stop_pipe[1], "x", 1) < 0)
+		log_debug("ctl", "cannot wake control thread: %s", strerror(errno));
+	pthread_join(ctl->thread, NULL);
+	close(ctl->stop_pipe[0]);
+	close(ctl->stop_pipe[1]);
+	close(ctl->lfd);
+	unlink(ctl->cl->sock_path);
+	free(ctl);
+}

@@ -1,0 +1,1994 @@
+/*
+ * fsops.c - encore-client's FUSE low-level operations.
+ * Owns:    the mapping of FUSE requests to server calls and cache state,
+ *          the notifier thread (kernel invalidations after callback
+ *          breaks), the open-file protocol (fetch on open, store on
+ *          flush/fsync/last release).
+ * Borrows: cl->conn, cl->cache, cl->itab (struct client, client.h).
+ * Locking: see inode.h for the lock order. No inode lock is held across a
+ *          network call except io_lock; kernel notifications are sent only
+ *          from the notifier thread, holding no lock of ours.
+ *
+ * Wire usage (our reading of msgtab.h):
+ *   LOOKUP   fid=dir name            -> attr=object attr2=dir
+ *   CREATE   fid=dir fid2=new name   -> attr=new attr2=dir
+ *   REMOVE   fid=dir name            -> attr=object attr2=dir
+ *   RENAME   fid=src dir fid2=dst dir name=src name2=dst -> attr=src dir attr2=dst dir
+ *   LINK     fid=object fid2=dir name -> attr=object attr2=dir
+ *   READDIR  fid=dir name=resume after ("" = start) length=max entries
+ *   FETCH    fid offset length expect=data version
+ *   STORE    chunks under one handle, FIRST .. LAST (length = final size)
+ */
+#include "client/fsops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "client/cache.h"
+#include "client/conn.h"
+#include "client/inode.h"
+#include "common/err.h"
+#include "common/fid.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Kernel caching while a callback is held: the server will tell us. */
+#define CB_TIMEOUT 86400.0
+/* Bulk transfers keep this many chunk calls in flight (8 x 512 KiB). */
+#define XFER_WINDOW 8
+/* Attempts to fetch a file that keeps changing under us. */
+#define FETCH_TRIES 3
+
+#define CTR_ADD(cl, name, n) atomic_fetch_add_explicit(&(cl)->ctr.name, (n), memory_order_relaxed)
+
+/* ---------- notifier ---------- */
+
+enum note_kind {
+	NOTE_INODE, /* invalidate ino (attrs + data), then names */
+	NOTE_ALL,   /* a connection was lost: invalidate every inode */
+};
+
+struct note {
+	struct note *next;
+	enum note_kind kind;
+	uint64_t ino;
+	char **names; /* owned */
+	size_t n_names;
+};
+
+struct fsops_notifier {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct note *head, *tail; /* protected by lock */
+	bool stop;		  /* protected by lock */
+	pthread_t thread;
+};
+
+static void note_free(struct note *n)
+{
+	for (size_t i = 0; i < n->n_names; i++)
+		free(n->names[i]);
+	free(n->names);
+	free(n);
+}
+
+static void note_push(struct client *cl, struct note *n)
+{
+	struct fsops_notifier *nt = cl->notifier;
+
+	if (nt == NULL) {
+		note_free(n);
+		return;
+	}
+	pthread_mutex_lock(&nt->lock);
+	if (nt->tail != NULL)
+		nt->tail->next = n;
+	else
+		nt->head = n;
+	nt->tail = n;
+	pthread_cond_signal(&nt->cond);
+	pthread_mutex_unlock(&nt->lock);
+}
+
+/* Marks in stale and takes the names the kernel may cache under it. */
+static struct note *break_inode(struct client *cl, struct inode *in)
+{
+	struct note *n = xcalloc(1, sizeof(*n));
+
+	(void)cl;
+	n->kind = NOTE_INODE;
+	n->ino = in->ino;
+	pthread_mutex_lock(&in->lock);
+	in->cb_valid = false;
+	in->stale = true;
+	free(in->target);
+	in->target = NULL;
+	inode_drop_listing_locked(in);
+	inode_take_knames_locked(in, &n->names, &n->n_names);
+	pthread_mutex_unlock(&in->lock);
+	return n;
+}
+
+static void send_inval(struct client *cl, struct note *n)
+{
+	int ret;
+
+	if (cl->se == NULL)
+		return;
+	ret = fuse_lowlevel_notify_inval_inode(cl->se, n->ino, 0, 0);
+	if (ret < 0 && ret != -ENOENT)
+		log_debug("fsops", "inval inode %llu: %s", (unsigned long long)n->ino,
+			  strerror(-ret));
+	for (size_t i = 0; i < n->n_names; i++)
+		fuse_lowlevel_notify_inval_entry(cl->se, n->ino, n->names[i], strlen(n->names[i]));
+}
+
+static void inval_all_cb(void *arg, struct inode *in)
+{
+	struct client *cl = arg;
+	struct note *n;
+
+	if (in->ino == INODE_TOP)
+		return;
+	n = break_inode(cl, in);
+	send_inval(cl, n);
+	note_free(n);
+}
+
+static void *notifier_main(void *arg)
+{
+	struct client *cl = arg;
+	struct fsops_notifier *nt = cl->notifier;
+
+	for (;;) {
+		struct note *n;
+
+		pthread_mutex_lock(&nt->lock);
+		while (nt->head == NULL && !nt->stop)
+			pthread_cond_wait(&nt->cond, &nt->lock);
+		n = nt->head;
+		if (n == NULL) {
+			pthread_mutex_unlock(&nt->lock);
+			break;
+		}
+		nt->head = n->next;
+		if (nt->head == NULL)
+			nt->tail = NULL;
+		pthread_mutex_unlock(&nt->lock);
+		if (n->kind == NOTE_ALL)
+			itab_foreach(cl->itab, inval_all_cb, cl);
+		else
+			send_inval(cl, n);
+		note_free(n);
+	}
+	return NULL;
+}
+
+int fsops_start(struct client *cl)
+{
+	struct fsops_notifier *nt = xcalloc(1, sizeof(*nt));
+	int ret;
+
+	pthread_mutex_init(&nt->lock, NULL);
+	pthread_cond_init(&nt->cond, NULL);
+	cl->notifier = nt;
+	ret = pthread_create(&nt->thread, NULL, notifier_main, cl);
+	if (ret != 0) {
+		cl->notifier = NULL;
+		free(nt);
+		return -ret;
+	}
+	return 0;
+}
+
+void fsops_stop(struct client *cl)
+{
+	struct fsops_notifier *nt = cl->notifier;
+
+	if (nt == NULL)
+		return;
+	pthread_mutex_lock(&nt->lock);
+	nt->stop = true;
+	pthread_cond_signal(&nt->cond);
+	pthread_mutex_unlock(&nt->lock);
+	pthread_join(nt->thread, NULL);
+	while (nt->head != NULL) {
+		struct note *n = nt->head;
+
+		nt->head = n->next;
+		note_free(n);
+	}
+	cl->notifier = NULL;
+	pthread_mutex_destroy(&nt->lock);
+	pthread_cond_destroy(&nt->cond);
+	free(nt);
+}
+
+void fsops_on_break(void *arg, const struct fid *fid)
+{
+	struct client *cl = arg;
+	struct inode *in;
+
+	CTR_ADD(cl, cb_breaks, 1);
+	in = inode_get_fid(cl->itab, fid);
+	if (in == NULL)
+		return;
+	note_push(cl, break_inode(cl, in));
+	inode_put(cl->itab, in);
+}
+
+void fsops_on_lost(void *arg, int server)
+{
+	struct client *cl = arg;
+	struct note *n = xcalloc(1, sizeof(*n));
+
+	(void)server;
+	CTR_ADD(cl, conn_losses, 1);
+	n->kind = NOTE_ALL;
+	note_push(cl, n);
+}
+
+/* ---------- helpers ---------- */
+
+/* The only caller of fuse_reply_err (STYLE section 4). */
+static void reply_err(fuse_req_t req, int ret)
+{
+	int e;
+
+	ASSERT(ret < 0);
+	e = err_to_errno(ret);
+	switch (e) {
+	case ENOTCONN:
+	case ECONNRESET:
+	case ECONNREFUSED:
+	case EPIPE:
+	case EPROTO:
+	case EHOSTUNREACH:
+		e = EIO;
+		break;
+	default:
+		break;
+	}
+	if (e <= 0 || e >= 1000)
+		e = EIO;
+	fuse_reply_err(req, e);
+}
+
+static struct client *req_client(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void req_cred(fuse_req_t req, struct cred *cr)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[GROUPS_MAX];
+	int n;
+
+	memset(cr, 0, sizeof(*cr));
+	cr->uid = ctx->uid;
+	cr->gid = ctx->gid;
+	n = fuse_req_getgroups(req, GROUPS_MAX, groups);
+	if (n > GROUPS_MAX)
+		n = GROUPS_MAX;
+	for (int i = 0; i < n; i++)
+		cr->groups[cr->n_groups++] = groups[i];
+}
+
+static struct msg *req_msg(fuse_req_t req, struct msg *m, uint16_t type)
+{
+	msg_init(m, type);
+	req_cred(req, &m->cred);
+	return m;
+}
+
+static bool cb_ok_locked(struct client *cl, struct inode *in)
+{
+	return in->cb_valid && !in->stale && in->cb_epoch == conn_epoch(cl->conn);
+}
+
+static bool cb_ok(struct client *cl, struct inode *in)
+{
+	bool ok;
+
+	pthread_mutex_lock(&in->lock);
+	ok = cb_ok_locked(cl, in);
+	pthread_mutex_unlock(&in->lock);
+	return ok;
+}
+
+/* Records attrs from a reply; the reply grants a callback unless a break or
+ * loss happened since gen was sampled (before the call). */
+static void grant(struct client *cl, struct inode *in, const struct attr *a, uint64_t gen)
+{
+	pthread_mutex_lock(&in->lock);
+	if (in->n_open > 0 && in->dirty) {
+		/* Local size and times win while the container is modified. */
+		struct attr keep = in->attr;
+
+		in->attr = *a;
+		in->attr.size = keep.size;
+		in->attr.mtime = keep.mtime;
+		in->attr.blocks = keep.blocks;
+	} else {
+		in->attr = *a;
+	}
+	in->have_attr = true;
+	if (conn_cb_gen(cl->conn) == gen) {
+		in->cb_valid = true;
+		in->stale = false;
+		in->cb_epoch = conn_epoch(cl->conn);
+	} else {
+		in->cb_valid = false;
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
+static void wtime_now(struct wtime *t)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->sec = ts.tv_sec;
+	t->nsec = (uint32_t)ts.tv_nsec;
+}
+
+static void top_stat(struct client *cl, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = INODE_TOP;
+	st->st_mode = S_IFDIR | 0755;
+	st->st_nlink = 3;
+	st->st_blksize = 4096;
+	st->st_atim.tv_sec = st->st_mtim.tv_sec = st->st_ctim.tv_sec = cl->start_sec;
+}
+
+static void inode_stat_locked(struct inode *in, struct stat *st)
+{
+	const struct attr *a = &in->attr;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = in->ino;
+	st->st_mode = a->mode;
+	st->st_nlink = a->nlink;
+	st->st_uid = a->uid;
+	st->st_gid = a->gid;
+	st->st_rdev = a->rdev;
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)a->blocks;
+	st->st_blksize = 65536;
+	st->st_atim.tv_sec = a->atime.sec;
+	st->st_atim.tv_nsec = a->atime.nsec;
+	st->st_mtim.tv_sec = a->mtime.sec;
+	st->st_mtim.tv_nsec = a->mtime.nsec;
+	st->st_ctim.tv_sec = a->ctime.sec;
+	st->st_ctim.tv_nsec = a->ctime.nsec;
+	if (in->n_open > 0 && in->dirty && in->fd >= 0) {
+		struct stat cst;
+
+		if (fstat(in->fd, &cst) == 0) {
+			st->st_size = cst.st_size;
+			st->st_blocks = cst.st_blocks;
+		}
+	}
+}
+
+/* Fetches attrs from the server (GETATTR) and records them. */
+static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	int ret;
+
+	req_msg(req, &m, MSG_GETATTR);
+	m.fid = in->fid;
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0)
+		return ret;
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	return 0;
+}
+
+static int ensure_attr(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	bool ok;
+
+	pthread_mutex_lock(&in->lock);
+	ok = in->have_attr && cb_ok_locked(cl, in);
+	pthread_mutex_unlock(&in->lock);
+	return ok ? 0 : do_getattr(cl, req, in);
+}
+
+/* Returns the inode of the realm root (new reference), fetching it with
+ * GETROOT on first use. */
+static int get_root(struct client *cl, fuse_req_t req, struct inode **out)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	struct inode *in;
+	uint64_t gen;
+	bool have;
+	int ret;
+
+	*out = NULL;
+	pthread_mutex_lock(&cl->root_lock);
+	have = cl->have_root;
+	in = have ? inode_get_fid(cl->itab, &cl->root_fid) : NULL;
+	pthread_mutex_unlock(&cl->root_lock);
+	if (in != NULL) {
+		*out = in;
+		return 0;
+	}
+	gen = conn_cb_gen(cl->conn);
+	req_msg(req, &m, MSG_GETROOT);
+	snprintf(m.realm, sizeof(m.realm), "%s", cl->realm);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0)
+		return ret;
+	in = inode_get_or_create(cl->itab, &rep.attr.fid);
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	pthread_mutex_lock(&cl->root_lock);
+	if (!cl->have_root) {
+		cl->have_root = true;
+		cl->root_fid = in->fid;
+		cl->root_ino = in->ino;
+		inode_ref(cl->itab, in); /* the client keeps the root forever */
+	}
+	pthread_mutex_unlock(&cl->root_lock);
+	*out = in;
+	return 0;
+}
+
+static void fill_entry(struct client *cl, struct inode *in, struct fuse_entry_param *e,
+		       bool name_tracked, bool dir_cb)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = in->ino;
+	pthread_mutex_lock(&in->lock);
+	inode_stat_locked(in, &e->attr);
+	e->attr_timeout = cb_ok_locked(cl, in) ? CB_TIMEOUT : 0;
+	pthread_mutex_unlock(&in->lock);
+	e->entry_timeout = name_tracked && dir_cb ? CB_TIMEOUT : 0;
+}
+
+/* Replies an entry for in (adds a kernel lookup). */
+static void reply_entry(struct client *cl, fuse_req_t req, struct inode *parent, const char *name,
+			struct inode *in)
+{
+	struct fuse_entry_param e;
+	bool tracked = false, dir_cb = false;
+
+	if (parent != NULL && name != NULL) {
+		pthread_mutex_lock(&parent->lock);
+		dir_cb = cb_ok_locked(cl, parent);
+		if (dir_cb)
+			tracked = inode_add_kname_locked(parent, name);
+		pthread_mutex_unlock(&parent->lock);
+	} else {
+		tracked = dir_cb = true; /* the top directory never changes */
+	}
+	fill_entry(cl, in, &e, tracked, dir_cb);
+	inode_lookup_inc(cl->itab, in);
+	if (fuse_reply_entry(req, &e) != 0)
+		inode_forget(cl->itab, in->ino, 1);
+}
+
+static void reply_negative(struct client *cl, fuse_req_t req, struct inode *parent,
+			   const char *name)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	if (parent == NULL) {
+		e.entry_timeout = CB_TIMEOUT;
+	} else {
+		pthread_mutex_lock(&parent->lock);
+		if (cb_ok_locked(cl, parent) && inode_add_kname_locked(parent, name))
+			e.entry_timeout = CB_TIMEOUT;
+		pthread_mutex_unlock(&parent->lock);
+	}
+	fuse_reply_entry(req, &e);
+}
+
+static void reply_attr_in(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	struct stat st;
+	double to;
+
+	pthread_mutex_lock(&in->lock);
+	inode_stat_locked(in, &st);
+	to = cb_ok_locked(cl, in) ? CB_TIMEOUT : 0;
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_attr(req, &st, to);
+}
+
+/* A directory we changed: its listing must be reloaded. */
+static void dir_changed(struct client *cl, struct inode *dir, const struct attr *a, uint64_t gen)
+{
+	pthread_mutex_lock(&dir->lock);
+	inode_drop_listing_locked(dir);
+	pthread_mutex_unlock(&dir->lock);
+	grant(cl, dir, a, gen);
+}
+
+/* Loads the whole listing of dir (all READDIR pages) unless a valid one is cached. */
+static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
+{
+	struct dirent_w *ents = NULL;
+	size_t n = 0, cap = 0;
+	char after[NAME_MAX_LEN + 1] = "";
+	uint64_t gen;
+	bool ok;
+	int ret;
+
+	pthread_mutex_lock(&dir->lock);
+	ok = dir->list_valid && cb_ok_locked(cl, dir);
+	pthread_mutex_unlock(&dir->lock);
+	if (ok)
+		return 0;
+	gen = conn_cb_gen(cl->conn);
+	for (;;) {
+		struct msg m, rep;
+		struct conn_call cc;
+		struct rd r;
+		struct dirent_w d;
+		uint32_t mflags;
+
+		req_msg(req, &m, MSG_READDIR);
+		m.fid = dir->fid;
+		snprintf(m.name, sizeof(m.name), "%s", after);
+		m.length = READDIR_MAX_ENTRIES;
+		ret = conn_call(cl->conn, &m, &rep, &cc);
+		if (ret < 0)
+			goto err;
+		rd_init(&r, rep.data, rep.data_len);
+		while ((ret = dirent_decode(&r, &d)) == 1) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 64;
+				ents = xrealloc(ents, cap * sizeof(*ents));
+			}
+			ents[n++] = d;
+		}
+		mflags = rep.mflags;
+		grant(cl, dir, &rep.attr, gen);
+		conn_done(cl->conn, &cc);
+		if (ret < 0)
+			goto err;
+		if (mflags & READDIR_EOF)
+			break;
+		if (n == 0 || strcmp(after, ents[n - 1].name) == 0) {
+			ret = -EPROTO; /* no progress: a broken server */
+			goto err;
+		}
+		snprintf(after, sizeof(after), "%s", ents[n - 1].name);
+	}
+	pthread_mutex_lock(&dir->lock);
+	if (conn_cb_gen(cl->conn) == gen) {
+		inode_set_listing_locked(dir, ents, n);
+		ents = NULL;
+	}
+	pthread_mutex_unlock(&dir->lock);
+	free(ents);
+	return 0;
+err:
+	free(ents);
+	return ret;
+}
+
+/* ---------- lookup, attrs ---------- */
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
+		conn->want |= FUSE_CAP_SPLICE_MOVE;
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct client *cl = req_client(req);
+	struct inode *dir, *in = NULL;
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen;
+	int ret;
+
+	if (strlen(name) > NAME_MAX_LEN) {
+		reply_err(req, -ENAMETOOLONG);
+		return;
+	}
+	if (parent == INODE_TOP) {
+		if (strcmp(name, cl->realm) != 0) {
+			reply_negative(cl, req, NULL, name);
+			return;
+		}
+		ret = get_root(cl, req, &in);
+		if (ret < 0) {
+			reply_err(req, ret);
+			return;
+		}
+		ret = ensure_attr(cl, req, in);
+		if (ret < 0)
+			reply_err(req, ret);
+		else
+			reply_entry(cl, req, NULL, NULL, in);
+		inode_put(cl->itab, in);
+		return;
+	}
+	dir = inode_get_ino(cl->itab, parent);
+	if (dir == NULL) {
+		reply_err(req, -ESTALE);
+		return;
+	}
+	/* Answer from the cached listing while the callback holds. */
+	pthread_mutex_lock(&dir->lock);
+	if (dir->list_valid && cb_ok_locked(cl, dir)) {
+		const struct dirent_w *d = inode_find_ent_locked(dir, name);
+
+		if (d == NULL) {
+			pthread_mutex_unlock(&dir->lock);
+			CTR_ADD(cl, lookup_hits, 1);
+			reply_negative(cl, req, dir, name);
+			goto out;
+		}
+		in = inode_get_fid(cl->itab, &d->fid);
+		pthread_mutex_unlock(&dir->lock);
+		if (in != NULL && cb_ok(cl, in)) {
+			pthread_mutex_lock(&in->lock);
+			ret = in->have_attr;
+			pthread_mutex_unlock(&in->lock);
+			if (ret) {
+				CTR_ADD(cl, lookup_hits, 1);
+				reply_entry(cl, req, dir, name, in);
+				goto out;
+			}
+		}
+		inode_put(cl->itab, in);
+		in = NULL;
+	} else {
+		pthread_mutex_unlock(&dir->lock);
+	}
+	gen = conn_cb_gen(cl->conn);
+	req_msg(req, &m, MSG_LOOKUP);
+	m.fid = dir->fid;
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret == -ENOENT) {
+		reply_negative(cl, req, dir, name);
+		goto out;
+	}
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
+	grant(cl, dir, &rep.attr2, gen);
+	in = inode_get_or_create(cl->itab, &rep.attr.fid);
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	reply_entry(cl, req, dir, name, in);
+out:
+	inode_put(cl->itab, in);
+	inode_put(cl->itab, dir);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	inode_forget(req_client(req)->itab, ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct client *cl = req_client(req);
+
+	for (size_t i = 0; i < count; i++)
+		inode_forget(cl->itab, forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in;
+	int ret;
+
+	(void)fi;
+	if (ino == INODE_TOP) {
+		struct stat st;
+
+		top_stat(cl, &st);
+		fuse_reply_attr(req, &st, CB_TIMEOUT);
+		return;
+	}
+	in = inode_get_ino(cl->itab, ino);
+	if (in == NULL) {
+		reply_err(req, -ESTALE);
+		return;
+	}
+	ret = ensure_attr(cl, req, in);
+	if (ret < 0)
+		reply_err(req, ret);
+	else
+		reply_attr_in(cl, req, in);
+	inode_put(cl->itab, in);
+}
+
+static void ts_to_wtime(const struct timespec *ts, struct wtime *w)
+{
+	w->sec = ts->tv_sec;
+	w->nsec = (uint32_t)ts->tv_nsec;
+}
+
+static void mark_dirty(struct client *cl, struct inode *in);
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in;
+	struct msg m, rep;
+	struct conn_call cc;
+	struct sattr *sa = &m.sattr;
+	uint64_t gen;
+	bool local_size = false;
+	int ret = 0;
+
+	(void)fi;
+	if (ino == INODE_TOP) {
+		reply_err(req, -EPERM);
+		return;
+	}
+	in = inode_get_ino(cl->itab, ino);
+	if (in == NULL) {
+		reply_err(req, -ESTALE);
+		return;
+	}
+	req_msg(req, &m, MSG_SETATTR);
+	m.fid = in->fid;
+	conn_next_storeid(cl->conn, &m.sid);
+	if (to_set & FUSE_SET_ATTR_MODE) {
+		sa->valid |= SA_MODE;
+		sa->mode = attr->st_mode & 07777;
+	}
+	if (to_set & FUSE_SET_ATTR_UID) {
+		sa->valid |= SA_UID;
+		sa->uid = attr->st_uid;
+	}
+	if (to_set & FUSE_SET_ATTR_GID) {
+		sa->valid |= SA_GID;
+		sa->gid = attr->st_gid;
+	}
+	if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+		sa->valid |= SA_ATIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_ATIME) {
+		sa->valid |= SA_ATIME;
+		ts_to_wtime(&attr->st_atim, &sa->atime);
+	}
+	if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+		sa->valid |= SA_MTIME_NOW;
+	} else if (to_set & FUSE_SET_ATTR_MTIME) {
+		sa->valid |= SA_MTIME;
+		ts_to_wtime(&attr->st_mtim, &sa->mtime);
+	}
+	pthread_mutex_lock(&in->io_lock);
+	if (to_set & FUSE_SET_ATTR_SIZE) {
+		pthread_mutex_lock(&in->lock);
+		local_size = in->n_open > 0 && in->fd >= 0;
+		if (local_size && ftruncate(in->fd, attr->st_size) < 0)
+			ret = -errno;
+		if (local_size && ret == 0) {
+			in->attr.size = (uint64_t)attr->st_size;
+			wtime_now(&in->attr.mtime);
+			in->attr.ctime = in->attr.mtime;
+		}
+		pthread_mutex_unlock(&in->lock);
+		if (ret < 0)
+			goto out_unlock;
+		if (local_size) {
+			mark_dirty(cl, in);
+		} else {
+			sa->valid |= SA_SIZE;
+			sa->size = (uint64_t)attr->st_size;
+		}
+	}
+	/* Times set on a modified open file are sent again with the store. */
+	pthread_mutex_lock(&in->lock);
+	if (in->n_open > 0 && in->dirty && (sa->valid & (SA_MTIME | SA_MTIME_NOW))) {
+		if (sa->valid & SA_MTIME)
+			in->attr.mtime = sa->mtime;
+		else
+			wtime_now(&in->attr.mtime);
+	}
+	pthread_mutex_unlock(&in->lock);
+	if (sa->valid != 0) {
+		gen = conn_cb_gen(cl->conn);
+		ret = conn_call(cl->conn, &m, &rep, &cc);
+		if (ret == 0) {
+			grant(cl, in, &rep.attr, gen);
+			conn_done(cl->conn, &cc);
+		}
+	} else if (!local_size) {
+		ret = ensure_attr(cl, req, in);
+	}
+out_unlock:
+	pthread_mutex_unlock(&in->io_lock);
+	if (ret < 0)
+		reply_err(req, ret);
+	else
+		reply_attr_in(cl, req, in);
+	inode_put(cl->itab, in);
+}
+
+/* ---------- namespace ---------- */
+
+static struct inode *dir_get(struct client *cl, fuse_req_t req, fuse_ino_t ino)
+{
+	struct inode *in;
+
+	if (ino == INODE_TOP) {
+		reply_err(req, -EACCES);
+		return NULL;
+	}
+	in = inode_get_ino(cl->itab, ino);
+	if (in == NULL)
+		reply_err(req, -ESTALE);
+	return in;
+}
+
+/* CREATE of any type; on success *out is the new inode (reference). */
+static int do_create(struct client *cl, fuse_req_t req, struct inode *dir, const char *name,
+		     uint32_t mode, uint64_t rdev, const char *target, struct inode **out)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	struct inode *in;
+	int ret;
+
+	*out = NULL;
+	if (strlen(name) > NAME_MAX_LEN)
+		return -ENAMETOOLONG;
+	req_msg(req, &m, MSG_CREATE);
+	m.fid = dir->fid;
+	m.fid2.vol = dir->fid.vol;
+	oid_random(m.fid2.oid);
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	if (target != NULL) {
+		if (strlen(target) > TARGET_MAX_LEN)
+			return -ENAMETOOLONG;
+		snprintf(m.target, sizeof(m.target), "%s", target);
+	}
+	m.mode = mode;
+	m.rdev = rdev;
+	m.mflags = CREATE_EXCL;
+	conn_next_storeid(cl->conn, &m.sid);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0)
+		return ret;
+	dir_changed(cl, dir, &rep.attr2, gen);
+	in = inode_get_or_create(cl->itab, &rep.attr.fid);
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	*out = in;
+	return 0;
+}
+
+static void mk_common(fuse_req_t req, fuse_ino_t parent, const char *name, uint32_t mode,
+		      uint64_t rdev, const char *target)
+{
+	struct client *cl = req_client(req);
+	struct inode *dir = dir_get(cl, req, parent), *in;
+	int ret;
+
+	if (dir == NULL)
+		return;
+	ret = do_create(cl, req, dir, name, mode, rdev, target, &in);
+	if (ret < 0) {
+		reply_err(req, ret);
+	} else {
+		reply_entry(cl, req, dir, name, in);
+		inode_put(cl->itab, in);
+	}
+	inode_put(cl->itab, dir);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	mk_common(req, parent, name, mode, rdev, NULL);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	mk_common(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	mk_common(req, parent, name, S_IFLNK | 0777, 0, link);
+}
+
+static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool is_dir)
+{
+	struct client *cl = req_client(req);
+	struct inode *dir = dir_get(cl, req, parent), *in;
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	int ret;
+
+	if (dir == NULL)
+		return;
+	req_msg(req, &m, MSG_REMOVE);
+	m.fid = dir->fid;
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	m.mflags = is_dir ? REMOVE_DIR : 0;
+	conn_next_storeid(cl->conn, &m.sid);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
+	dir_changed(cl, dir, &rep.attr2, gen);
+	in = inode_get_fid(cl->itab, &rep.attr.fid);
+	if (in != NULL) {
+		grant(cl, in, &rep.attr, gen);
+		pthread_mutex_lock(&in->lock);
+		if (rep.attr.nlink == 0 || is_dir)
+			in->stale = true; /* gone: never trust it again */
+		pthread_mutex_unlock(&in->lock);
+		inode_put(cl->itab, in);
+	}
+	if (rep.attr.nlink == 0 && !is_dir)
+		cache_drop_data(cl->cache, &rep.attr.fid);
+	conn_done(cl->conn, &cc);
+	fuse_reply_err(req, 0);
+out:
+	inode_put(cl->itab, dir);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, false);
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	do_remove(req, parent, name, true);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	struct client *cl = req_client(req);
+	struct inode *src, *dst = NULL;
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	int ret;
+
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		reply_err(req, -EINVAL);
+		return;
+	}
+	if (strlen(newname) > NAME_MAX_LEN) {
+		reply_err(req, -ENAMETOOLONG);
+		return;
+	}
+	src = dir_get(cl, req, parent);
+	if (src == NULL)
+		return;
+	dst = dir_get(cl, req, newparent);
+	if (dst == NULL)
+		goto out;
+	req_msg(req, &m, MSG_RENAME);
+	m.fid = src->fid;
+	m.fid2 = dst->fid;
+	snprintf(m.name, sizeof(m.name), "%s", name);
+	snprintf(m.name2, sizeof(m.name2), "%s", newname);
+	m.mflags = (flags & RENAME_NOREPLACE ? RENAME_F_NOREPLACE : 0) |
+		   (flags & RENAME_EXCHANGE ? RENAME_F_EXCHANGE : 0);
+	conn_next_storeid(cl->conn, &m.sid);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
+	dir_changed(cl, src, &rep.attr, gen);
+	if (dst != src)
+		dir_changed(cl, dst, &rep.attr2, gen);
+	conn_done(cl->conn, &cc);
+	fuse_reply_err(req, 0);
+out:
+	inode_put(cl->itab, dst);
+	inode_put(cl->itab, src);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	struct client *cl = req_client(req);
+	struct inode *in, *dir;
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	int ret;
+
+	if (strlen(newname) > NAME_MAX_LEN) {
+		reply_err(req, -ENAMETOOLONG);
+		return;
+	}
+	dir = dir_get(cl, req, newparent);
+	if (dir == NULL)
+		return;
+	in = inode_get_ino(cl->itab, ino);
+	if (in == NULL || ino == INODE_TOP) {
+		reply_err(req, -EPERM);
+		goto out;
+	}
+	req_msg(req, &m, MSG_LINK);
+	m.fid = in->fid;
+	m.fid2 = dir->fid;
+	snprintf(m.name, sizeof(m.name), "%s", newname);
+	conn_next_storeid(cl->conn, &m.sid);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
+	dir_changed(cl, dir, &rep.attr2, gen);
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	reply_entry(cl, req, dir, newname, in);
+out:
+	inode_put(cl->itab, in);
+	inode_put(cl->itab, dir);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = inode_get_ino(cl->itab, ino);
+	struct msg m, rep;
+	struct conn_call cc;
+	char *t = NULL;
+	int ret;
+
+	if (in == NULL) {
+		reply_err(req, -ESTALE);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if (in->target != NULL && cb_ok_locked(cl, in))
+		t = xstrdup(in->target);
+	pthread_mutex_unlock(&in->lock);
+	if (t == NULL) {
+		req_msg(req, &m, MSG_READLINK);
+		m.fid = in->fid;
+		ret = conn_call(cl->conn, &m, &rep, &cc);
+		if (ret < 0) {
+			reply_err(req, ret);
+			goto out;
+		}
+		t = xstrdup(rep.target);
+		conn_done(cl->conn, &cc);
+		pthread_mutex_lock(&in->lock);
+		free(in->target);
+		in->target = xstrdup(t);
+		pthread_mutex_unlock(&in->lock);
+	}
+	fuse_reply_readlink(req, t);
+	free(t);
+out:
+	inode_put(cl->itab, in);
+}
+
+/* ---------- directories ---------- */
+
+struct dirh {
+	struct dirent_w *ents; /* snapshot, owned */
+	size_t n;
+	uint64_t parent_ino;
+};
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct dirh *h = xcalloc(1, sizeof(*h));
+
+	(void)cl;
+	h->parent_ino = INODE_TOP;
+	fi->fh = (uintptr_t)h;
+	(void)ino;
+	if (fuse_reply_open(req, fi) != 0)
+		free(h);
+}
+
+static uint64_t dent_ino(struct client *cl, const struct fid *fid)
+{
+	struct inode *in = inode_get_fid(cl->itab, fid);
+	uint64_t ino;
+	uint64_t h = fid->vol;
+
+	if (in != NULL) {
+		ino = in->ino;
+		inode_put(cl->itab, in);
+		return ino;
+	}
+	for (size_t i = 0; i < OID_LEN; i++)
+		h = h * 1099511628211ull ^ fid->oid[i];
+	return h | (1ull << 63); /* never collides with our counter-allocated inos */
+}
+
+static int dirh_fill(struct client *cl, fuse_req_t req, fuse_ino_t ino, struct dirh *h)
+{
+	struct inode *in, *root;
+	int ret;
+
+	free(h->ents);
+	h->ents = NULL;
+	h->n = 0;
+	if (ino == INODE_TOP) {
+		ret = get_root(cl, req, &root);
+		if (ret < 0)
+			return ret;
+		h->ents = xcalloc(1, sizeof(*h->ents));
+		snprintf(h->ents[0].name, sizeof(h->ents[0].name), "%s", cl->realm);
+		h->ents[0].fid = root->fid;
+		h->ents[0].mode = S_IFDIR;
+		h->n = 1;
+		inode_put(cl->itab, root);
+		return 0;
+	}
+	in = inode_get_ino(cl->itab, ino);
+	if (in == NULL)
+		return -ESTALE;
+	ret = load_listing(cl, req, in);
+	if (ret == 0) {
+		pthread_mutex_lock(&in->lock);
+		if (!in->list_valid) {
+			pthread_mutex_unlock(&in->lock);
+			ret = -EAGAIN; /* broken while loading; caller retries */
+		} else {
+			h->n = in->n_ents;
+			h->ents = xcalloc(h->n ? h->n : 1, sizeof(*h->ents));
+			memcpy(h->ents, in->ents, h->n * sizeof(*h->ents));
+			pthread_mutex_unlock(&in->lock);
+		}
+	}
+	inode_put(cl->itab, in);
+	return ret;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct dirh *h = (struct dirh *)(uintptr_t)fi->fh;
+	char *buf;
+	size_t pos = 0;
+	int ret;
+
+	if (off == 0 || h->ents == NULL) {
+		for (int tries = 0;; tries++) {
+			ret = dirh_fill(cl, req, ino, h);
+			if (ret != -EAGAIN || tries == 3)
+				break;
+		}
+		if (ret == -EAGAIN)
+			ret = 0; /* serve the last page set anyway */
+		if (ret < 0) {
+			reply_err(req, ret);
+			return;
+		}
+	}
+	buf = xmalloc(size);
+	for (size_t i = (size_t)off; i < h->n + 2; i++) {
+		struct stat st;
+		const char *name;
+		size_t len;
+
+		memset(&st, 0, sizeof(st));
+		if (i == 0) {
+			name = ".";
+			st.st_ino = ino;
+			st.st_mode = S_IFDIR;
+		} else if (i == 1) {
+			name = "..";
+			st.st_ino = INODE_TOP;
+			st.st_mode = S_IFDIR;
+		} else {
+			name = h->ents[i - 2].name;
+			st.st_ino = dent_ino(cl, &h->ents[i - 2].fid);
+			st.st_mode = h->ents[i - 2].mode & S_IFMT;
+		}
+		len = fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t)(i + 1));
+		if (len > size - pos)
+			break;
+		pos += len;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dirh *h = (struct dirh *)(uintptr_t)fi->fh;
+
+	(void)ino;
+	if (h != NULL) {
+		free(h->ents);
+		free(h);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0); /* directory updates are durable when acknowledged */
+}
+
+/* ---------- files ---------- */
+
+static void mark_dirty(struct client *cl, struct inode *in)
+{
+	struct cache_ent e;
+	bool first;
+
+	pthread_mutex_lock(&in->lock);
+	first = !in->dirty;
+	in->dirty = true;
+	in->wgen++;
+	pthread_mutex_unlock(&in->lock);
+	if (first && cache_get(cl->cache, &in->fid, &e) == 0 && !e.dirty) {
+		e.dirty = true;
+		e.last_use = 0;
+		cache_put(cl->cache, &e);
+	}
+}
+
+/* Fetches the whole file into its container; returns the open container fd
+ * and the attributes it matches. Caller holds in->io_lock. */
+static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struct attr *out)
+{
+	struct conn_call win[XFER_WINDOW];
+	uint64_t offs[XFER_WINDOW];
+	uint32_t lens[XFER_WINDOW];
+	struct cache_ent e;
+	struct attr a;
+	int ret = 0, fd = -1;
+
+	for (int tries = 0; tries < FETCH_TRIES; tries++) {
+		uint64_t size, sent = 0, got = 0, total = 0;
+		size_t head = 0, n_pend = 0;
+
+		ret = do_getattr(cl, req, in);
+		if (ret < 0)
+			return ret;
+		pthread_mutex_lock(&in->lock);
+		a = in->attr;
+		pthread_mutex_unlock(&in->lock);
+		size = a.size;
+		cache_make_room(cl->cache, size);
+		memset(&e, 0, sizeof(e));
+		e.fid = in->fid;
+		e.attr = a;
+		cache_put(cl->cache, &e); /* has_data = false until complete */
+		if (fd >= 0)
+			close(fd);
+		fd = cache_open_container(cl->cache, &in->fid, O_RDWR | O_CREAT | O_TRUNC);
+		if (fd < 0)
+			return fd;
+		ret = 0;
+		while (ret == 0 && (sent < size || n_pend > 0)) {
+			while (sent < size && n_pend < XFER_WINDOW) {
+				size_t slot = (head + n_pend) % XFER_WINDOW;
+				struct msg m;
+
+				req_msg(req, &m, MSG_FETCH);
+				m.fid = in->fid;
+				m.offset = sent;
+				m.length = size - sent < CHUNK_MAX ? size - sent : CHUNK_MAX;
+				m.expect = a.data_version;
+				ret = conn_start(cl->conn, &m, &win[slot]);
+				if (ret < 0)
+					break;
+				offs[slot] = sent;
+				lens[slot] = (uint32_t)m.length;
+				sent += m.length;
+				n_pend++;
+			}
+			if (n_pend == 0)
+				break;
+			{
+				struct msg rep;
+				int r = conn_wait(cl->conn, &win[head], &rep);
+
+				if (r == 0) {
+					if (rep.data_len != lens[head] ||
+					    rep.attr.data_version != a.data_version)
+						r = -ERR_VERSION;
+					else
+						r = fs_pwrite_all(fd, rep.data, rep.data_len,
+								  (off_t)offs[head]);
+					total += rep.data_len;
+					conn_done(cl->conn, &win[head]);
+				}
+				if (r < 0 && ret == 0)
+					ret = r;
+				head = (head + 1) % XFER_WINDOW;
+				n_pend--;
+				got++;
+			}
+		}
+		/* Drain anything still in flight after an error. */
+		while (n_pend > 0) {
+			conn_done(cl->conn, &win[head]);
+			head = (head + 1) % XFER_WINDOW;
+			n_pend--;
+		}
+		if (ret == -ERR_VERSION || ret == -ESTALE) {
+			pthread_mutex_lock(&in->lock);
+			in->stale = true;
+			pthread_mutex_unlock(&in->lock);
+			continue;
+		}
+		if (ret < 0)
+			break;
+		CTR_ADD(cl, fetches, 1);
+		CTR_ADD(cl, fetch_bytes, total);
+		e.has_data = true;
+		e.data_version = a.data_version;
+		e.size = size;
+		e.last_use = 0;
+		ret = cache_put(cl->cache, &e);
+		if (ret < 0)
+			break;
+		*out = a;
+		return fd;
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret < 0 ? ret : -EIO;
+}
+
+/* Stores the whole container to the server. Caller holds in->io_lock. */
+static int store_file(struct client *cl, struct inode *in, const struct cred *cr)
+{
+	struct conn_call win[XFER_WINDOW];
+	struct storeid sid;
+	struct stat st;
+	struct attr a;
+	struct wtime mtime;
+	uint64_t wgen, handle, off = 0, total;
+	size_t head = 0, n_pend = 0;
+	uint8_t *buf;
+	bool first = true, last_sent = false;
+	int fd, ret = 0, r;
+
+	pthread_mutex_lock(&in->lock);
+	if (!in->dirty || in->fd < 0) {
+		pthread_mutex_unlock(&in->lock);
+		return 0;
+	}
+	wgen = in->wgen;
+	fd = in->fd;
+	mtime = in->attr.mtime;
+	pthread_mutex_unlock(&in->lock);
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	total = (uint64_t)st.st_size;
+	randombytes_buf(&handle, sizeof(handle));
+	conn_next_storeid(cl->conn, &sid);
+	buf = xmalloc(CHUNK_MAX);
+	memset(&a, 0, sizeof(a));
+	while (ret == 0 && (!last_sent || n_pend > 0)) {
+		while (!last_sent && n_pend < XFER_WINDOW) {
+			size_t slot = (head + n_pend) % XFER_WINDOW;
+			uint64_t len = total - off < CHUNK_MAX ? total - off : CHUNK_MAX;
+			struct msg m;
+			ssize_t nr = 0;
+
+			if (len > 0) {
+				nr = fs_pread_all(fd, buf, len, (off_t)off);
+				if (nr < 0) {
+					ret = (int)nr;
+					break;
+				}
+				len = (uint64_t)nr; /* shrank under us: store what is there */
+			}
+			msg_init(&m, MSG_STORE);
+			m.cred = *cr;
+			m.fid = in->fid;
+			m.offset = off;
+			m.handle = handle;
+			m.sid = sid;
+			m.mflags = first ? STORE_FIRST : 0;
+			m.data = len ? buf : NULL;
+			m.data_len = (uint32_t)len;
+			m.length = len;
+			off += len;
+			if (off >= total || len == 0) {
+				m.mflags |= STORE_LAST;
+				m.length = off;
+				m.sattr.valid = SA_MTIME;
+				m.sattr.mtime = mtime;
+				last_sent = true;
+			}
+			ret = conn_start(cl->conn, &m, &win[slot]);
+			if (ret < 0)
+				break;
+			first = false;
+			n_pend++;
+		}
+		if (n_pend == 0)
+			break;
+		{
+			struct msg rep;
+
+			r = conn_wait(cl->conn, &win[head], &rep);
+			if (r == 0) {
+				a = rep.attr;
+				conn_done(cl->conn, &win[head]);
+			}
+			if (r < 0 && ret == 0)
+				ret = r;
+			head = (head + 1) % XFER_WINDOW;
+			n_pend--;
+		}
+	}
+	while (n_pend > 0) {
+		conn_done(cl->conn, &win[head]);
+		head = (head + 1) % XFER_WINDOW;
+		n_pend--;
+	}
+	free(buf);
+	if (ret == 0 && !last_sent)
+		ret = -EIO;
+	if (ret < 0) {
+		log_debug("fsops", "store of inode %llu failed: %s", (unsigned long long)in->ino,
+			  err_str(ret));
+		return ret;
+	}
+	CTR_ADD(cl, stores, 1);
+	CTR_ADD(cl, store_bytes, off);
+	pthread_mutex_lock(&in->lock);
+	if (in->wgen == wgen)
+		in->dirty = false;
+	in->kernel_dv = a.data_version;
+	pthread_mutex_unlock(&in->lock);
+	{
+		/* The server keeps our callback: we made the change. */
+		uint64_t gen = conn_cb_gen(cl->conn);
+
+		grant(cl, in, &a, gen);
+	}
+	{
+		struct cache_ent e;
+
+		memset(&e, 0, sizeof(e));
+		e.fid = in->fid;
+		e.attr = a;
+		e.has_data = true;
+		e.data_version = a.data_version;
+		e.size = off;
+		pthread_mutex_lock(&in->lock);
+		e.dirty = in->dirty;
+		pthread_mutex_unlock(&in->lock);
+		cache_put(cl->cache, &e);
+	}
+	return 0;
+}
+
+/* Opens the container of in for a new handle, fetching if needed. Caller
+ * holds io_lock. Sets *keep if the kernel's page cache is still valid. */
+static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int flags, bool *keep)
+{
+	struct cache_ent e;
+	struct attr a;
+	bool trunc = flags & O_TRUNC;
+	int ret, fd = -1;
+	bool have_cb;
+
+	*keep = false;
+	if (in->fd >= 0) {
+		/* Already open on this client: share the container. */
+		*keep = true;
+		if (trunc) {
+			if (ftruncate(in->fd, 0) < 0)
+				return -errno;
+			pthread_mutex_lock(&in->lock);
+			in->attr.size = 0;
+			wtime_now(&in->attr.mtime);
+			pthread_mutex_unlock(&in->lock);
+			mark_dirty(cl, in);
+			*keep = false;
+		}
+		return 0;
+	}
+	pthread_mutex_lock(&in->lock);
+	have_cb = in->have_attr && cb_ok_locked(cl, in);
+	pthread_mutex_unlock(&in->lock);
+	if (!have_cb) {
+		ret = do_getattr(cl, req, in);
+		if (ret < 0)
+			return ret;
+	}
+	pthread_mutex_lock(&in->lock);
+	a = in->attr;
+	pthread_mutex_unlock(&in->lock);
+	if (!S_ISREG(a.mode))
+		return -EINVAL;
+	ret = cache_get(cl->cache, &in->fid, &e);
+	if (ret == 0 && (e.dirty || (e.has_data && e.data_version == a.data_version))) {
+		fd = cache_open_container(cl->cache, &in->fid, O_RDWR);
+		if (fd >= 0) {
+			CTR_ADD(cl, cache_hits, 1);
+			cache_touch(cl->cache, &in->fid);
+			pthread_mutex_lock(&in->lock);
+			*keep = in->kernel_dv == a.data_version && !e.dirty;
+			in->kernel_dv = a.data_version;
+			if (e.dirty) {
+				in->dirty = true;
+				in->wgen++;
+			}
+			pthread_mutex_unlock(&in->lock);
+		}
+	}
+	if (fd < 0 && trunc) {
+		/* O_TRUNC: nothing to fetch. */
+		memset(&e, 0, sizeof(e));
+		e.fid = in->fid;
+		e.attr = a;
+		e.has_data = true;
+		e.data_version = a.data_version;
+		e.dirty = a.size != 0;
+		cache_put(cl->cache, &e);
+		fd = cache_open_container(cl->cache, &in->fid, O_RDWR | O_CREAT | O_TRUNC);
+		if (fd < 0)
+			return fd;
+		pthread_mutex_lock(&in->lock);
+		in->kernel_dv = 0;
+		pthread_mutex_unlock(&in->lock);
+	}
+	if (fd < 0) {
+		CTR_ADD(cl, cache_misses, 1);
+		fd = fetch_file(cl, req, in, &a);
+		if (fd < 0)
+			return fd;
+		pthread_mutex_lock(&in->lock);
+		in->kernel_dv = a.data_version;
+		pthread_mutex_unlock(&in->lock);
+	}
+	pthread_mutex_lock(&in->lock);
+	in->fd = fd;
+	pthread_mutex_unlock(&in->lock);
+	if (trunc) {
+		if (ftruncate(fd, 0) < 0)
+			return -errno;
+		pthread_mutex_lock(&in->lock);
+		if (in->attr.size != 0) {
+			pthread_mutex_unlock(&in->lock);
+			mark_dirty(cl, in);
+			pthread_mutex_lock(&in->lock);
+		}
+		in->attr.size = 0;
+		wtime_now(&in->attr.mtime);
+		pthread_mutex_unlock(&in->lock);
+		*keep = false;
+	}
+	cache_pin(cl->cache, &in->fid);
+	return 0;
+}
+
+static void handle_opened(struct client *cl, struct inode *in, int flags)
+{
+	pthread_mutex_lock(&in->lock);
+	in->n_open++;
+	if ((flags & O_ACCMODE) != O_RDONLY)
+		in->n_writers++;
+	pthread_mutex_unlock(&in->lock);
+	(void)cl;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = inode_get_ino(cl->itab, ino);
+	bool keep;
+	int ret;
+
+	if (in == NULL) {
+		reply_err(req, -ESTALE);
+		return;
+	}
+	pthread_mutex_lock(&in->io_lock);
+	ret = open_data(cl, req, in, fi->flags, &keep);
+	if (ret == 0)
+		handle_opened(cl, in, fi->flags);
+	pthread_mutex_unlock(&in->io_lock);
+	if (ret < 0) {
+		reply_err(req, ret);
+		inode_put(cl->itab, in);
+		return;
+	}
+	fi->fh = (uintptr_t)in; /* the reference is owned by the handle */
+	fi->keep_cache = keep;
+	fi->direct_io = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		/* Interrupted: the kernel will not send release. */
+		pthread_mutex_lock(&in->io_lock);
+		pthread_mutex_lock(&in->lock);
+		in->n_open--;
+		if ((fi->flags & O_ACCMODE) != O_RDONLY)
+			in->n_writers--;
+		pthread_mutex_unlock(&in->lock);
+		pthread_mutex_unlock(&in->io_lock);
+		inode_put(cl->itab, in);
+	}
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *dir = dir_get(cl, req, parent), *in = NULL;
+	struct fuse_entry_param e;
+	struct cache_ent ce;
+	bool tracked = false, dir_cb;
+	int ret, fd;
+
+	if (dir == NULL)
+		return;
+	ret = do_create(cl, req, dir, name, S_IFREG | (mode & 07777), 0, NULL, &in);
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
+	pthread_mutex_lock(&in->io_lock);
+	memset(&ce, 0, sizeof(ce));
+	ce.fid = in->fid;
+	pthread_mutex_lock(&in->lock);
+	ce.attr = in->attr;
+	pthread_mutex_unlock(&in->lock);
+	ce.has_data = true;
+	ce.data_version = ce.attr.data_version;
+	cache_put(cl->cache, &ce);
+	fd = cache_open_container(cl->cache, &in->fid, O_RDWR | O_CREAT | O_TRUNC);
+	if (fd < 0) {
+		pthread_mutex_unlock(&in->io_lock);
+		reply_err(req, fd);
+		goto out;
+	}
+	cache_pin(cl->cache, &in->fid);
+	pthread_mutex_lock(&in->lock);
+	if (in->fd >= 0)
+		close(in->fd);
+	in->fd = fd;
+	in->kernel_dv = ce.data_version;
+	pthread_mutex_unlock(&in->lock);
+	handle_opened(cl, in, fi->flags);
+	pthread_mutex_unlock(&in->io_lock);
+
+	pthread_mutex_lock(&dir->lock);
+	dir_cb = cb_ok_locked(cl, dir);
+	if (dir_cb)
+		tracked = inode_add_kname_locked(dir, name);
+	pthread_mutex_unlock(&dir->lock);
+	fill_entry(cl, in, &e, tracked, dir_cb);
+	inode_lookup_inc(cl->itab, in);
+	inode_ref(cl->itab, in); /* for the handle */
+	fi->fh = (uintptr_t)in;
+	fi->keep_cache = 0;
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		inode_forget(cl->itab, in->ino, 1);
+		pthread_mutex_lock(&in->lock);
+		in->n_open--;
+		if ((fi->flags & O_ACCMODE) != O_RDONLY)
+			in->n_writers--;
+		pthread_mutex_unlock(&in->lock);
+		inode_put(cl->itab, in);
+	}
+out:
+	inode_put(cl->itab, in);
+	inode_put(cl->itab, dir);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct inode *in = (struct inode *)(uintptr_t)fi->fh;
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	(void)ino;
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = in->fd;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *bufv, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = (struct inode *)(uintptr_t)fi->fh;
+	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(fuse_buf_size(bufv));
+	ssize_t res;
+
+	(void)ino;
+	dst.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	dst.buf[0].fd = in->fd;
+	dst.buf[0].pos = off;
+	mark_dirty(cl, in);
+	res = fuse_buf_copy(&dst, bufv, 0);
+	if (res < 0) {
+		reply_err(req, (int)res);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if ((uint64_t)off + (uint64_t)res > in->attr.size)
+		in->attr.size = (uint64_t)off + (uint64_t)res;
+	wtime_now(&in->attr.mtime);
+	in->attr.ctime = in->attr.mtime;
+	in->wgen++;
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_write(req, (size_t)res);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = (struct inode *)(uintptr_t)fi->fh;
+	struct cred cr;
+	int ret;
+
+	(void)ino;
+	req_cred(req, &cr);
+	pthread_mutex_lock(&in->io_lock);
+	ret = store_file(cl, in, &cr);
+	pthread_mutex_unlock(&in->io_lock);
+	if (ret < 0)
+		reply_err(req, ret);
+	else
+		fuse_reply_err(req, 0);
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	op_flush(req, ino, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = (struct inode *)(uintptr_t)fi->fh;
+	struct cred cr;
+	bool last;
+	int fd = -1;
+
+	(void)ino;
+	req_cred(req, &cr);
+	pthread_mutex_lock(&in->io_lock);
+	pthread_mutex_lock(&in->lock);
+	in->n_open--;
+	if ((fi->flags & O_ACCMODE) != O_RDONLY)
+		in->n_writers--;
+	last = in->n_open == 0;
+	pthread_mutex_unlock(&in->lock);
+	if (last) {
+		/* Writes through a shared mapping may land after the last flush. */
+		if (store_file(cl, in, &cr) < 0)
+			log_warn("fsops", "cannot store inode %llu at release; kept dirty in cache",
+				 (unsigned long long)in->ino);
+		pthread_mutex_lock(&in->lock);
+		fd = in->fd;
+		in->fd = -1;
+		pthread_mutex_unlock(&in->lock);
+		if (fd >= 0)
+			close(fd);
+		cache_unpin(cl->cache, &in->fid);
+	}
+	pthread_mutex_unlock(&in->io_lock);
+	inode_put(cl->itab, in);
+	fuse_reply_err(req, 0);
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+			 struct fuse_file_info *fi)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = (struct inode *)(uintptr_t)fi->fh;
+	int ret;
+
+	(void)ino;
+	if (mode != 0) {
+		reply_err(req, -EOPNOTSUPP);
+		return;
+	}
+	ret = posix_fallocate(in->fd, offset, length);
+	if (ret != 0) {
+		reply_err(req, -ret);
+		return;
+	}
+	mark_dirty(cl, in);
+	pthread_mutex_lock(&in->lock);
+	if ((uint64_t)(offset + length) > in->attr.size)
+		in->attr.size = (uint64_t)(offset + length);
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct client *cl = req_client(req);
+	struct inode *in = NULL, *root = NULL;
+	struct statvfs sv;
+	struct msg m, rep;
+	struct conn_call cc;
+	int ret;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_namemax = NAME_MAX_LEN;
+	if (ino != INODE_TOP)
+		in = inode_get_ino(cl->itab, ino);
+	if (in == NULL) {
+		ret = get_root(cl, req, &root);
+		if (ret < 0) {
+			fuse_reply_statfs(req, &sv);
+			return;
+		}
+		in = root;
+	}
+	req_msg(req, &m, MSG_STATFS);
+	m.fid = in->fid;
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	inode_put(cl->itab, in);
+	if (ret < 0) {
+		reply_err(req, ret);
+		return;
+	}
+	sv.f_bsize = sv.f_frsize = rep.fsstat.bsize ? rep.fsstat.bsize : 4096;
+	sv.f_blocks = rep.fsstat.blocks;
+	sv.f_bfree = rep.fsstat.bfree;
+	sv.f_bavail = rep.fsstat.bavail;
+	sv.f_files = rep.fsstat.files;
+	sv.f_ffree = rep.fsstat.ffree;
+	sv.f_favail = rep.fsstat.ffree;
+	sv.f_namemax = rep.fsstat.namemax ? rep.fsstat.namemax : NAME_MAX_LEN;
+	conn_done(cl->conn, &cc);
+	fuse_reply_statfs(req, &sv);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			size_t size, int flags)
+{
+	(void)ino;
+	(void)name;
+	(void)value;
+	(void)size;
+	(void)flags;
+	reply_err(req, -ENOTSUP);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	(void)ino;
+	(void)name;
+	(void)size;
+	reply_err(req, -ENOTSUP);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	(void)ino;
+	(void)size;
+	reply_err(req, -ENOTSUP);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	(void)name;
+	reply_err(req, -ENOTSUP);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.setattr = op_setattr,
+	.readlink = op_readlink,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_rmdir,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.open = op_open,
+	.read = op_read,
+	.write_buf = op_write_buf,
+	.flush = op_flush,
+	.release = op_release,
+	.fsync = op_fsync,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.fsyncdir = op_fsyncdir,
+	.statfs = op_statfs,
+	.setxattr = op_setxattr,
+	.getxattr = op_getxattr,
+	.listxattr = op_listxattr,
+	.removexattr = op_removexattr,
+	.create = op_create,
+	.fallocate = op_fallocate,
+};
+
+const struct fuse_lowlevel_ops *fsops_ops(void)
+{
+	return &ops;
+}
+
+int fsops_flush_ino(struct client *cl, uint64_t ino)
+{
+	struct inode *in = inode_get_ino(cl->itab, ino);
+	bool busy;
+	int ret;
+
+	if (in == NULL || ino == INODE_TOP) {
+		inode_put(cl->itab, in);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&in->io_lock);
+	pthread_mutex_lock(&in->lock);
+	busy = in->n_open > 0 || in->dirty;
+	if (!busy) {
+		in->kernel_dv = 0;
+		inode_drop_listing_locked(in);
+	}
+	pthread_mutex_unlock(&in->lock);
+	ret = busy ? 0 : cache_drop_data(cl->cache, &in->fid);
+	pthread_mutex_unlock(&in->io_lock);
+	if (!busy)
+		note_push(cl, break_inode(cl, in));
+	inode_put(cl->itab, in);
+	if (busy || ret == -EBUSY)
+		return 0;
+	return 1;
+}
+
+int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid)
+{
+	struct inode *in = inode_get_ino(cl->itab, ino);
+
+	if (in == NULL || ino == INODE_TOP) {
+		inode_put(cl->itab, in);
+		return -ENOENT;
+	}
+	*fid = in->fid;
+	inode_put(cl->itab, in);
+	return 0;
+}

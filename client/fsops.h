@@ -1,0 +1,31 @@
+/*
+ * fsops.h - encore-client's FUSE low-level operations, and the notifier
+ * thread that forwards callback breaks to the kernel.
+ * Only fsops.c and main.c include <fuse_lowlevel.h>.
+ */
+#ifndef CLIENT_FSOPS_H
+#define CLIENT_FSOPS_H
+
+#include "client/client.h"
+
+struct fuse_lowlevel_ops;
+
+/* The operations table; the session's userdata must be the struct client. */
+const struct fuse_lowlevel_ops *fsops_ops(void);
+
+/* Starts the notifier thread (after cl->se is set). 0 or -errno. */
+int fsops_start(struct client *cl);
+/* Stops and joins the notifier thread. */
+void fsops_stop(struct client *cl);
+
+/* conn_break_fn / conn_lost_fn for conn_new (arg is the struct client). */
+void fsops_on_break(void *arg, const struct fid *fid);
+void fsops_on_lost(void *arg, int server);
+
+/* Drops cached data of the object with this inode number if it is neither
+ * open nor dirty. Returns 1 if dropped, 0 if busy, -ENOENT. */
+int fsops_flush_ino(struct client *cl, uint64_t ino);
+/* Fid of an inode number; 0 or -ENOENT. */
+int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid);
+
+#endif /* CLIENT_FSOPS_H */

@@ -1,0 +1,238 @@
+/*
+ * main.c - encore-client: options, wiring of conn/cache/inode/fsops/ctl,
+ * the FUSE session and its multi-threaded loop. Everything else lives in
+ * libclient.a.
+ */
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "client/cache.h"
+#include "client/client.h"
+#include "client/conn.h"
+#include "client/ctl.h"
+#include "client/fsops.h"
+#include "client/inode.h"
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Default --cache-size, MiB (docs/architecture.md). */
+#define DEFAULT_CACHE_MIB 1024
+/* Upper bound of FUSE worker threads: each may wait on one server call. */
+#define MAX_WORKERS 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: encore-client --mount PATH --cache DIR --realm REALM --server ADDR [--server ADDR ...]\n"
+		"                     [--cache-size MIB] [--socket PATH] [--ready-fd N] [-v|-vv] [--syslog] [--trace]\n"
+		"\n"
+		"Mounts the Encore realm REALM at PATH; PATH/REALM is the realm's root.\n"
+		"  --mount PATH       mount point\n"
+		"  --cache DIR        cache directory (containers + index); created if missing\n"
+		"  --realm REALM      realm name\n"
+		"  --server ADDR      server address HOST:PORT (repeatable)\n"
+		"  --cache-size MIB   cache size limit (default %d)\n"
+		"  --socket PATH      control socket (default DIR/ctl.sock)\n"
+		"  --ready-fd N       write a newline to fd N once the mount is usable\n"
+		"  -v, -vv            more logging\n"
+		"  --syslog           log to syslog instead of stderr\n"
+		"  --trace            log every message (debug level)\n"
+		"  -h, --help         this help\n",
+		DEFAULT_CACHE_MIB);
+}
+
+static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_msg((int)level, "fuse", "%s", buf);
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v > max || s[0] == '-')
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "mount", required_argument, NULL, 'm' },
+		{ "cache", required_argument, NULL, 'c' },
+		{ "realm", required_argument, NULL, 'r' },
+		{ "server", required_argument, NULL, 's' },
+		{ "cache-size", required_argument, NULL, 'S' },
+		{ "socket", required_argument, NULL, 'k' },
+		{ "ready-fd", required_argument, NULL, 'R' },
+		{ "syslog", no_argument, NULL, 'L' },
+		{ "trace", no_argument, NULL, 'T' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct client cl;
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_loop_config *lcfg;
+	struct ctl *ctl = NULL;
+	char sock_buf[PATH_MAX], optbuf[PATH_MAX + 128], mnt_real[PATH_MAX];
+	uint64_t mib = DEFAULT_CACHE_MIB, ready_fd = UINT64_MAX, v64;
+	int verbose = 0, use_syslog = 0, trace = 0, c, ret, rc = 1;
+
+	memset(&cl, 0, sizeof(cl));
+	cl.servers = xcalloc((size_t)argc + 1, sizeof(*cl.servers));
+	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm':
+			cl.mount = optarg;
+			break;
+		case 'c':
+			cl.cache_dir = optarg;
+			break;
+		case 'r':
+			cl.realm = optarg;
+			break;
+		case 's':
+			cl.servers[cl.n_servers++] = optarg;
+			break;
+		case 'S':
+			if (parse_u64(optarg, 1ull << 30, &mib) < 0 || mib == 0)
+				fatal(2, "invalid --cache-size '%s': expected MiB, 1..2^30",
+				      optarg);
+			break;
+		case 'k':
+			cl.sock_path = optarg;
+			break;
+		case 'R':
+			if (parse_u64(optarg, INT_MAX, &v64) < 0)
+				fatal(2, "invalid --ready-fd '%s'", optarg);
+			ready_fd = v64;
+			break;
+		case 'L':
+			use_syslog = 1;
+			break;
+		case 'T':
+			trace = 1;
+			break;
+		case 'v':
+			verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || cl.mount == NULL || cl.cache_dir == NULL || cl.realm == NULL ||
+	    cl.n_servers == 0) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("encore-client",
+		 trace || verbose >= 2 ? LOG_DEBUG
+		 : verbose	       ? LOG_INFO
+				       : LOG_NOTICE,
+		 use_syslog);
+	fuse_set_log_func(fuse_log_to_ours);
+	if (sodium_init() < 0)
+		fatal(1, "cannot initialise libsodium");
+	if (strlen(cl.realm) == 0 || strlen(cl.realm) > REALM_MAX_LEN || strchr(cl.realm, '/'))
+		fatal(2, "invalid --realm '%s'", cl.realm);
+	ret = fs_mkdirs(cl.cache_dir, 0700);
+	if (ret < 0)
+		fatal(1, "cannot create cache directory '%s': %s", cl.cache_dir, err_str(ret));
+	if (realpath(cl.cache_dir, sock_buf) == NULL)
+		fatal(1, "cannot resolve '%s': %s", cl.cache_dir, strerror(errno));
+	cl.cache_dir = xstrdup(sock_buf);
+	if (cl.sock_path == NULL) {
+		if (snprintf(sock_buf, sizeof(sock_buf), "%s/ctl.sock", cl.cache_dir) >=
+		    (int)sizeof(sock_buf))
+			fatal(2, "cache path too long");
+		cl.sock_path = xstrdup(sock_buf);
+	} else {
+		cl.sock_path = xstrdup(cl.sock_path);
+	}
+	if (realpath(cl.mount, mnt_real) == NULL)
+		fatal(2, "cannot resolve mount point '%s': %s", cl.mount, strerror(errno));
+	cl.mount = mnt_real;
+	cl.cache_limit = mib << 20;
+	cl.start_sec = time(NULL);
+	pthread_mutex_init(&cl.root_lock, NULL);
+
+	ret = cache_open(cl.cache_dir, cl.cache_limit, &cl.cache);
+	if (ret < 0)
+		fatal(1, "cannot open cache '%s': %s", cl.cache_dir, err_str(ret));
+	cl.itab = itab_new();
+	cl.conn = conn_new(cl.realm, (const char *const *)cl.servers, cl.n_servers, fsops_on_break,
+			   fsops_on_lost, &cl);
+
+	if (snprintf(optbuf, sizeof(optbuf),
+		     "-oallow_other,default_permissions,fsname=encore:%s,subtype=encore",
+		     cl.sock_path) >= (int)sizeof(optbuf))
+		fatal(2, "socket path too long");
+	if (fuse_opt_add_arg(&args, "encore-client") != 0 || fuse_opt_add_arg(&args, optbuf) != 0)
+		fatal(1, "out of memory");
+	cl.se = fuse_session_new(&args, fsops_ops(), sizeof(struct fuse_lowlevel_ops), &cl);
+	if (cl.se == NULL)
+		fatal(1, "cannot create FUSE session");
+	if (fuse_set_signal_handlers(cl.se) != 0)
+		fatal(1, "cannot install signal handlers");
+	ret = fsops_start(&cl);
+	if (ret < 0)
+		fatal(1, "cannot start notifier: %s", err_str(ret));
+	ret = ctl_start(&cl, &ctl);
+	if (ret < 0)
+		fatal(1, "cannot listen on control socket '%s': %s", cl.sock_path, err_str(ret));
+	if (fuse_session_mount(cl.se, cl.mount) != 0)
+		fatal(1, "cannot mount '%s'", cl.mount);
+	log_notice("client", "mounted realm '%s' at '%s'", cl.realm, cl.mount);
+	if (ready_fd != UINT64_MAX) {
+		if (write((int)ready_fd, "\n", 1) != 1)
+			log_warn("client", "cannot write ready fd: %s", strerror(errno));
+		close((int)ready_fd);
+	}
+	lcfg = fuse_loop_cfg_create();
+	fuse_loop_cfg_set_clone_fd(lcfg, 0);
+	fuse_loop_cfg_set_max_threads(lcfg, MAX_WORKERS);
+	ret = fuse_session_loop_mt(cl.se, lcfg);
+	fuse_loop_cfg_destroy(lcfg);
+	rc = ret < 0 ? 1 : 0;
+	fuse_session_unmount(cl.se);
+	fuse_remove_signal_handlers(cl.se);
+	ctl_stop(ctl);
+	fsops_stop(&cl);
+	fuse_session_destroy(cl.se);
+	cl.se = NULL;
+	conn_free(cl.conn);
+	itab_free(cl.itab);
+	cache_close(cl.cache);
+	fuse_opt_free_args(&args);
+	log_notice("client", "stopped");
+	free(cl.sock_path);
+	free(cl.cache_dir);
+	free(cl.servers);
+	pthread_mutex_destroy(&cl.root_lock);
+	return rc;
+}

@@ -1,0 +1,638 @@
+/*
+ * loop.c - the event loop of encore-server.
+ * Owns:    the epoll fd, the listening socket, every connection (fd, input
+ *          buffer, output queue, state, promises, partial stores), the
+ *          server's meta env, store, callback table and ops.
+ * Borrows: the configuration from main.c.
+ * Locking: one thread, level-triggered epoll, non-blocking sockets.
+ *
+ * One iteration: wait for events; read what is ready; decode every complete
+ * frame of every ready connection and run it inside one LMDB write txn (the
+ * batch), appending replies and callback breaks to the output queues;
+ * fsync the containers written and commit (ops_batch_end); only then write
+ * the queues out. Nothing leaves before its commit. A connection whose
+ * output queue is large, or that sent CALLS_IN_FLIGHT_MAX frames in this
+ * iteration, is not read from until it drains.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/msgtab.h"
+#include "common/net.h"
+#include "common/xalloc.h"
+#include "server/callback.h"
+#include "server/meta.h"
+#include "server/ops.h"
+#include "server/store.h"
+
+/* Output bytes queued on a connection above which we stop reading it. */
+#define OUT_HIGH (4u << 20)
+/* Input buffered per connection: one maximal frame plus a read's worth. */
+#define IN_READ (64u << 10)
+#define IN_MAX	(FRAME_HDR_LEN + FRAME_BODY_MAX + IN_READ)
+/* Bytes read from one connection per iteration, for fairness. */
+#define READ_BUDGET    (1u << 20)
+#define MAX_EVENTS     256
+#define LISTEN_BACKLOG 1024
+/* Idle buffers larger than this are freed so 1000s of idle connections stay small. */
+#define IDLE_BUF_KEEP (64u << 10)
+
+struct conn {
+	int fd;
+	uint64_t id;
+	uint32_t state; /* CS_* */
+	char peer[64];
+	uint8_t *in; /* owned */
+	size_t in_len, in_cap;
+	struct wr out; /* owned: queued frames, sent from out_off */
+	size_t out_off;
+	bool closing;	 /* close once the output is sent */
+	bool broken;	 /* protocol error: process nothing more */
+	bool dead;	 /* close at the end of this iteration */
+	bool touched;	 /* on srv->touched this iteration */
+	bool listed;	 /* on srv->work this iteration */
+	bool pending;	 /* complete frames still buffered */
+	uint32_t events; /* registered with epoll */
+	struct cb_holder holder;
+	struct store_set stores;
+	struct ops_conn oc;
+};
+
+struct server {
+	const struct server_cfg *cfg;
+	int epfd;
+	int lfd;
+	struct conn **byfd; /* indexed by fd */
+	size_t n_byfd;
+	uint64_t next_id;
+	struct meta *meta;
+	struct store *store;
+	struct cbtab *cb;
+	struct ops *ops;
+	struct msg *req;    /* scratch, owned */
+	struct msg *rep;    /* scratch, owned */
+	struct conn **work; /* connections to process this iteration */
+	size_t n_work, cap_work;
+	struct conn **touched; /* connections with new output this iteration */
+	size_t n_touched, cap_touched;
+	time_t proto_log_at; /* rate limit of protocol error lines */
+	unsigned proto_suppressed;
+};
+
+static void push_conn(struct conn ***v, size_t *n, size_t *cap, struct conn *c)
+{
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		*v = xrealloc(*v, *cap * sizeof(**v));
+	}
+	(*v)[(*n)++] = c;
+}
+
+static void touch(struct server *s, struct conn *c)
+{
+	if (!c->touched) {
+		c->touched = true;
+		push_conn(&s->touched, &s->n_touched, &s->cap_touched, c);
+	}
+}
+
+static void trace(struct server *s, const char *dir, const struct conn *c, const struct msg *m)
+{
+	char buf[1024];
+	if (!s->cfg->trace)
+		return;
+	msg_fmt(m, buf, sizeof(buf));
+	log_notice("trace", "%s %s %s", dir, c->peer, buf);
+}
+
+/* Queues m on c (nothing is sent before the batch commits). */
+static void queue_msg(struct server *s, struct conn *c, const struct msg *m)
+{
+	int ret = msg_encode(&c->out, m);
+	if (ret < 0) {
+		log_err("loop", "cannot encode %s reply: %s", msg_name(m->type), err_str(ret));
+		struct msg e;
+		memset(&e, 0, sizeof(e));
+		e.type = m->type;
+		e.flags = m->flags;
+		e.reqid = m->reqid;
+		e.status = -EIO;
+		if (msg_encode(&c->out, &e) < 0)
+			c->dead = true;
+	}
+	trace(s, "->", c, m);
+	touch(s, c);
+}
+
+/* A status-only reply for a frame we could not decode (any type). */
+static void queue_status(struct server *s, struct conn *c, uint16_t type, uint32_t reqid, int err)
+{
+	uint8_t *p = wr_reserve(&c->out, FRAME_HDR_LEN + 4);
+	le_put_u32(p, 4);
+	le_put_u16(p + 4, type);
+	le_put_u16(p + 6, FRAME_F_REPLY);
+	le_put_u32(p + 8, reqid);
+	le_put_u32(p + 12, err_to_status(err));
+	touch(s, c);
+}
+
+/* Protocol violation: reply if we can, log one rate-limited line, close. */
+static void proto_error(struct server *s, struct conn *c, uint16_t type, uint32_t reqid,
+			const char *why, const uint8_t *sample, size_t len)
+{
+	time_t now = time(NULL);
+
+	queue_status(s, c, type, reqid, -EPROTO);
+	c->closing = true;
+	c->broken = true;
+	if (now == s->proto_log_at) {
+		s->proto_suppressed++;
+		return;
+	}
+	char smp[LOG_SAMPLE_LEN];
+	log_sample(smp, sample, len > 128 ? 128 : len);
+	log_warn("loop", "protocol error from %s: %s (type %u, %u similar suppressed) '%s'",
+		 c->peer, why, type, s->proto_suppressed, smp);
+	s->proto_log_at = now;
+	s->proto_suppressed = 0;
+}
+
+static void on_break(void *arg, void *owner, const struct fid *fid)
+{
+	struct server *s = arg;
+	struct conn *c = owner;
+	struct msg m;
+
+	if (c->dead)
+		return;
+	msg_init(&m, MSG_CB_BREAK);
+	m.flags = FRAME_F_PUSH;
+	m.fid = *fid;
+	queue_msg(s, c, &m);
+}
+
+static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16_t flags,
+			 uint32_t reqid, const uint8_t *body, size_t len)
+{
+	struct msg *req = s->req, *rep = s->rep;
+	int ret;
+
+	if (flags != 0) {
+		proto_error(s, c, type, reqid, "reply or push flag on a request", body, len);
+		return;
+	}
+	if (msg_states(type) == 0) {
+		/* Unknown type: answer, keep the connection (a newer peer). */
+		queue_status(s, c, type, reqid, -ENOSYS);
+		return;
+	}
+	ret = msg_decode(req, type, flags, reqid, body, len);
+	if (ret < 0) {
+		proto_error(s, c, type, reqid, "malformed message", body, len);
+		return;
+	}
+	trace(s, "<-", c, req);
+	if (!(msg_states(type) & c->state)) {
+		proto_error(s, c, type, reqid, "message not allowed in this state", body, len);
+		return;
+	}
+	msg_init_reply(rep, req, 0);
+	switch (type) {
+	case MSG_HELLO: {
+		const struct srvinfo *info = ops_info(s->ops);
+		if (req->version != PROTO_VERSION) {
+			rep->status = -ERR_BADVERSION;
+			c->closing = true;
+			c->broken = true;
+			log_info("loop", "%s speaks protocol version %u", c->peer, req->version);
+			break;
+		}
+		c->state = CS_READY;
+		rep->version = PROTO_VERSION;
+		rep->server_id = info->server_id;
+		rep->incarnation = info->incarnation;
+		snprintf(rep->realm, sizeof(rep->realm), "%s", info->realm);
+		break;
+	}
+	case MSG_CB_BREAK:
+	case MSG_CTL:
+		rep->status = -ENOTSUP;
+		break;
+	default:
+		ops_exec(s->ops, &c->oc, req, rep);
+		break;
+	}
+	queue_msg(s, c, rep);
+}
+
+static struct conn *conn_new(struct server *s, int fd)
+{
+	struct conn *c = xcalloc(1, sizeof(*c));
+	c->fd = fd;
+	c->id = ++s->next_id;
+	c->state = CS_NEW;
+	wr_init(&c->out);
+	cb_holder_init(&c->holder, c);
+	store_set_init(&c->stores);
+	c->oc.holder = &c->holder;
+	c->oc.stores = &c->stores;
+	net_peer_str(fd, c->peer, sizeof(c->peer));
+	if ((size_t)fd >= s->n_byfd) {
+		size_t n = s->n_byfd ? s->n_byfd : 1024;
+		while (n <= (size_t)fd)
+			n *= 2;
+		s->byfd = xrealloc(s->byfd, n * sizeof(*s->byfd));
+		memset(s->byfd + s->n_byfd, 0, (n - s->n_byfd) * sizeof(*s->byfd));
+		s->n_byfd = n;
+	}
+	s->byfd[fd] = c;
+	return c;
+}
+
+static void conn_free(struct server *s, struct conn *c)
+{
+	struct ops_stats *st = ops_stats(s->ops);
+
+	ops_conn_release(s->ops, &c->oc);
+	s->byfd[c->fd] = NULL;
+	close(c->fd);
+	free(c->in);
+	wr_release(&c->out);
+	st->connections--;
+	log_debug("loop", "closed %s", c->peer);
+	free(c);
+}
+
+static void accept_all(struct server *s)
+{
+	struct ops_stats *st = ops_stats(s->ops);
+
+	for (int i = 0; i < 256; i++) {
+		int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("loop", "accept: %s", strerror(errno));
+			return;
+		}
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		struct conn *c = conn_new(s, fd);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			log_warn("loop", "epoll_ctl: %s", strerror(errno));
+			c->dead = true;
+			st->connections++;
+			conn_free(s, c);
+			continue;
+		}
+		c->events = EPOLLIN;
+		st->connections++;
+		st->connections_total++;
+		log_debug("loop", "connection from %s", c->peer);
+	}
+}
+
+static size_t out_pending(const struct conn *c)
+{
+	return c->out.len - c->out_off;
+}
+
+static void conn_read(struct conn *c)
+{
+	size_t total = 0;
+
+	while (total < READ_BUDGET && c->in_len < IN_MAX) {
+		if (c->in_cap - c->in_len < IN_READ && c->in_cap < IN_MAX) {
+			size_t n = c->in_cap ? c->in_cap * 2 : IN_READ;
+			if (n > IN_MAX)
+				n = IN_MAX;
+			c->in = xrealloc(c->in, n);
+			c->in_cap = n;
+		}
+		size_t room = c->in_cap - c->in_len;
+		ssize_t n = read(c->fd, c->in + c->in_len, room);
+		if (n > 0) {
+			c->in_len += (size_t)n;
+			total += (size_t)n;
+			if ((size_t)n < room)
+				return;
+			continue;
+		}
+		if (n == 0) {
+			c->closing = true; /* peer finished sending: answer, then close */
+			return;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			c->dead = true;
+		return;
+	}
+}
+
+/* Runs the complete frames buffered on c, at most CALLS_IN_FLIGHT_MAX. */
+static void conn_process(struct server *s, struct conn *c)
+{
+	size_t pos = 0;
+	unsigned n = 0;
+
+	c->pending = false;
+	while (!c->dead && !c->broken && c->in_len - pos >= FRAME_HDR_LEN) {
+		uint16_t type, flags;
+		uint32_t reqid;
+		long bl = frame_parse_header(c->in + pos, &type, &flags, &reqid);
+		if (bl < 0) {
+			proto_error(s, c, type, reqid, "frame too large", c->in + pos,
+				    c->in_len - pos);
+			pos = c->in_len;
+			break;
+		}
+		if (c->in_len - pos - FRAME_HDR_LEN < (size_t)bl)
+			break;
+		if (c->broken)
+			break;
+		if (n >= CALLS_IN_FLIGHT_MAX || out_pending(c) >= OUT_HIGH) {
+			c->pending = true;
+			break;
+		}
+		handle_frame(s, c, type, flags, reqid, c->in + pos + FRAME_HDR_LEN, (size_t)bl);
+		pos += FRAME_HDR_LEN + (size_t)bl;
+		n++;
+	}
+	if (pos > 0) {
+		memmove(c->in, c->in + pos, c->in_len - pos);
+		c->in_len -= pos;
+	}
+	if (c->in_len == 0 && c->in_cap > IDLE_BUF_KEEP) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+}
+
+static void conn_flush(struct conn *c)
+{
+	while (out_pending(c) > 0) {
+		ssize_t n = send(c->fd, c->out.buf + c->out_off, out_pending(c),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			c->out_off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		c->dead = true;
+		return;
+	}
+	if (out_pending(c) == 0) {
+		if (c->out.cap > IDLE_BUF_KEEP) {
+			wr_release(&c->out);
+			wr_init(&c->out);
+		} else {
+			wr_reset(&c->out);
+		}
+		c->out_off = 0;
+		if (c->closing)
+			c->dead = true;
+	}
+}
+
+static void conn_arm(struct server *s, struct conn *c)
+{
+	uint32_t want = 0;
+	if (!c->closing && out_pending(c) < OUT_HIGH && !c->pending && c->in_len < IN_MAX)
+		want |= EPOLLIN;
+	if (out_pending(c) > 0)
+		want |= EPOLLOUT;
+	if (want == c->events)
+		return;
+	struct epoll_event ev = { .events = want, .data.ptr = c };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		c->dead = true;
+	c->events = want;
+}
+
+static void work(struct server *s, struct conn *c)
+{
+	if (!c->listed) {
+		c->listed = true;
+		push_conn(&s->work, &s->n_work, &s->cap_work, c);
+	}
+}
+
+/* One loop iteration after epoll_wait returned n events. */
+static void iterate(struct server *s, struct epoll_event *evs, int n, struct conn **carry,
+		    size_t n_carry)
+{
+	for (size_t i = 0; i < n_carry; i++)
+		if (carry[i] != NULL)
+			work(s, carry[i]);
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.ptr == NULL) {
+			accept_all(s);
+			continue;
+		}
+		struct conn *c = evs[i].data.ptr;
+		if (evs[i].events & EPOLLIN)
+			conn_read(c);
+		else if (evs[i].events & (EPOLLERR | EPOLLHUP))
+			c->dead = true;
+		work(s, c);
+	}
+	for (size_t i = 0; i < s->n_work; i++)
+		conn_process(s, s->work[i]);
+
+	if (ops_batch_end(s->ops) < 0) {
+		/* The commit failed: no update of this batch may be acknowledged,
+		 * and reads may have seen it. Drop every connection that got
+		 * output; its clients reconnect and revalidate. */
+		for (size_t i = 0; i < s->n_touched; i++)
+			s->touched[i]->dead = true;
+	}
+	for (size_t i = 0; i < s->n_touched; i++) {
+		struct conn *c = s->touched[i];
+		c->touched = false;
+		work(s, c);
+	}
+	s->n_touched = 0;
+	for (size_t i = 0; i < s->n_work; i++) {
+		struct conn *c = s->work[i];
+		if (!c->dead)
+			conn_flush(c);
+		if (!c->dead)
+			conn_arm(s, c);
+	}
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("loop", "cannot raise open file limit: %s", strerror(errno));
+	}
+}
+
+/* Opens the store and bumps the incarnation. */
+static int open_dir(struct server *s, struct srvinfo *info)
+{
+	char path[4096];
+	struct meta_txn *t;
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/meta", s->cfg->dir);
+	ret = meta_open(path, false, &s->meta);
+	if (ret < 0) {
+		log_err("loop", "cannot open metadata '%s': %s", path, err_str(ret));
+		return ret;
+	}
+	ret = store_open(s->cfg->dir, &s->store);
+	if (ret < 0) {
+		log_err("loop", "cannot open containers in '%s': %s", s->cfg->dir, err_str(ret));
+		return ret;
+	}
+	ret = meta_begin(s->meta, NULL, false, &t);
+	if (ret < 0)
+		return ret;
+	ret = meta_info_get(t, info);
+	if (ret < 0) {
+		meta_abort(t);
+		log_err("loop", "'%s' is not an initialised server directory: %s", s->cfg->dir,
+			err_str(ret));
+		return ret;
+	}
+	info->incarnation++;
+	ret = meta_info_put(t, info);
+	if (ret < 0) {
+		meta_abort(t);
+		return ret;
+	}
+	return meta_commit(t);
+}
+
+static int announce(struct server *s, uint16_t port)
+{
+	if (s->cfg->port_file != NULL) {
+		char buf[16];
+		int n = snprintf(buf, sizeof(buf), "%u\n", port);
+		int ret = fs_write_atomic(s->cfg->port_file, buf, (size_t)n, 0644);
+		if (ret < 0) {
+			log_err("loop", "cannot write port file '%s': %s", s->cfg->port_file,
+				err_str(ret));
+			return ret;
+		}
+	}
+	if (s->cfg->ready_fd >= 0) {
+		ssize_t n;
+		do
+			n = write(s->cfg->ready_fd, "\n", 1);
+		while (n < 0 && errno == EINTR);
+		close(s->cfg->ready_fd);
+	}
+	return 0;
+}
+
+int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
+{
+	struct server s = { .cfg = cfg, .epfd = -1, .lfd = -1 };
+	struct epoll_event evs[MAX_EVENTS];
+	struct srvinfo info;
+	struct conn **carry = NULL;
+	size_t n_carry = 0, cap_carry = 0;
+	uint16_t port = 0;
+	int ret;
+
+	raise_nofile();
+	ret = open_dir(&s, &info);
+	if (ret < 0)
+		goto out;
+	s.cb = cbtab_new();
+	s.ops = ops_new(cfg->dir, s.meta, s.store, s.cb, &info, on_break, &s);
+	s.req = xmalloc(sizeof(*s.req));
+	s.rep = xmalloc(sizeof(*s.rep));
+
+	s.lfd = net_listen(cfg->listen, LISTEN_BACKLOG, &port);
+	if (s.lfd < 0) {
+		ret = s.lfd;
+		log_err("loop", "cannot listen on '%s': %s", cfg->listen, err_str(ret));
+		goto out;
+	}
+	s.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (s.epfd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
+	if (epoll_ctl(s.epfd, EPOLL_CTL_ADD, s.lfd, &lev) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	log_notice("loop", "serving '%s' realm '%s' server %u incarnation %" PRIu64 " on port %u",
+		   cfg->dir, info.realm, info.server_id, info.incarnation, port);
+	ret = announce(&s, port);
+	if (ret < 0)
+		goto out;
+
+	while (!*stop) {
+		int n = epoll_wait(s.epfd, evs, MAX_EVENTS, n_carry > 0 ? 0 : 1000);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			log_err("loop", "epoll_wait: %s", strerror(errno));
+			break;
+		}
+		iterate(&s, evs, n, carry, n_carry);
+		/* Close the dead, carry the connections with frames left over. */
+		n_carry = 0;
+		for (size_t i = 0; i < s.n_work; i++) {
+			struct conn *c = s.work[i];
+			c->listed = false;
+			if (c->dead)
+				conn_free(&s, c);
+			else if (c->pending)
+				push_conn(&carry, &n_carry, &cap_carry, c);
+		}
+		s.n_work = 0;
+	}
+	log_notice("loop", "stopping");
+out:
+	for (size_t fd = 0; fd < s.n_byfd; fd++)
+		if (s.byfd[fd] != NULL)
+			conn_free(&s, s.byfd[fd]);
+	free(s.byfd);
+	free(s.work);
+	free(s.touched);
+	free(carry);
+	free(s.req);
+	free(s.rep);
+	ops_free(s.ops);
+	cbtab_free(s.cb);
+	if (s.lfd >= 0)
+		close(s.lfd);
+	if (s.epfd >= 0)
+		close(s.epfd);
+	store_close(s.store);
+	meta_close(s.meta);
+	return ret;
+}

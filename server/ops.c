@@ -1,0 +1,1408 @@
+/*
+ * ops.c - the file-system operations of encore-server and the batch they
+ * run in.
+ * Owns:    the batch write txn and its side effects (fds to fsync, volume
+ *          directories to fsync, containers to unlink after the commit or
+ *          after a failed commit), statistics, reply scratch buffers.
+ * Borrows: meta, store, callback table from the server; a connection's
+ *          promises and partial stores for the duration of one call.
+ * Locking: single-threaded (the server loop).
+ *
+ * Each update runs in a child txn of the batch txn, so a failing update
+ * leaves nothing behind while the others of its batch commit together.
+ * Permission rules follow Linux: root bypasses read/write/search checks;
+ * the sticky bit restricts remove and rename; chmod/utimes need the owner.
+ */
+#include "server/ops.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/fid.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/msgtab.h"
+#include "common/xalloc.h"
+
+/* Hard links per object and subdirectories per directory, as ext4. */
+#define OPS_LINK_MAX 65000
+/* Reported size of a directory. */
+#define DIR_SIZE 4096
+/* Depth bound of the parent walk for rename (a cycle means corruption). */
+#define WALK_MAX 65536
+/* Volume directories to fsync per batch kept in a set; more are synced at once. */
+#define BATCH_VOLS_MAX 16
+
+#define PERM_R 4
+#define PERM_W 2
+#define PERM_X 1
+
+struct fidv {
+	struct fid fid;
+	uint64_t dv;
+};
+
+/* Growable array of T. */
+#define VEC(T)                 \
+	struct {               \
+		T *v;          \
+		size_t n, cap; \
+	}
+#define VEC_PUSH(vec, x)                                                           \
+	do {                                                                       \
+		if ((vec).n == (vec).cap) {                                        \
+			(vec).cap = (vec).cap ? (vec).cap * 2 : 16;                \
+			(vec).v = xrealloc((vec).v, (vec).cap * sizeof(*(vec).v)); \
+		}                                                                  \
+		(vec).v[(vec).n++] = (x);                                          \
+	} while (0)
+
+/* Side effects of one update, applied to the batch only if it succeeds. */
+struct fx {
+	struct fid changed[6]; /* fids whose promises break */
+	size_t n_changed;
+	int fd; /* new container to fsync (owned), or -1 */
+	struct fidv newc;
+	bool has_newc;
+	struct fidv oldc[2]; /* containers to unlink after the commit */
+	size_t n_oldc;
+	int64_t d_objects;
+	uint32_t vol;
+};
+
+struct ops {
+	char *dir;
+	struct meta *meta;   /* borrowed */
+	struct store *store; /* borrowed */
+	struct cbtab *cb;    /* borrowed */
+	struct srvinfo info;
+	struct ops_stats st;
+	ops_break_fn brk;
+	void *brk_arg;
+
+	struct meta_txn *txn; /* the batch txn, or NULL */
+	bool dirty;	      /* the batch has updates */
+	VEC(int) fds;
+	VEC(struct fidv) newc;
+	VEC(struct fidv) oldc;
+	uint32_t vols[BATCH_VOLS_MAX];
+	size_t n_vols;
+
+	struct fx fx;
+	uint8_t *buf; /* CHUNK_MAX: FETCH replies borrow it */
+	struct wr wr; /* READDIR and STATS replies borrow it */
+};
+
+struct ops *ops_new(const char *dir, struct meta *meta, struct store *store, struct cbtab *cb,
+		    const struct srvinfo *info, ops_break_fn brk, void *brk_arg)
+{
+	struct ops *o = xcalloc(1, sizeof(*o));
+	o->dir = xstrdup(dir);
+	o->meta = meta;
+	o->store = store;
+	o->cb = cb;
+	o->info = *info;
+	o->brk = brk;
+	o->brk_arg = brk_arg;
+	o->buf = xmalloc(CHUNK_MAX);
+	wr_init(&o->wr);
+	return o;
+}
+
+void ops_free(struct ops *o)
+{
+	if (o == NULL)
+		return;
+	if (o->txn != NULL)
+		meta_abort(o->txn);
+	free(o->fds.v);
+	free(o->newc.v);
+	free(o->oldc.v);
+	wr_release(&o->wr);
+	free(o->buf);
+	free(o->dir);
+	free(o);
+}
+
+struct ops_stats *ops_stats(struct ops *o)
+{
+	return &o->st;
+}
+
+const struct srvinfo *ops_info(const struct ops *o)
+{
+	return &o->info;
+}
+
+static void now_wtime(struct wtime *t)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t->sec = ts.tv_sec;
+	t->nsec = (uint32_t)ts.tv_nsec;
+}
+
+static void vnode_to_attr(const struct vnode *v, struct attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->fid = v->fid;
+	a->mode = v->mode;
+	a->nlink = v->nlink;
+	a->uid = v->uid;
+	a->gid = v->gid;
+	a->rdev = v->rdev;
+	a->size = v->size;
+	/* 512-byte units of whole 4 KiB blocks. */
+	a->blocks = (v->size + 4095) / 4096 * 8;
+	a->atime = v->atime;
+	a->mtime = v->mtime;
+	a->ctime = v->ctime;
+	a->data_version = v->data_version;
+	a->vv = v->vv;
+	a->sid = v->sid;
+	a->flags = v->flags;
+}
+
+static bool in_group(const struct cred *c, uint32_t gid)
+{
+	if (c->gid == gid)
+		return true;
+	for (uint32_t i = 0; i < c->n_groups && i < GROUPS_MAX; i++)
+		if (c->groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* Mode-bit check of want (PERM_* bits) for c on v; root passes. */
+static int perm(const struct cred *c, const struct vnode *v, unsigned want)
+{
+	unsigned bits;
+
+	if (c->uid == 0)
+		return 0;
+	if (c->uid == v->uid)
+		bits = (v->mode >> 6) & 7;
+	else if (in_group(c, v->gid))
+		bits = (v->mode >> 3) & 7;
+	else
+		bits = v->mode & 7;
+	return (bits & want) == want ? 0 : -EACCES;
+}
+
+/* The sticky-directory rule for removing or renaming victim out of dir. */
+static int sticky_ok(const struct cred *c, const struct vnode *dir, const struct vnode *victim)
+{
+	if (!(dir->mode & S_ISVTX) || c->uid == 0 || c->uid == dir->uid || c->uid == victim->uid)
+		return 0;
+	return -EPERM;
+}
+
+/* Records an update of v: version vector slot 0 and the StoreId. */
+static void bump(struct vnode *v, const struct msg *req)
+{
+	if (v->vv.n == 0)
+		v->vv.n = 1;
+	v->vv.slot[0]++;
+	if (req->sid.client != 0 || req->sid.seq != 0)
+		v->sid = req->sid;
+}
+
+/* A directory's entries changed. */
+static void dir_changed(struct vnode *d, const struct wtime *now, const struct msg *req)
+{
+	d->mtime = *now;
+	d->ctime = *now;
+	d->data_version++;
+	bump(d, req);
+}
+
+static void fx_changed(struct fx *fx, const struct fid *f)
+{
+	for (size_t i = 0; i < fx->n_changed; i++)
+		if (fid_eq(&fx->changed[i], f))
+			return;
+	ASSERT(fx->n_changed < sizeof(fx->changed) / sizeof(fx->changed[0]));
+	fx->changed[fx->n_changed++] = *f;
+}
+
+static void fx_oldc(struct fx *fx, const struct fid *f, uint64_t dv)
+{
+	ASSERT(fx->n_oldc < 2);
+	fx->oldc[fx->n_oldc].fid = *f;
+	fx->oldc[fx->n_oldc].dv = dv;
+	fx->n_oldc++;
+}
+
+static int get_dir(struct meta_txn *t, const struct fid *f, struct vnode *v)
+{
+	int ret = meta_vnode_get(t, f, v);
+	if (ret < 0)
+		return ret;
+	return S_ISDIR(v->mode) ? 0 : -ENOTDIR;
+}
+
+/* Drops one link of v (already unlinked from a directory): deletes it at
+ * zero (its container after the commit), otherwise updates it. */
+static int drop_link(struct ops *o, struct meta_txn *t, struct vnode *v, const struct wtime *now,
+		     const struct msg *req)
+{
+	if (S_ISDIR(v->mode))
+		v->nlink = 0;
+	else if (v->nlink > 0)
+		v->nlink--;
+	v->ctime = *now;
+	bump(v, req);
+	fx_changed(&o->fx, &v->fid);
+	if (v->nlink > 0)
+		return meta_vnode_put(t, v);
+	o->fx.d_objects--;
+	if (S_ISREG(v->mode))
+		fx_oldc(&o->fx, &v->fid, v->data_version);
+	return meta_vnode_del(t, &v->fid);
+}
+
+static int op_getroot(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	struct fid f;
+	int ret;
+
+	if (strcmp(req->realm, o->info.realm) != 0)
+		return -ENOENT;
+	fid_make_root(&f, o->info.root_vol);
+	ret = meta_vnode_get(t, &f, &v);
+	if (ret < 0)
+		return ret;
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	int ret;
+
+	o->st.getattr_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode d, v;
+	struct dent de;
+	struct fid cf;
+	int ret;
+
+	o->st.lookup_calls++;
+	ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	ret = perm(&req->cred, &d, PERM_X);
+	if (ret < 0)
+		return ret;
+	if (!name_valid(req->name))
+		return -EINVAL;
+	ret = meta_dirent_get(t, &req->fid, req->name, &de);
+	if (ret < 0)
+		return ret;
+	cf.vol = req->fid.vol;
+	memcpy(cf.oid, de.oid, OID_LEN);
+	ret = meta_vnode_get(t, &cf, &v);
+	if (ret == -ENOENT) {
+		log_err("ops", "dangling directory entry '%.128s'", req->name);
+		return -EIO;
+	}
+	if (ret < 0)
+		return ret;
+	vnode_to_attr(&v, &rep->attr);
+	vnode_to_attr(&d, &rep->attr2);
+	return 0;
+}
+
+static int op_readlink(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	int ret;
+
+	o->st.readlink_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	if (!S_ISLNK(v.mode))
+		return -EINVAL;
+	snprintf(rep->target, sizeof(rep->target), "%s", v.target);
+	return 0;
+}
+
+struct rdctx {
+	struct meta_txn *t;
+	struct wr *w;
+	uint32_t vol;
+	uint64_t n, max;
+};
+
+static int readdir_fn(void *arg, const char *name, const struct dent *d)
+{
+	struct rdctx *c = arg;
+	struct dirent_w dw;
+	struct vnode v;
+	size_t need = 1 + strlen(name) + 20 + 4;
+
+	if (c->n >= c->max || c->w->len + need > CHUNK_MAX)
+		return 1;
+	memset(&dw, 0, sizeof(dw));
+	snprintf(dw.name, sizeof(dw.name), "%s", name);
+	dw.fid.vol = c->vol;
+	memcpy(dw.fid.oid, d->oid, OID_LEN);
+	dw.mode = d->type;
+	if (meta_vnode_get(c->t, &dw.fid, &v) == 0)
+		dw.mode = v.mode;
+	dirent_encode(c->w, &dw);
+	c->n++;
+	return 0;
+}
+
+static int op_readdir(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct rdctx c;
+	struct vnode d;
+	int ret;
+
+	o->st.readdir_calls++;
+	ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	ret = perm(&req->cred, &d, PERM_R);
+	if (ret < 0)
+		return ret;
+	if (req->name[0] != '\0' && !name_valid(req->name))
+		return -EINVAL;
+	wr_reset(&o->wr);
+	c.t = t;
+	c.w = &o->wr;
+	c.vol = req->fid.vol;
+	c.n = 0;
+	c.max = req->length == 0 || req->length > READDIR_MAX_ENTRIES ? READDIR_MAX_ENTRIES
+								      : req->length;
+	ret = meta_dir_scan(t, &req->fid, req->name, readdir_fn, &c);
+	if (ret < 0)
+		return ret;
+	rep->mflags = ret == 0 ? READDIR_EOF : 0;
+	rep->data = o->wr.len > 0 ? o->wr.buf : NULL;
+	rep->data_len = (uint32_t)o->wr.len;
+	vnode_to_attr(&d, &rep->attr);
+	return 0;
+}
+
+static int op_fetch(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	uint64_t len;
+	ssize_t n;
+	int ret;
+
+	o->st.fetch_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	if (S_ISDIR(v.mode))
+		return -EISDIR;
+	if (!S_ISREG(v.mode))
+		return -EINVAL;
+	ret = perm(&req->cred, &v, PERM_R);
+	if (ret < 0)
+		return ret;
+	if (req->expect != 0 && req->expect != v.data_version)
+		return -ERR_VERSION;
+	len = req->length < CHUNK_MAX ? req->length : CHUNK_MAX;
+	if (req->offset >= v.size)
+		len = 0;
+	else if (len > v.size - req->offset)
+		len = v.size - req->offset;
+	if (len > 0) {
+		n = store_read(o->store, &v.fid, v.data_version, o->buf, len, req->offset);
+		if (n < 0)
+			return (int)n;
+		if ((uint64_t)n < len)
+			memset(o->buf + n, 0, len - (uint64_t)n); /* short container: a hole */
+	}
+	o->st.fetch_bytes += len;
+	rep->data = len > 0 ? o->buf : NULL;
+	rep->data_len = (uint32_t)len;
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+static int op_statfs(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct statvfs sv;
+	struct volrec vr;
+	int ret;
+
+	o->st.statfs_calls++;
+	ret = meta_volume_get(t, req->fid.vol, &vr);
+	if (ret < 0)
+		return ret;
+	if (statvfs(o->dir, &sv) < 0)
+		return -errno;
+	rep->fsstat.bsize = (uint32_t)sv.f_frsize;
+	rep->fsstat.blocks = sv.f_blocks;
+	rep->fsstat.bfree = sv.f_bfree;
+	rep->fsstat.bavail = sv.f_bavail;
+	rep->fsstat.files = vr.n_objects + sv.f_favail;
+	rep->fsstat.ffree = sv.f_favail;
+	rep->fsstat.namemax = NAME_MAX_LEN;
+	return 0;
+}
+
+static int op_stats(struct ops *o, struct meta_txn *t, struct msg *rep)
+{
+	char line[96];
+	uint64_t objects = 0;
+	int ret;
+
+	ret = meta_objects_total(t, &objects);
+	if (ret < 0)
+		return ret;
+	wr_reset(&o->wr);
+#define OPS_STAT_LINE(n)                                                            \
+	snprintf(line, sizeof(line), "%s %llu\n", #n, (unsigned long long)o->st.n); \
+	wr_bytes(&o->wr, line, strlen(line));
+	OPS_STATS(OPS_STAT_LINE)
+#undef OPS_STAT_LINE
+	snprintf(line, sizeof(line), "objects %llu\n", (unsigned long long)objects);
+	wr_bytes(&o->wr, line, strlen(line));
+	snprintf(line, sizeof(line), "promises %zu\n", cbtab_count(o->cb));
+	wr_bytes(&o->wr, line, strlen(line));
+	snprintf(line, sizeof(line), "incarnation %llu\n", (unsigned long long)o->info.incarnation);
+	wr_bytes(&o->wr, line, strlen(line));
+	rep->data = o->wr.buf;
+	rep->data_len = (uint32_t)o->wr.len;
+	return 0;
+}
+
+static int op_create(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	const struct cred *c = &req->cred;
+	uint32_t type = req->mode & S_IFMT;
+	struct vnode d, v, tmp;
+	struct dent de;
+	struct wtime now;
+	int ret;
+
+	o->st.create_calls++;
+	ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	ret = perm(c, &d, PERM_W | PERM_X);
+	if (ret < 0)
+		return ret;
+	if (!name_valid(req->name))
+		return -EINVAL;
+	if (req->fid2.vol != req->fid.vol)
+		return -EXDEV;
+	if (fid_is_root(&req->fid2))
+		return -EEXIST;
+	static const uint8_t zero[OID_LEN];
+	if (memcmp(req->fid2.oid, zero, OID_LEN) == 0)
+		return -EINVAL;
+	switch (type) {
+	case S_IFREG:
+	case S_IFDIR:
+	case S_IFIFO:
+	case S_IFSOCK:
+	case S_IFCHR:
+	case S_IFBLK:
+		break;
+	case S_IFLNK:
+		if (req->target[0] == '\0')
+			return -ENOENT;
+		break;
+	default:
+		return -EINVAL;
+	}
+	ret = meta_dirent_get(t, &req->fid, req->name, &de);
+	if (ret == 0)
+		return -EEXIST;
+	if (ret != -ENOENT)
+		return ret;
+	ret = meta_vnode_get(t, &req->fid2, &tmp);
+	if (ret == 0)
+		return -EEXIST;
+	if (ret != -ENOENT)
+		return ret;
+	if (type == S_IFDIR && d.nlink >= OPS_LINK_MAX)
+		return -EMLINK;
+
+	now_wtime(&now);
+	memset(&v, 0, sizeof(v));
+	v.fid = req->fid2;
+	v.mode = type | (req->mode & 07777);
+	v.uid = c->uid;
+	v.gid = (d.mode & S_ISGID) ? d.gid : c->gid;
+	if (type == S_IFDIR && (d.mode & S_ISGID))
+		v.mode |= S_ISGID;
+	else if (type != S_IFDIR && (v.mode & S_ISGID) && c->uid != 0 && !in_group(c, v.gid))
+		v.mode &= ~(uint32_t)S_ISGID;
+	v.nlink = type == S_IFDIR ? 2 : 1;
+	if (type == S_IFCHR || type == S_IFBLK)
+		v.rdev = req->rdev;
+	if (type == S_IFDIR) {
+		v.size = DIR_SIZE;
+		memcpy(v.parent, req->fid.oid, OID_LEN);
+	}
+	if (type == S_IFLNK) {
+		snprintf(v.target, sizeof(v.target), "%s", req->target);
+		v.size = strlen(v.target);
+	}
+	v.atime = v.mtime = v.ctime = now;
+	v.data_version = 1;
+	v.vv.n = 1;
+	v.vv.slot[0] = 1;
+	v.sid = req->sid;
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		return ret;
+	memcpy(de.oid, v.fid.oid, OID_LEN);
+	de.type = type;
+	ret = meta_dirent_put(t, &req->fid, req->name, &de);
+	if (ret < 0)
+		return ret;
+	if (type == S_IFDIR)
+		d.nlink++;
+	dir_changed(&d, &now, req);
+	ret = meta_vnode_put(t, &d);
+	if (ret < 0)
+		return ret;
+	o->fx.d_objects++;
+	fx_changed(&o->fx, &d.fid);
+	vnode_to_attr(&v, &rep->attr);
+	vnode_to_attr(&d, &rep->attr2);
+	return 0;
+}
+
+static int op_remove(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	const struct cred *c = &req->cred;
+	struct vnode d, v;
+	struct dent de;
+	struct wtime now;
+	struct fid cf;
+	int ret;
+
+	o->st.remove_calls++;
+	ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	ret = perm(c, &d, PERM_W | PERM_X);
+	if (ret < 0)
+		return ret;
+	if (!name_valid(req->name))
+		return -EINVAL;
+	ret = meta_dirent_get(t, &req->fid, req->name, &de);
+	if (ret < 0)
+		return ret;
+	cf.vol = req->fid.vol;
+	memcpy(cf.oid, de.oid, OID_LEN);
+	ret = meta_vnode_get(t, &cf, &v);
+	if (ret < 0)
+		return ret == -ENOENT ? -EIO : ret;
+	if (req->mflags & REMOVE_DIR) {
+		if (!S_ISDIR(v.mode))
+			return -ENOTDIR;
+		ret = meta_dir_empty(t, &v.fid);
+		if (ret < 0)
+			return ret;
+		if (ret == 0)
+			return -ENOTEMPTY;
+	} else if (S_ISDIR(v.mode)) {
+		return -EISDIR;
+	}
+	ret = sticky_ok(c, &d, &v);
+	if (ret < 0)
+		return ret;
+
+	now_wtime(&now);
+	ret = meta_dirent_del(t, &req->fid, req->name);
+	if (ret < 0)
+		return ret;
+	if (S_ISDIR(v.mode) && d.nlink > 2)
+		d.nlink--;
+	ret = drop_link(o, t, &v, &now, req);
+	if (ret < 0)
+		return ret;
+	dir_changed(&d, &now, req);
+	ret = meta_vnode_put(t, &d);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &d.fid);
+	vnode_to_attr(&v, &rep->attr);
+	vnode_to_attr(&d, &rep->attr2);
+	return 0;
+}
+
+static int op_link(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	const struct cred *c = &req->cred;
+	struct vnode d, v;
+	struct dent de;
+	struct wtime now;
+	int ret;
+
+	o->st.link_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	ret = get_dir(t, &req->fid2, &d);
+	if (ret < 0)
+		return ret;
+	if (req->fid.vol != req->fid2.vol)
+		return -EXDEV;
+	if (S_ISDIR(v.mode))
+		return -EPERM;
+	ret = perm(c, &d, PERM_W | PERM_X);
+	if (ret < 0)
+		return ret;
+	if (!name_valid(req->name))
+		return -EINVAL;
+	ret = meta_dirent_get(t, &req->fid2, req->name, &de);
+	if (ret == 0)
+		return -EEXIST;
+	if (ret != -ENOENT)
+		return ret;
+	if (v.nlink >= OPS_LINK_MAX)
+		return -EMLINK;
+
+	now_wtime(&now);
+	memcpy(de.oid, v.fid.oid, OID_LEN);
+	de.type = v.mode & S_IFMT;
+	ret = meta_dirent_put(t, &req->fid2, req->name, &de);
+	if (ret < 0)
+		return ret;
+	v.nlink++;
+	v.ctime = now;
+	bump(&v, req);
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		return ret;
+	dir_changed(&d, &now, req);
+	ret = meta_vnode_put(t, &d);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &v.fid);
+	fx_changed(&o->fx, &d.fid);
+	vnode_to_attr(&v, &rep->attr);
+	vnode_to_attr(&d, &rep->attr2);
+	return 0;
+}
+
+/* -EINVAL if the directory `from` is `anc` or lies below it. */
+static int check_not_below(struct meta_txn *t, const struct fid *from, const struct fid *anc)
+{
+	struct fid cur = *from;
+	struct vnode v;
+	int ret;
+
+	for (int i = 0; i < WALK_MAX; i++) {
+		if (fid_eq(&cur, anc))
+			return -EINVAL;
+		if (fid_is_root(&cur))
+			return 0;
+		ret = meta_vnode_get(t, &cur, &v);
+		if (ret < 0)
+			return ret == -ENOENT ? -EIO : ret;
+		if (memcmp(v.parent, cur.oid, OID_LEN) == 0)
+			return 0;
+		memcpy(cur.oid, v.parent, OID_LEN);
+	}
+	log_err("ops", "parent chain longer than %d: a cycle?", WALK_MAX);
+	return -ELOOP;
+}
+
+static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	const struct cred *c = &req->cred;
+	const uint32_t flags = req->mflags;
+	struct vnode sdv, ddv, s, dst;
+	struct vnode *sd = &sdv, *dd = &ddv;
+	struct dent sde, dde;
+	struct wtime now;
+	struct fid f;
+	bool same, exists, s_dir, d_dir = false;
+	int ret;
+
+	o->st.rename_calls++;
+	if ((flags & ~(uint32_t)(RENAME_F_NOREPLACE | RENAME_F_EXCHANGE)) != 0 ||
+	    ((flags & RENAME_F_NOREPLACE) && (flags & RENAME_F_EXCHANGE)))
+		return -EINVAL;
+	if (!name_valid(req->name) || !name_valid(req->name2))
+		return -EINVAL;
+	same = fid_eq(&req->fid, &req->fid2);
+	ret = get_dir(t, &req->fid, sd);
+	if (ret < 0)
+		return ret;
+	if (same) {
+		dd = sd;
+	} else {
+		ret = get_dir(t, &req->fid2, dd);
+		if (ret < 0)
+			return ret;
+	}
+	if (req->fid.vol != req->fid2.vol)
+		return -EXDEV;
+	ret = perm(c, sd, PERM_W | PERM_X);
+	if (ret == 0)
+		ret = perm(c, dd, PERM_W | PERM_X);
+	if (ret < 0)
+		return ret;
+	ret = meta_dirent_get(t, &sd->fid, req->name, &sde);
+	if (ret < 0)
+		return ret;
+	f.vol = sd->fid.vol;
+	memcpy(f.oid, sde.oid, OID_LEN);
+	ret = meta_vnode_get(t, &f, &s);
+	if (ret < 0)
+		return ret == -ENOENT ? -EIO : ret;
+	ret = meta_dirent_get(t, &dd->fid, req->name2, &dde);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	exists = ret == 0;
+	if (exists && (flags & RENAME_F_NOREPLACE))
+		return -EEXIST;
+	if (!exists && (flags & RENAME_F_EXCHANGE))
+		return -ENOENT;
+	if (exists && memcmp(dde.oid, sde.oid, OID_LEN) == 0) {
+		/* Same object (same name or another hard link): POSIX no-op. */
+		vnode_to_attr(sd, &rep->attr);
+		vnode_to_attr(dd, &rep->attr2);
+		return 0;
+	}
+	if (exists) {
+		f.vol = dd->fid.vol;
+		memcpy(f.oid, dde.oid, OID_LEN);
+		ret = meta_vnode_get(t, &f, &dst);
+		if (ret < 0)
+			return ret == -ENOENT ? -EIO : ret;
+		d_dir = S_ISDIR(dst.mode);
+	}
+	s_dir = S_ISDIR(s.mode);
+	ret = sticky_ok(c, sd, &s);
+	if (ret == 0 && exists)
+		ret = sticky_ok(c, dd, &dst);
+	if (ret < 0)
+		return ret;
+	/* Moving a directory to another parent rewrites its "..": Linux
+	 * wants write permission on it. */
+	if (s_dir && !same) {
+		ret = perm(c, &s, PERM_W);
+		if (ret < 0)
+			return ret;
+		ret = check_not_below(t, &dd->fid, &s.fid);
+		if (ret < 0)
+			return ret;
+	}
+	if ((flags & RENAME_F_EXCHANGE) && d_dir && !same) {
+		ret = perm(c, &dst, PERM_W);
+		if (ret < 0)
+			return ret;
+		ret = check_not_below(t, &sd->fid, &dst.fid);
+		if (ret < 0)
+			return ret;
+	}
+	if (exists && !(flags & RENAME_F_EXCHANGE)) {
+		if (s_dir && !d_dir)
+			return -ENOTDIR;
+		if (!s_dir && d_dir)
+			return -EISDIR;
+		if (d_dir) {
+			ret = meta_dir_empty(t, &dst.fid);
+			if (ret < 0)
+				return ret;
+			if (ret == 0)
+				return -ENOTEMPTY;
+		}
+	}
+
+	now_wtime(&now);
+	if (flags & RENAME_F_EXCHANGE) {
+		struct dent a = { .type = dst.mode & S_IFMT }, b = { .type = s.mode & S_IFMT };
+		memcpy(a.oid, dst.fid.oid, OID_LEN);
+		memcpy(b.oid, s.fid.oid, OID_LEN);
+		ret = meta_dirent_put(t, &sd->fid, req->name, &a);
+		if (ret == 0)
+			ret = meta_dirent_put(t, &dd->fid, req->name2, &b);
+		if (ret < 0)
+			return ret;
+		if (!same) {
+			if (s_dir) {
+				memcpy(s.parent, dd->fid.oid, OID_LEN);
+				sd->nlink--;
+				dd->nlink++;
+			}
+			if (d_dir) {
+				memcpy(dst.parent, sd->fid.oid, OID_LEN);
+				dd->nlink--;
+				sd->nlink++;
+			}
+		}
+		dst.ctime = now;
+		bump(&dst, req);
+		ret = meta_vnode_put(t, &dst);
+		if (ret < 0)
+			return ret;
+		fx_changed(&o->fx, &dst.fid);
+	} else {
+		if (exists) {
+			if (d_dir && dd->nlink > 2)
+				dd->nlink--;
+			ret = drop_link(o, t, &dst, &now, req);
+			if (ret < 0)
+				return ret;
+		}
+		ret = meta_dirent_del(t, &sd->fid, req->name);
+		if (ret < 0)
+			return ret;
+		dde.type = s.mode & S_IFMT;
+		memcpy(dde.oid, s.fid.oid, OID_LEN);
+		ret = meta_dirent_put(t, &dd->fid, req->name2, &dde);
+		if (ret < 0)
+			return ret;
+		if (s_dir && !same) {
+			memcpy(s.parent, dd->fid.oid, OID_LEN);
+			if (sd->nlink > 2)
+				sd->nlink--;
+			dd->nlink++;
+		}
+	}
+	s.ctime = now;
+	bump(&s, req);
+	ret = meta_vnode_put(t, &s);
+	if (ret < 0)
+		return ret;
+	dir_changed(sd, &now, req);
+	ret = meta_vnode_put(t, sd);
+	if (ret < 0)
+		return ret;
+	if (!same) {
+		dir_changed(dd, &now, req);
+		ret = meta_vnode_put(t, dd);
+		if (ret < 0)
+			return ret;
+	}
+	fx_changed(&o->fx, &s.fid);
+	fx_changed(&o->fx, &sd->fid);
+	fx_changed(&o->fx, &dd->fid);
+	vnode_to_attr(sd, &rep->attr);
+	vnode_to_attr(dd, &rep->attr2);
+	return 0;
+}
+
+/* Makes a new container version of v with size bytes (copying what the
+ * old one has up to size). Fills o->fx; updates v's size and version. */
+static int new_version_sized(struct ops *o, struct vnode *v, uint64_t size)
+{
+	char path[256];
+	uint64_t ndv = v->data_version + 1;
+	int fd, ret;
+
+	if (size > 0) {
+		ret = store_tmp_create(o->store, &fd, path, sizeof(path));
+		if (ret < 0)
+			return ret;
+		ret = store_copy(o->store, &v->fid, v->data_version,
+				 v->size < size ? v->size : size, fd);
+		if (ret == 0 && ftruncate(fd, (off_t)size) < 0)
+			ret = -errno;
+		if (ret == 0)
+			ret = store_install(o->store, path, &v->fid, ndv);
+		if (ret < 0) {
+			close(fd);
+			unlink(path);
+			return ret;
+		}
+		o->fx.fd = fd;
+		o->fx.newc.fid = v->fid;
+		o->fx.newc.dv = ndv;
+		o->fx.has_newc = true;
+	}
+	fx_oldc(&o->fx, &v->fid, v->data_version);
+	v->data_version = ndv;
+	v->size = size;
+	return 0;
+}
+
+static int op_setattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	const struct cred *c = &req->cred;
+	const struct sattr *sa = &req->sattr;
+	const uint32_t valid = sa->valid;
+	struct vnode v;
+	struct wtime now;
+	bool root = c->uid == 0, owner;
+	int ret;
+
+	o->st.setattr_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	owner = c->uid == v.uid;
+	if ((valid & SA_MODE) && !root && !owner)
+		return -EPERM;
+	if ((valid & SA_UID) && !root && !(owner && sa->uid == v.uid))
+		return -EPERM;
+	if ((valid & SA_GID) && !root && !(owner && (sa->gid == v.gid || in_group(c, sa->gid))))
+		return -EPERM;
+	if (valid & SA_SIZE) {
+		if (S_ISDIR(v.mode))
+			return -EISDIR;
+		if (!S_ISREG(v.mode))
+			return -EINVAL;
+		ret = perm(c, &v, PERM_W);
+		if (ret < 0)
+			return ret;
+		if (sa->size > (1ull << 52))
+			return -EFBIG;
+	}
+	if ((valid & (SA_ATIME | SA_MTIME)) && !root && !owner)
+		return -EPERM;
+	if ((valid & (SA_ATIME_NOW | SA_MTIME_NOW)) && !root && !owner) {
+		ret = perm(c, &v, PERM_W);
+		if (ret < 0)
+			return ret;
+	}
+
+	now_wtime(&now);
+	if (valid & SA_UID)
+		v.uid = sa->uid;
+	if (valid & SA_GID)
+		v.gid = sa->gid;
+	if ((valid & (SA_UID | SA_GID)) && !(valid & SA_MODE) && !S_ISDIR(v.mode)) {
+		v.mode &= ~(uint32_t)S_ISUID;
+		if (v.mode & S_IXGRP)
+			v.mode &= ~(uint32_t)S_ISGID;
+	}
+	if (valid & SA_MODE) {
+		uint32_t m = sa->mode & 07777;
+		if (!root && !in_group(c, v.gid))
+			m &= ~(uint32_t)S_ISGID;
+		v.mode = (v.mode & S_IFMT) | m;
+	}
+	if (valid & SA_SIZE) {
+		ret = new_version_sized(o, &v, sa->size);
+		if (ret < 0)
+			return ret;
+		v.mtime = now;
+	}
+	if (valid & SA_ATIME)
+		v.atime = sa->atime;
+	else if (valid & SA_ATIME_NOW)
+		v.atime = now;
+	if (valid & SA_MTIME)
+		v.mtime = sa->mtime;
+	else if (valid & SA_MTIME_NOW)
+		v.mtime = now;
+	v.ctime = now;
+	bump(&v, req);
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &v.fid);
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
+		    struct msg *rep)
+{
+	const uint32_t fl = req->mflags;
+	struct pstore *p;
+	struct vnode v;
+	struct wtime now;
+	uint64_t ndv;
+	int ret;
+
+	o->st.store_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		goto out_drop;
+	p = store_set_find(oc->stores, req->handle);
+	if (fl & STORE_ABORT) {
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
+		vnode_to_attr(&v, &rep->attr);
+		return 0;
+	}
+	if (S_ISDIR(v.mode)) {
+		ret = -EISDIR;
+		goto out_drop;
+	}
+	if (!S_ISREG(v.mode)) {
+		ret = -EINVAL;
+		goto out_drop;
+	}
+	ret = perm(&req->cred, &v, PERM_W);
+	if (ret < 0)
+		goto out_drop;
+	if (fl & STORE_FIRST) {
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
+		ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
+		if (ret < 0)
+			return ret;
+	} else if (p == NULL) {
+		return -EBADF;
+	} else if (!fid_eq(&p->fid, &req->fid)) {
+		return -EINVAL;
+	}
+	ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+	if (ret < 0)
+		goto out_drop;
+	o->st.store_bytes += req->data_len;
+	if (!(fl & STORE_LAST)) {
+		vnode_to_attr(&v, &rep->attr);
+		return 0;
+	}
+
+	if (req->expect != 0 && req->expect != v.data_version) {
+		ret = -ERR_VERSION;
+		goto out_drop;
+	}
+	if (req->length > (1ull << 52)) {
+		ret = -EFBIG;
+		goto out_drop;
+	}
+	if (ftruncate(p->fd, (off_t)req->length) < 0) {
+		ret = -errno;
+		goto out_drop;
+	}
+	ndv = v.data_version + 1;
+	ret = store_install(o->store, p->path, &v.fid, ndv);
+	if (ret < 0)
+		goto out_drop;
+	o->fx.fd = p->fd;
+	o->fx.newc.fid = v.fid;
+	o->fx.newc.dv = ndv;
+	o->fx.has_newc = true;
+	store_set_detach(o->store, oc->stores, p);
+	fx_oldc(&o->fx, &v.fid, v.data_version);
+
+	now_wtime(&now);
+	v.data_version = ndv;
+	v.size = req->length;
+	v.mtime = (req->sattr.valid & SA_MTIME) ? req->sattr.mtime : now;
+	v.ctime = now;
+	if (req->cred.uid != 0) {
+		v.mode &= ~(uint32_t)S_ISUID;
+		if (v.mode & S_IXGRP)
+			v.mode &= ~(uint32_t)S_ISGID;
+	}
+	bump(&v, req);
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &v.fid);
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+
+out_drop:
+	/* A failed chunk ends its store: the client restarts with FIRST. */
+	p = store_set_find(oc->stores, req->handle);
+	if (p != NULL)
+		store_set_drop(o->store, oc->stores, p);
+	return ret;
+}
+
+static bool is_update(const struct msg *req)
+{
+	switch (req->type) {
+	case MSG_SETATTR:
+	case MSG_CREATE:
+	case MSG_REMOVE:
+	case MSG_RENAME:
+	case MSG_LINK:
+		return true;
+	case MSG_STORE:
+		return (req->mflags & STORE_LAST) && !(req->mflags & STORE_ABORT);
+	default:
+		return false;
+	}
+}
+
+static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
+	       struct msg *rep)
+{
+	switch (req->type) {
+	case MSG_GETROOT:
+		return op_getroot(o, t, req, rep);
+	case MSG_GETATTR:
+		return op_getattr(o, t, req, rep);
+	case MSG_LOOKUP:
+		return op_lookup(o, t, req, rep);
+	case MSG_SETATTR:
+		return op_setattr(o, t, req, rep);
+	case MSG_CREATE:
+		return op_create(o, t, req, rep);
+	case MSG_REMOVE:
+		return op_remove(o, t, req, rep);
+	case MSG_RENAME:
+		return op_rename(o, t, req, rep);
+	case MSG_LINK:
+		return op_link(o, t, req, rep);
+	case MSG_READLINK:
+		return op_readlink(o, t, req, rep);
+	case MSG_READDIR:
+		return op_readdir(o, t, req, rep);
+	case MSG_FETCH:
+		return op_fetch(o, t, req, rep);
+	case MSG_STORE:
+		return op_store(o, t, oc, req, rep);
+	case MSG_STATFS:
+		return op_statfs(o, t, req, rep);
+	case MSG_STATS:
+		return op_stats(o, t, rep);
+	case MSG_PING:
+		o->st.ping_calls++;
+		rep->server_id = o->info.server_id;
+		rep->incarnation = o->info.incarnation;
+		return 0;
+	default:
+		return -ENOSYS;
+	}
+}
+
+/* Applies a successful update's volume accounting inside its txn. */
+static int fx_volume(struct ops *o, struct meta_txn *t, uint32_t vol)
+{
+	struct volrec vr;
+	int ret = meta_volume_get(t, vol, &vr);
+	if (ret < 0)
+		return ret == -ENOENT ? -ESTALE : ret;
+	vr.stamp++;
+	if (o->fx.d_objects < 0 && (uint64_t)-o->fx.d_objects > vr.n_objects)
+		vr.n_objects = 0;
+	else
+		vr.n_objects = (uint64_t)((int64_t)vr.n_objects + o->fx.d_objects);
+	return meta_volume_put(t, &vr);
+}
+
+static void batch_sync_vol(struct ops *o, uint32_t vol)
+{
+	for (size_t i = 0; i < o->n_vols; i++)
+		if (o->vols[i] == vol)
+			return;
+	if (o->n_vols < BATCH_VOLS_MAX) {
+		o->vols[o->n_vols++] = vol;
+		return;
+	}
+	int ret = store_sync_vol(o->store, vol); /* rare: many volumes in one batch */
+	if (ret < 0)
+		log_err("ops", "cannot fsync volume %u directory: %s", vol, err_str(ret));
+}
+
+static void promise_attr(struct ops *o, struct ops_conn *oc, const struct attr *a)
+{
+	if (a->nlink > 0 || S_ISDIR(a->mode))
+		cb_promise(o->cb, oc->holder, &a->fid);
+}
+
+bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct msg *rep)
+{
+	bool upd = is_update(req);
+	struct meta_txn *t = NULL;
+	int ret;
+
+	o->st.calls++;
+	if (o->txn == NULL) {
+		ret = meta_begin(o->meta, NULL, false, &o->txn);
+		if (ret < 0) {
+			log_err("ops", "cannot begin transaction: %s", err_str(ret));
+			rep->status = ret;
+			o->st.errors++;
+			return upd;
+		}
+		o->st.batches++;
+	}
+	if (!upd) {
+		ret = run(o, o->txn, oc, req, rep);
+		goto out;
+	}
+
+	memset(&o->fx, 0, sizeof(o->fx));
+	o->fx.fd = -1;
+	ret = meta_begin(o->meta, o->txn, false, &t);
+	if (ret < 0)
+		goto out;
+	ret = run(o, t, oc, req, rep);
+	if (ret == 0)
+		ret = fx_volume(o, t, req->fid.vol);
+	if (ret == 0) {
+		ret = meta_commit(t);
+	} else {
+		meta_abort(t);
+	}
+	if (ret < 0) {
+		if (o->fx.fd >= 0)
+			close(o->fx.fd);
+		if (o->fx.has_newc)
+			store_unlink(o->store, &o->fx.newc.fid, o->fx.newc.dv);
+		goto out;
+	}
+	o->dirty = true;
+	if (o->fx.fd >= 0)
+		VEC_PUSH(o->fds, o->fx.fd);
+	if (o->fx.has_newc) {
+		VEC_PUSH(o->newc, o->fx.newc);
+		batch_sync_vol(o, o->fx.newc.fid.vol);
+	}
+	for (size_t i = 0; i < o->fx.n_oldc; i++)
+		VEC_PUSH(o->oldc, o->fx.oldc[i]);
+	for (size_t i = 0; i < o->fx.n_changed; i++)
+		o->st.cb_breaks +=
+			cb_break(o->cb, &o->fx.changed[i], oc->holder, o->brk, o->brk_arg);
+
+out:
+	rep->status = ret;
+	if (ret < 0) {
+		o->st.errors++;
+		return upd;
+	}
+	uint32_t fields = msg_fields(req->type, true);
+	if (fields & F_ATTR)
+		promise_attr(o, oc, &rep->attr);
+	if (fields & F_ATTR2)
+		promise_attr(o, oc, &rep->attr2);
+	return upd;
+}
+
+int ops_batch_end(struct ops *o)
+{
+	int ret = 0;
+
+	if (o->txn == NULL)
+		return 0;
+	if (!o->dirty) {
+		meta_abort(o->txn);
+		o->txn = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < o->fds.n; i++) {
+		if (ret == 0 && fsync(o->fds.v[i]) < 0) {
+			ret = -errno;
+			log_err("ops", "cannot fsync container: %s", strerror(errno));
+		}
+		o->st.fsyncs++;
+		close(o->fds.v[i]);
+	}
+	for (size_t i = 0; i < o->n_vols && ret == 0; i++) {
+		ret = store_sync_vol(o->store, o->vols[i]);
+		o->st.fsyncs++;
+	}
+	if (ret == 0) {
+		ret = meta_commit(o->txn);
+		if (ret < 0)
+			log_err("ops", "cannot commit batch: %s", err_str(ret));
+	} else {
+		meta_abort(o->txn);
+	}
+	o->txn = NULL;
+	if (ret == 0) {
+		o->st.commits++;
+		for (size_t i = 0; i < o->oldc.n; i++)
+			store_unlink(o->store, &o->oldc.v[i].fid, o->oldc.v[i].dv);
+	} else {
+		for (size_t i = 0; i < o->newc.n; i++)
+			store_unlink(o->store, &o->newc.v[i].fid, o->newc.v[i].dv);
+	}
+	o->fds.n = 0;
+	o->newc.n = 0;
+	o->oldc.n = 0;
+	o->n_vols = 0;
+	o->dirty = false;
+	return ret;
+}
+
+void ops_conn_release(struct ops *o, struct ops_conn *oc)
+{
+	store_set_release(o->store, oc->stores);
+	cb_holder_release(o->cb, oc->holder);
+}
+
+int ops_format(const char *dir, uint32_t server_id, const char *realm, uint32_t vol,
+	       uint32_t root_mode, uint32_t root_uid, uint32_t root_gid)
+{
+	char path[4096];
+	struct meta *m = NULL;
+	struct meta_txn *t = NULL;
+	struct store *st = NULL;
+	struct srvinfo info;
+	struct volrec vr;
+	struct vnode v;
+	int ret;
+
+	if (snprintf(path, sizeof(path), "%s/meta", dir) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	if (access(path, F_OK) == 0)
+		return -EEXIST;
+	ret = meta_open(path, true, &m);
+	if (ret < 0)
+		return ret;
+	ret = store_open(dir, &st);
+	if (ret < 0)
+		goto out;
+	ret = meta_begin(m, NULL, false, &t);
+	if (ret < 0)
+		goto out;
+	ret = meta_info_get(t, &info);
+	if (ret == 0) {
+		ret = -EEXIST;
+		goto out;
+	}
+	memset(&info, 0, sizeof(info));
+	info.server_id = server_id;
+	info.root_vol = vol;
+	snprintf(info.realm, sizeof(info.realm), "%s", realm);
+	ret = meta_info_put(t, &info);
+	if (ret < 0)
+		goto out;
+	memset(&vr, 0, sizeof(vr));
+	vr.vol = vol;
+	vr.n_objects = 1;
+	snprintf(vr.name, sizeof(vr.name), "%s.root", realm);
+	ret = meta_volume_put(t, &vr);
+	if (ret < 0)
+		goto out;
+	memset(&v, 0, sizeof(v));
+	fid_make_root(&v.fid, vol);
+	v.mode = S_IFDIR | (root_mode & 07777);
+	v.nlink = 2;
+	v.uid = root_uid;
+	v.gid = root_gid;
+	v.size = DIR_SIZE;
+	now_wtime(&v.mtime);
+	v.atime = v.ctime = v.mtime;
+	v.data_version = 1;
+	v.vv.n = 1;
+	v.vv.slot[0] = 1;
+	memcpy(v.parent, v.fid.oid, OID_LEN);
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		goto out;
+	ret = meta_commit(t);
+	t = NULL;
+out:
+	meta_abort(t);
+	store_close(st);
+	meta_close(m);
+	return ret;
+}

@@ -1,0 +1,276 @@
+/*
+ * store.c - container files and partial stores of encore-server.
+ * Owns:    DIR/data/<vol>/ containers, DIR/tmp/ temp files, the fds of
+ *          partial stores, the server-wide pending byte count.
+ * Borrows: fids from the caller; never touches metadata.
+ * Locking: single-threaded (the server loop).
+ * Format:  docs/ondisk.md "Containers".
+ */
+#include "server/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Largest file: keeps offset + length arithmetic far from overflow. */
+#define STORE_FILE_MAX (1ull << 52)
+
+struct store {
+	char *data; /* DIR/data */
+	char *tmp;  /* DIR/tmp */
+	uint64_t pending_bytes;
+	uint64_t tmp_seq;
+};
+
+static void oid_hex(const uint8_t *oid, char out[2 * OID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (size_t i = 0; i < OID_LEN; i++) {
+		out[2 * i] = hex[oid[i] >> 4];
+		out[2 * i + 1] = hex[oid[i] & 15];
+	}
+	out[2 * OID_LEN] = '\0';
+}
+
+static char *path_join(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *p = xmalloc(n);
+	snprintf(p, n, "%s/%s", a, b);
+	return p;
+}
+
+int store_open(const char *dir, struct store **out)
+{
+	struct store *s = xcalloc(1, sizeof(*s));
+	int ret;
+
+	*out = NULL;
+	s->data = path_join(dir, "data");
+	s->tmp = path_join(dir, "tmp");
+	ret = fs_mkdirs(s->data, 0700);
+	if (ret < 0)
+		goto err;
+	ret = fs_rmtree(s->tmp);
+	if (ret < 0 && ret != -ENOENT)
+		goto err;
+	ret = fs_mkdirs(s->tmp, 0700);
+	if (ret < 0)
+		goto err;
+	*out = s;
+	return 0;
+err:
+	store_close(s);
+	return ret;
+}
+
+void store_close(struct store *s)
+{
+	if (s == NULL)
+		return;
+	free(s->data);
+	free(s->tmp);
+	free(s);
+}
+
+void store_path(struct store *s, const struct fid *fid, uint64_t dv, char *out, size_t len)
+{
+	char hex[2 * OID_LEN + 1];
+	oid_hex(fid->oid, hex);
+	int n = snprintf(out, len, "%s/%" PRIu32 "/%s.%" PRIx64, s->data, fid->vol, hex, dv);
+	ASSERT(n > 0 && (size_t)n < len);
+}
+
+int store_tmp_create(struct store *s, int *fd, char *path, size_t len)
+{
+	int n = snprintf(path, len, "%s/s%d.%" PRIu64, s->tmp, (int)getpid(), ++s->tmp_seq);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	*fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (*fd < 0)
+		return -errno;
+	return 0;
+}
+
+int store_install(struct store *s, const char *tmppath, const struct fid *fid, uint64_t dv)
+{
+	char path[512];
+	store_path(s, fid, dv, path, sizeof(path));
+	if (rename(tmppath, path) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	char vdir[512];
+	snprintf(vdir, sizeof(vdir), "%s/%" PRIu32, s->data, fid->vol);
+	int ret = fs_mkdirs(vdir, 0700);
+	if (ret < 0)
+		return ret;
+	ret = fs_fsync_parent(vdir);
+	if (ret < 0)
+		return ret;
+	if (rename(tmppath, path) < 0)
+		return -errno;
+	return 0;
+}
+
+int store_sync_vol(struct store *s, uint32_t vol)
+{
+	char vdir[512];
+	snprintf(vdir, sizeof(vdir), "%s/%" PRIu32, s->data, vol);
+	return fs_fsync_dir(vdir);
+}
+
+ssize_t store_read(struct store *s, const struct fid *fid, uint64_t dv, void *buf, size_t len,
+		   uint64_t off)
+{
+	char path[512];
+	ssize_t n;
+	int fd;
+
+	store_path(s, fid, dv, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	n = fs_pread_all(fd, buf, len, (off_t)off);
+	close(fd);
+	return n;
+}
+
+int store_copy(struct store *s, const struct fid *fid, uint64_t dv, uint64_t len, int fd)
+{
+	char path[512];
+	loff_t in_off = 0, out_off = 0;
+	int ret = 0;
+	int in;
+
+	if (len == 0)
+		return 0;
+	store_path(s, fid, dv, path, sizeof(path));
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return errno == ENOENT ? 0 : -errno;
+	while ((uint64_t)in_off < len) {
+		ssize_t n = copy_file_range(in, &in_off, fd, &out_off, len - (uint64_t)in_off, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			break;
+		}
+		if (n == 0)
+			break; /* short container: the rest reads as zeros */
+	}
+	close(in);
+	return ret;
+}
+
+void store_unlink(struct store *s, const struct fid *fid, uint64_t dv)
+{
+	char path[512];
+	store_path(s, fid, dv, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("store", "cannot remove container '%s': %s", path, strerror(errno));
+}
+
+void store_set_init(struct store_set *ss)
+{
+	ss->n = 0;
+	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++)
+		ss->slot[i].fd = -1;
+}
+
+struct pstore *store_set_find(struct store_set *ss, uint64_t handle)
+{
+	if (ss->n == 0)
+		return NULL;
+	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++)
+		if (ss->slot[i].fd >= 0 && ss->slot[i].handle == handle)
+			return &ss->slot[i];
+	return NULL;
+}
+
+int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
+		  struct pstore **out)
+{
+	struct pstore *p = NULL;
+	int ret;
+
+	*out = NULL;
+	if (store_set_find(ss, handle) != NULL)
+		return -EEXIST;
+	if (ss->n >= STORE_PARTIAL_MAX)
+		return -EBUSY;
+	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++) {
+		if (ss->slot[i].fd < 0) {
+			p = &ss->slot[i];
+			break;
+		}
+	}
+	ASSERT(p != NULL);
+	ret = store_tmp_create(s, &p->fd, p->path, sizeof(p->path));
+	if (ret < 0) {
+		p->fd = -1;
+		return ret;
+	}
+	p->handle = handle;
+	p->fid = *fid;
+	p->bytes = 0;
+	ss->n++;
+	*out = p;
+	return 0;
+}
+
+int store_set_write(struct store *s, struct pstore *p, const void *buf, size_t len, uint64_t off)
+{
+	uint64_t end;
+
+	if (__builtin_add_overflow(off, (uint64_t)len, &end) || end > STORE_FILE_MAX)
+		return -EFBIG;
+	if (end > p->bytes) {
+		uint64_t grow = end - p->bytes;
+		if (s->pending_bytes + grow > STORE_PENDING_BYTES_MAX)
+			return -ENOSPC;
+		s->pending_bytes += grow;
+		p->bytes = end;
+	}
+	if (len == 0)
+		return 0;
+	return fs_pwrite_all(p->fd, buf, len, (off_t)off);
+}
+
+static void pstore_forget(struct store *s, struct store_set *ss, struct pstore *p)
+{
+	ASSERT(s->pending_bytes >= p->bytes);
+	s->pending_bytes -= p->bytes;
+	p->fd = -1;
+	p->bytes = 0;
+	ss->n--;
+}
+
+void store_set_drop(struct store *s, struct store_set *ss, struct pstore *p)
+{
+	close(p->fd);
+	unlink(p->path);
+	pstore_forget(s, ss, p);
+}
+
+void store_set_detach(struct store *s, struct store_set *ss, struct pstore *p)
+{
+	pstore_forget(s, ss, p);
+}
+
+void store_set_release(struct store *s, struct store_set *ss)
+{
+	for (size_t i = 0; i < STORE_PARTIAL_MAX && ss->n > 0; i++)
+		if (ss->slot[i].fd >= 0)
+			store_set_drop(s, ss, &ss->slot[i]);
+}

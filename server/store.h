@@ -1,0 +1,90 @@
+/*
+ * store.h - container files of encore-server: one file per object version,
+ * DIR/data/<vol>/<oid hex>.<data_version hex>, and the in-progress stores
+ * under DIR/tmp.
+ * Owns:    DIR/data/, DIR/tmp/ and the fds of partial stores.
+ * Locking: single-threaded (the server loop).
+ * Format:  docs/ondisk.md "Containers".
+ *
+ * A container is written under DIR/tmp, then renamed to its version's name
+ * (never over an existing version the metadata refers to). The caller
+ * fsyncs it and the volume directory before the metadata commit, and
+ * unlinks the previous version after the commit.
+ */
+#ifndef SERVER_STORE_H
+#define SERVER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/proto.h"
+
+/* Partial stores one connection may have open: each holds an fd. */
+#define STORE_PARTIAL_MAX 64
+/* Bytes all partial stores of the server may hold in DIR/tmp, so clients
+ * that never finish cannot fill the disk. */
+#define STORE_PENDING_BYTES_MAX (8ull << 30)
+
+struct store;
+
+/* Opens the container area under dir: creates data/ and tmp/, and clears
+ * tmp/ (in-progress stores of a previous run). *out NULL on failure. */
+int store_open(const char *dir, struct store **out);
+void store_close(struct store *s);
+
+/* Formats the container path of (fid, dv) into out. */
+void store_path(struct store *s, const struct fid *fid, uint64_t dv, char *out, size_t len);
+
+/* Creates a new temp file in tmp/; *fd gets an O_RDWR fd, path its name. */
+int store_tmp_create(struct store *s, int *fd, char *path, size_t len);
+/* Renames temp file tmppath to the container of (fid, dv), creating the
+ * volume directory if needed. 0 or -errno. */
+int store_install(struct store *s, const char *tmppath, const struct fid *fid, uint64_t dv);
+/* fsyncs DIR/data/<vol>. */
+int store_sync_vol(struct store *s, uint32_t vol);
+/* Reads up to len bytes at off of the container of (fid, dv). A missing
+ * container reads as empty (files that were never written). Returns the
+ * byte count or -errno. */
+ssize_t store_read(struct store *s, const struct fid *fid, uint64_t dv, void *buf, size_t len,
+		   uint64_t off);
+/* Copies the first len bytes of (fid, dv) into fd (from offset 0). */
+int store_copy(struct store *s, const struct fid *fid, uint64_t dv, uint64_t len, int fd);
+/* Removes the container of (fid, dv); a missing one is not an error. */
+void store_unlink(struct store *s, const struct fid *fid, uint64_t dv);
+
+/* One partial (chunked) store of a connection. */
+struct pstore {
+	uint64_t handle; /* chosen by the client */
+	struct fid fid;
+	int fd;		/* owned; -1 when the slot is free */
+	uint64_t bytes; /* highest offset written, accounted in pending bytes */
+	char path[256];
+};
+
+/* The partial stores of one connection. */
+struct store_set {
+	struct pstore slot[STORE_PARTIAL_MAX];
+	unsigned n;
+};
+
+void store_set_init(struct store_set *ss);
+/* The partial store with this handle, or NULL. */
+struct pstore *store_set_find(struct store_set *ss, uint64_t handle);
+/* Opens a new partial store (a temp file). -EBUSY if the connection has
+ * STORE_PARTIAL_MAX already, -EEXIST if the handle is in use. */
+int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
+		  struct pstore **out);
+/* Writes a chunk at off, within the server's pending byte budget (-ENOSPC
+ * beyond it, -EFBIG past the largest file offset). */
+int store_set_write(struct store *s, struct pstore *p, const void *buf, size_t len, uint64_t off);
+/* Closes and unlinks a partial store and frees its slot. */
+void store_set_drop(struct store *s, struct store_set *ss, struct pstore *p);
+/* Detaches p from the set without closing its fd or unlinking its file:
+ * the caller takes ownership of p->fd (the store was installed). */
+void store_set_detach(struct store *s, struct store_set *ss, struct pstore *p);
+/* Drops every partial store (the connection closed). */
+void store_set_release(struct store *s, struct store_set *ss);
+
+#endif /* SERVER_STORE_H */

@@ -5,6 +5,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,4 +88,32 @@ int64_t cli_json_int(json_object *o, const char *key, int64_t dflt)
 	if (o == NULL || !json_object_object_get_ex(o, key, &v) || v == NULL)
 		return dflt;
 	return json_object_get_int64(v);
+}
+
+json_object *cli_json_parse_object(const char *buf, size_t len)
+{
+	json_tokener *tok;
+	json_object *o;
+	size_t end;
+
+	if (len > INT_MAX)
+		return NULL;
+	tok = json_tokener_new();
+	if (tok == NULL)
+		return NULL;
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	end = json_tokener_get_parse_end(tok);
+	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		o = NULL;
+	}
+	for (; o != NULL && end < len; end++) {
+		if (buf[end] != ' ' && buf[end] != '\n' && buf[end] != '\t' && buf[end] != '\r') {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	json_tokener_free(tok);
+	return o;
 }

@@ -12,6 +12,7 @@
 #define CLI_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
@@ -60,6 +61,11 @@ bool cli_parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Prints o to stdout as pretty JSON followed by a newline. Borrows o.
  * Returns CLI_OK, or CLI_FAIL if stdout could not be written. */
 int cli_print_json(json_object *o);
+
+/* Parses buf[0..len) as exactly one JSON object (whitespace may follow;
+ * anything else is rejected). Returns a new object (json_object_put it) or
+ * NULL if buf is not that. */
+json_object *cli_json_parse_object(const char *buf, size_t len);
 
 /* Looks up key in object o: the string value (any JSON value is converted
  * with json_object_get_string), or dflt if absent or null. Valid while o lives. */

@@ -188,7 +188,7 @@ int cmd_local_up(int argc, char **argv)
 	bool made_mount[LOCAL_CLIENTS_MAX] = { false };
 	char mount[PATH_MAX];
 	struct local_state *st;
-	int c, ret = CLI_FAIL;
+	int c, ret, rc = CLI_FAIL;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -296,13 +296,12 @@ int cmd_local_up(int argc, char **argv)
 	cli_note("realm '%s' is up: files are under %s/%s", LOCAL_REALM, st->clients[0].mount,
 		 LOCAL_REALM);
 	cli_note("stop it with: encore local down --dir %s", st->dir);
-	ret = CLI_OK;
+	rc = CLI_OK;
 	goto out;
 
 fail:
 	undo(st, made_mount);
-	ret = CLI_FAIL;
 out:
 	free(st);
-	return ret == CLI_OK ? CLI_OK : CLI_FAIL;
+	return rc;
 }

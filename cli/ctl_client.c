@@ -273,8 +273,6 @@ int ctl_call(const char *sock, json_object *req, int timeout_ms, json_object **r
 	struct msg m, rep;
 	const char *s;
 	size_t slen;
-	json_tokener *tok;
-	json_object *o;
 	int ret;
 
 	*reply = NULL;
@@ -301,20 +299,9 @@ int ctl_call(const char *sock, json_object *req, int timeout_ms, json_object **r
 		ret = -EPROTO;
 		goto out;
 	}
-	tok = json_tokener_new();
-	if (tok == NULL) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	o = json_tokener_parse_ex(tok, (const char *)rep.data, (int)rep.data_len);
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
+	*reply = cli_json_parse_object((const char *)rep.data, rep.data_len);
+	if (*reply == NULL)
 		ret = -EPROTO;
-	} else {
-		*reply = o;
-	}
-	json_tokener_free(tok);
 out:
 	rpc_call_free(call);
 	rpc_close(conn);

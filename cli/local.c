@@ -258,7 +258,6 @@ int local_state_load(const char *dir, struct local_state *st)
 	char path[PATH_MAX];
 	char *buf = NULL;
 	size_t len;
-	json_tokener *tok;
 	json_object *o;
 	int ret;
 
@@ -269,18 +268,9 @@ int local_state_load(const char *dir, struct local_state *st)
 	ret = fs_read_file(path, STATE_MAX, &buf, &len);
 	if (ret < 0)
 		return ret == -EFBIG ? -EINVAL : ret;
-	tok = json_tokener_new();
-	if (tok == NULL) {
-		free(buf);
-		return -ENOMEM;
-	}
-	o = json_tokener_parse_ex(tok, buf, (int)len);
-	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success)
-		ret = -EINVAL;
-	else
-		ret = parse_state(o, st);
+	o = cli_json_parse_object(buf, len);
+	ret = o == NULL ? -EINVAL : parse_state(o, st);
 	json_object_put(o);
-	json_tokener_free(tok);
 	free(buf);
 	/* The file names its own dir; trust the one we were pointed at. */
 	if (ret == 0 && strcmp(st->dir, dir) != 0)

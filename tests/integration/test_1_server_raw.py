@@ -1,0 +1,532 @@
+"""Raw-socket tests of encore-server: every message, POSIX errors, group
+commit, callbacks, protocol errors. Talks the wire format of common/proto.h
+directly (struct module), so it checks the server without the client."""
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVER = os.environ.get("ENCORE_SERVER", os.path.join(ROOT, "build", "bin", "encore-server"))
+
+(HELLO, GETROOT, GETATTR, LOOKUP, SETATTR, CREATE, REMOVE, RENAME, LINK, READLINK,
+ READDIR, FETCH, STORE, STATFS, PING, STATS, CB_BREAK) = range(1, 18)
+
+F = {n: 1 << i for i, n in enumerate(
+    "VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
+    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID".split())}
+
+
+def fs(*names):
+    v = 0
+    for n in names:
+        v |= F[n]
+    return v
+
+
+TAB = {
+    HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
+    GETROOT: (fs("CRED", "REALM"), fs("ATTR")),
+    GETATTR: (fs("CRED", "FID"), fs("ATTR")),
+    LOOKUP: (fs("CRED", "FID", "NAME"), fs("ATTR", "ATTR2")),
+    SETATTR: (fs("CRED", "FID", "SATTR", "STOREID"), fs("ATTR")),
+    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
+    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
+    RENAME: (fs("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
+    LINK: (fs("CRED", "FID", "FID2", "NAME", "STOREID"), fs("ATTR", "ATTR2")),
+    READLINK: (fs("CRED", "FID"), fs("TARGET")),
+    READDIR: (fs("CRED", "FID", "NAME", "LENGTH"), fs("MFLAGS", "ATTR", "DATA")),
+    FETCH: (fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), fs("ATTR", "DATA")),
+    STORE: (fs("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA", "STOREID"), fs("ATTR")),
+    STATFS: (fs("CRED", "FID"), fs("FSSTAT")),
+    PING: (0, fs("SERVER_ID", "INCARNATION")),
+    STATS: (0, fs("DATA")),
+    CB_BREAK: (fs("FID"), 0),
+}
+
+ST = {"OK": 0, "PERM": 1, "NOENT": 2, "IO": 3, "ACCES": 4, "EXIST": 5, "XDEV": 6, "NOTDIR": 7,
+      "ISDIR": 8, "INVAL": 9, "MLINK": 13, "NOTEMPTY": 15, "NOTSUP": 17, "PROTO": 18,
+      "BADF": 28, "NOSYS": 26, "VERSION": 101, "BADVERSION": 102}
+S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO = 0o040000, 0o100000, 0o120000, 0o010000
+STORE_FIRST, STORE_LAST, STORE_ABORT = 1, 2, 4
+SA_MODE, SA_UID, SA_GID, SA_SIZE, SA_ATIME, SA_MTIME, SA_ATIME_NOW, SA_MTIME_NOW = (1 << i for i in range(8))
+ROOT_OID = b"\0" * 15 + b"\1"
+
+
+def enc_str(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack("<H", len(b)) + b
+
+
+def enc_fid(f):
+    return struct.pack("<I", f[0]) + f[1]
+
+
+def enc_field(f, m):
+    g = lambda k, d=0: m.get(k, d)
+    if f == F["VERSION"]:
+        return struct.pack("<I", g("version", 1))
+    if f == F["CLIENT_ID"]:
+        return struct.pack("<Q", g("client_id", 7))
+    if f == F["SERVER_ID"]:
+        return struct.pack("<I", g("server_id"))
+    if f == F["INCARNATION"]:
+        return struct.pack("<Q", g("incarnation"))
+    if f == F["REALM"]:
+        return enc_str(g("realm", "test"))
+    if f == F["CRED"]:
+        uid, gid, groups = g("cred", (0, 0, []))
+        return struct.pack("<III", uid, gid, len(groups)) + b"".join(struct.pack("<I", x) for x in groups)
+    if f == F["FID"]:
+        return enc_fid(g("fid"))
+    if f == F["FID2"]:
+        return enc_fid(g("fid2"))
+    if f == F["NAME"]:
+        return enc_str(g("name", ""))
+    if f == F["NAME2"]:
+        return enc_str(g("name2", ""))
+    if f == F["TARGET"]:
+        return enc_str(g("target", ""))
+    if f == F["SATTR"]:
+        valid, mode, uid, gid, size, at, mt = g("sattr", (0, 0, 0, 0, 0, (0, 0), (0, 0)))
+        return struct.pack("<IIIIQqIqI", valid, mode, uid, gid, size, at[0], at[1], mt[0], mt[1])
+    if f == F["MODE"]:
+        return struct.pack("<I", g("mode"))
+    if f in (F["RDEV"], F["OFFSET"], F["LENGTH"], F["HANDLE"], F["EXPECT"]):
+        key = {F["RDEV"]: "rdev", F["OFFSET"]: "offset", F["LENGTH"]: "length",
+               F["HANDLE"]: "handle", F["EXPECT"]: "expect"}[f]
+        return struct.pack("<Q", g(key))
+    if f == F["MFLAGS"]:
+        return struct.pack("<I", g("mflags"))
+    if f == F["DATA"]:
+        d = g("data", b"")
+        return struct.pack("<I", len(d)) + d
+    if f == F["STOREID"]:
+        return struct.pack("<QQ", *g("sid", (7, 1)))
+    raise ValueError(f)
+
+
+class Rd:
+    def __init__(self, b):
+        self.b, self.p = b, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.b, self.p)
+        self.p += struct.calcsize(fmt)
+        return v if len(v) > 1 else v[0]
+
+    def bytes(self, n):
+        v = self.b[self.p:self.p + n]
+        self.p += n
+        return v
+
+    def str(self):
+        return self.bytes(self.take("<H")).decode()
+
+    def fid(self):
+        return (self.take("<I"), self.bytes(16))
+
+    def time(self):
+        return self.take("<qI")
+
+    def attr(self):
+        a = {"fid": self.fid()}
+        (a["mode"], a["nlink"], a["uid"], a["gid"], a["rdev"], a["size"], a["blocks"]) = self.take("<IIIIQQQ")
+        a["atime"], a["mtime"], a["ctime"] = self.time(), self.time(), self.time()
+        a["dv"] = self.take("<Q")
+        n = self.take("<B")
+        a["vv"] = [self.take("<I") for _ in range(n)]
+        a["sid"] = self.take("<QQ")
+        a["flags"] = self.take("<I")
+        return a
+
+
+def dec_reply(rfields, body):
+    r = Rd(body)
+    m = {"status": r.take("<I")}
+    if m["status"] != 0:
+        assert r.p == len(body)
+        return m
+    for i in range(24):
+        f = 1 << i
+        if not rfields & f:
+            continue
+        if f == F["VERSION"]:
+            m["version"] = r.take("<I")
+        elif f == F["SERVER_ID"]:
+            m["server_id"] = r.take("<I")
+        elif f == F["INCARNATION"]:
+            m["incarnation"] = r.take("<Q")
+        elif f == F["REALM"]:
+            m["realm"] = r.str()
+        elif f == F["TARGET"]:
+            m["target"] = r.str()
+        elif f == F["MFLAGS"]:
+            m["mflags"] = r.take("<I")
+        elif f == F["ATTR"]:
+            m["attr"] = r.attr()
+        elif f == F["ATTR2"]:
+            m["attr2"] = r.attr()
+        elif f == F["FSSTAT"]:
+            m["fsstat"] = r.take("<IQQQQQI")
+        elif f == F["DATA"]:
+            m["data"] = r.bytes(r.take("<I"))
+        else:
+            raise ValueError(f)
+    assert r.p == len(body), "trailing bytes"
+    return m
+
+
+def dirents(data):
+    r, out = Rd(data), []
+    while r.p < len(data):
+        n = r.take("<B")
+        name = r.bytes(n).decode()
+        out.append((name, r.fid(), r.take("<I")))
+    return out
+
+
+class Conn:
+    def __init__(self, port, hello=True):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.settimeout(10)
+        self.reqid = 0
+        self.pushes = []
+        self.buf = b""
+        if hello:
+            r = self.call(HELLO, version=1, realm="test", name="pytest")
+            assert r["status"] == 0, r
+
+    def send(self, t, flags=0, **m):
+        self.reqid += 1
+        body = b"".join(enc_field(1 << i, m) for i in range(24) if TAB[t][0] & (1 << i))
+        self.s.sendall(struct.pack("<IHHI", len(body), t, flags, self.reqid) + body)
+        return self.reqid
+
+    def recv_frame(self):
+        while True:
+            if len(self.buf) >= 12:
+                ln, t, fl, rid = struct.unpack_from("<IHHI", self.buf)
+                if len(self.buf) >= 12 + ln:
+                    body = self.buf[12:12 + ln]
+                    self.buf = self.buf[12 + ln:]
+                    return t, fl, rid, body
+            d = self.s.recv(1 << 20)
+            if not d:
+                raise EOFError
+            self.buf += d
+
+    def wait(self, rid):
+        while True:
+            t, fl, r, body = self.recv_frame()
+            if fl & 2:
+                assert t == CB_BREAK
+                self.pushes.append(Rd(body).fid())
+                continue
+            assert fl & 1 and r == rid
+            return dec_reply(TAB[t][1], body)
+
+    def call(self, t, **m):
+        return self.wait(self.send(t, **m))
+
+
+@pytest.fixture
+def server():
+    d = tempfile.mkdtemp(prefix="encore-srv-")
+    subprocess.run([SERVER, "init", "--dir", d, "--server-id", "3", "--realm", "test",
+                    "--root-mode", "1777"], check=True)
+    r = subprocess.run([SERVER, "init", "--dir", d, "--server-id", "3", "--realm", "test"])
+    assert r.returncode == 2
+    procs = []
+
+    def start():
+        rfd, wfd = os.pipe()
+        p = subprocess.Popen([SERVER, "--dir", d, "--listen", "127.0.0.1:0", "--ready-fd", str(wfd),
+                              "--port-file", d + "/port"], pass_fds=(wfd,))
+        os.close(wfd)
+        assert os.read(rfd, 1) == b"\n"
+        os.close(rfd)
+        procs.append(p)
+        return int(open(d + "/port").read())
+
+    class S:
+        pass
+    s = S()
+    s.dir, s.start = d, start
+    s.port = start()
+    s.procs = procs
+    yield s
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            assert p.wait(10) == 0
+
+
+def new_oid():
+    return os.urandom(16)
+
+
+def root(c):
+    r = c.call(GETROOT, cred=(0, 0, []), realm="test")
+    assert r["status"] == 0
+    return r["attr"]["fid"]
+
+
+def mk(c, d, name, mode, cred=(0, 0, []), **kw):
+    f = (d[0], new_oid())
+    r = c.call(CREATE, cred=cred, fid=d, fid2=f, name=name, mode=mode, mflags=1, **kw)
+    return f, r
+
+
+def write(c, f, data, cred=(0, 0, []), expect=0, handle=1):
+    return c.call(STORE, cred=cred, fid=f, offset=0, length=len(data), handle=handle, expect=expect,
+                  mflags=STORE_FIRST | STORE_LAST, data=data)
+
+
+def test_hello_ping_stats(server):
+    c = Conn(server.port, hello=False)
+    r = c.call(PING)
+    assert r["status"] == 0 and r["server_id"] == 3
+    assert c.call(GETATTR, cred=(0, 0, []), fid=(1, ROOT_OID))["status"] == ST["PROTO"]
+    with pytest.raises(EOFError):
+        c.recv_frame()
+    c = Conn(server.port, hello=False)
+    r = c.call(HELLO, version=1, realm="test")
+    assert r["status"] == 0 and r["version"] == 1 and r["realm"] == "test" and r["incarnation"] >= 1
+    st = c.call(STATS)["data"].decode()
+    for k in "fetch_calls fetch_bytes store_calls store_bytes getattr_calls lookup_calls readdir_calls create_calls connections cb_breaks objects".split():
+        assert ("\n" + k + " ") in "\n" + st, k
+    c2 = Conn(server.port, hello=False)
+    assert c2.call(HELLO, version=99)["status"] == ST["BADVERSION"]
+    with pytest.raises(EOFError):
+        c2.recv_frame()
+    assert c.call(PING)["status"] == 0
+
+
+def test_malformed_frames_keep_serving(server):
+    good = Conn(server.port)
+    bad = Conn(server.port, hello=False)
+    bad.s.sendall(struct.pack("<IHHI", 1 << 30, GETATTR, 0, 9))
+    t, fl, rid, body = bad.recv_frame()
+    assert struct.unpack("<I", body)[0] == ST["PROTO"]
+    bad = Conn(server.port)
+    bad.s.sendall(struct.pack("<IHHI", 3, GETATTR, 0, 9) + b"\xff\x00\x01")
+    t, fl, rid, body = bad.recv_frame()
+    assert rid == 9 and struct.unpack("<I", body)[0] == ST["PROTO"]
+    with pytest.raises(EOFError):
+        bad.recv_frame()
+    bad = Conn(server.port)
+    bad.s.sendall(struct.pack("<IHHI", 0, 77, 0, 5))
+    t, fl, rid, body = bad.recv_frame()
+    assert struct.unpack("<I", body)[0] == ST["NOSYS"]
+    assert good.call(PING)["status"] == 0
+
+
+def test_namespace(server):
+    c = Conn(server.port)
+    rt = root(c)
+    assert c.call(GETROOT, cred=(0, 0, []), realm="nope")["status"] == ST["NOENT"]
+    d, r = mk(c, rt, "d", S_IFDIR | 0o755)
+    assert r["status"] == 0 and r["attr"]["nlink"] == 2 and r["attr2"]["nlink"] == 3
+    f, r = mk(c, d, "f", S_IFREG | 0o644)
+    assert r["status"] == 0 and r["attr"]["mode"] == S_IFREG | 0o644
+    assert mk(c, d, "f", S_IFREG | 0o644)[1]["status"] == ST["EXIST"]
+    r = c.call(CREATE, cred=(0, 0, []), fid=d, fid2=f, name="g", mode=S_IFREG, mflags=1)
+    assert r["status"] == ST["EXIST"]
+    assert mk(c, d, "..", S_IFREG)[1]["status"] == ST["INVAL"]
+    l, r = mk(c, d, "l", S_IFLNK | 0o777, target="f")
+    assert r["status"] == 0 and r["attr"]["size"] == 1
+    assert c.call(READLINK, cred=(0, 0, []), fid=l)["target"] == "f"
+    r = c.call(LOOKUP, cred=(0, 0, []), fid=d, name="f")
+    assert r["status"] == 0 and r["attr"]["fid"] == f and r["attr2"]["fid"] == d
+    assert c.call(LOOKUP, cred=(0, 0, []), fid=d, name="x")["status"] == ST["NOENT"]
+    assert c.call(LOOKUP, cred=(0, 0, []), fid=f, name="x")["status"] == ST["NOTDIR"]
+    # link, nlink
+    r = c.call(LINK, cred=(0, 0, []), fid=f, fid2=rt, name="f2")
+    assert r["status"] == 0 and r["attr"]["nlink"] == 2
+    assert c.call(LINK, cred=(0, 0, []), fid=d, fid2=rt, name="d2")["status"] == ST["PERM"]
+    # readdir with paging
+    for i in range(50):
+        assert mk(c, d, "n%03d" % i, S_IFREG | 0o600)[1]["status"] == 0
+    names, cookie = [], ""
+    while True:
+        r = c.call(READDIR, cred=(0, 0, []), fid=d, name=cookie, length=7)
+        assert r["status"] == 0
+        ents = dirents(r["data"])
+        names += [e[0] for e in ents]
+        if r["mflags"] & 1:
+            break
+        cookie = ents[-1][0]
+    assert names == sorted(["f", "l"] + ["n%03d" % i for i in range(50)])
+    # remove / rmdir
+    assert c.call(REMOVE, cred=(0, 0, []), fid=rt, name="d", mflags=1)["status"] == ST["NOTEMPTY"]
+    assert c.call(REMOVE, cred=(0, 0, []), fid=rt, name="d", mflags=0)["status"] == ST["ISDIR"]
+    assert c.call(REMOVE, cred=(0, 0, []), fid=d, name="f", mflags=1)["status"] == ST["NOTDIR"]
+    r = c.call(REMOVE, cred=(0, 0, []), fid=d, name="f", mflags=0)
+    assert r["status"] == 0 and r["attr"]["nlink"] == 1
+    r = c.call(REMOVE, cred=(0, 0, []), fid=rt, name="f2", mflags=0)
+    assert r["status"] == 0 and r["attr"]["nlink"] == 0
+    assert c.call(GETATTR, cred=(0, 0, []), fid=f)["status"] == ST["NOENT"]
+    e, r = mk(c, rt, "e", S_IFDIR | 0o755)
+    r = c.call(REMOVE, cred=(0, 0, []), fid=rt, name="e", mflags=1)
+    assert r["status"] == 0 and r["attr2"]["nlink"] == 3
+    sf = c.call(STATFS, cred=(0, 0, []), fid=rt)
+    assert sf["status"] == 0 and sf["fsstat"][6] == 255
+
+
+def test_rename(server):
+    c = Conn(server.port)
+    rt = root(c)
+    cr = (0, 0, [])
+    a, _ = mk(c, rt, "a", S_IFDIR | 0o755)
+    b, _ = mk(c, a, "b", S_IFDIR | 0o755)
+    f, _ = mk(c, rt, "f", S_IFREG | 0o644)
+    g, _ = mk(c, rt, "g", S_IFREG | 0o644)
+    assert c.call(RENAME, cred=cr, fid=rt, name="a", fid2=b, name2="x")["status"] == ST["INVAL"]
+    assert c.call(RENAME, cred=cr, fid=rt, name="a", fid2=a, name2="x")["status"] == ST["INVAL"]
+    assert c.call(RENAME, cred=cr, fid=rt, name="f", fid2=rt, name2="f")["status"] == 0
+    assert c.call(RENAME, cred=cr, fid=rt, name="f", fid2=rt, name2="a")["status"] == ST["ISDIR"]
+    assert c.call(RENAME, cred=cr, fid=a, name="b", fid2=rt, name2="f")["status"] == ST["NOTDIR"]
+    assert c.call(RENAME, cred=cr, fid=rt, name="f", fid2=rt, name2="g", mflags=1)["status"] == ST["EXIST"]
+    r = c.call(RENAME, cred=cr, fid=rt, name="f", fid2=rt, name2="g")
+    assert r["status"] == 0
+    assert c.call(GETATTR, cred=cr, fid=g)["status"] == ST["NOENT"]
+    assert c.call(LOOKUP, cred=cr, fid=rt, name="g")["attr"]["fid"] == f
+    # move dir b from a to root: nlink bookkeeping
+    r = c.call(RENAME, cred=cr, fid=a, name="b", fid2=rt, name2="b")
+    assert r["status"] == 0 and r["attr"]["nlink"] == 2 and r["attr2"]["nlink"] == 4
+    # rename dir onto non-empty dir
+    mk(c, a, "z", S_IFREG)
+    assert c.call(RENAME, cred=cr, fid=rt, name="b", fid2=rt, name2="a")["status"] == ST["NOTEMPTY"]
+    c.call(REMOVE, cred=cr, fid=a, name="z")
+    r = c.call(RENAME, cred=cr, fid=rt, name="b", fid2=rt, name2="a")
+    assert r["status"] == 0 and r["attr"]["nlink"] == 3
+    # exchange
+    h, _ = mk(c, rt, "h", S_IFREG)
+    assert c.call(RENAME, cred=cr, fid=rt, name="g", fid2=rt, name2="h", mflags=2)["status"] == 0
+    assert c.call(LOOKUP, cred=cr, fid=rt, name="g")["attr"]["fid"] == h
+    # hard link no-op
+    c.call(LINK, cred=cr, fid=h, fid2=rt, name="h2")
+    assert c.call(RENAME, cred=cr, fid=rt, name="g", fid2=rt, name2="h2")["status"] == 0
+    assert c.call(LOOKUP, cred=cr, fid=rt, name="g")["status"] == 0
+
+
+def test_data_and_versions(server):
+    c = Conn(server.port)
+    rt = root(c)
+    cr = (0, 0, [])
+    f, r = mk(c, rt, "f", S_IFREG | 0o644)
+    dv0 = r["attr"]["dv"]
+    big = os.urandom(1300 * 1024)
+    # chunked store
+    chunk = 512 * 1024
+    for off in range(0, len(big), chunk):
+        fl = (STORE_FIRST if off == 0 else 0) | (STORE_LAST if off + chunk >= len(big) else 0)
+        r = c.call(STORE, cred=cr, fid=f, offset=off, length=len(big), handle=5, expect=dv0,
+                   mflags=fl, data=big[off:off + chunk])
+        assert r["status"] == 0, r
+    assert r["attr"]["size"] == len(big) and r["attr"]["dv"] == dv0 + 1
+    assert r["attr"]["blocks"] == (len(big) + 4095) // 4096 * 8
+    dv1 = r["attr"]["dv"]
+    got = b""
+    while len(got) < len(big):
+        r = c.call(FETCH, cred=cr, fid=f, offset=len(got), length=1 << 20, expect=dv1)
+        assert r["status"] == 0 and len(r["data"]) <= 512 * 1024
+        got += r["data"]
+    assert got == big
+    assert c.call(FETCH, cred=cr, fid=f, offset=0, length=10, expect=dv0)["status"] == ST["VERSION"]
+    assert write(c, f, b"x", expect=dv0)["status"] == ST["VERSION"]
+    assert c.call(STORE, cred=cr, fid=f, offset=0, length=1, handle=77, mflags=STORE_LAST, data=b"x")["status"] == ST["BADF"]
+    # truncate via setattr
+    r = c.call(SETATTR, cred=cr, fid=f, sattr=(SA_SIZE, 0, 0, 0, 10, (0, 0), (0, 0)))
+    assert r["status"] == 0 and r["attr"]["size"] == 10 and r["attr"]["dv"] == dv1 + 1
+    assert c.call(FETCH, cred=cr, fid=f, offset=0, length=100)["data"] == big[:10]
+    r = c.call(SETATTR, cred=cr, fid=f, sattr=(SA_SIZE, 0, 0, 0, 20, (0, 0), (0, 0)))
+    assert c.call(FETCH, cred=cr, fid=f, offset=0, length=100)["data"] == big[:10] + b"\0" * 10
+    # only one container version remains
+    files = os.listdir(os.path.join(server.dir, "data", "1"))
+    assert len(files) == 1 and files[0].endswith(".%x" % (dv1 + 2))
+    # abort
+    r = c.call(STORE, cred=cr, fid=f, offset=0, length=3, handle=9, mflags=STORE_FIRST, data=b"abc")
+    assert r["status"] == 0
+    assert c.call(STORE, cred=cr, fid=f, handle=9, mflags=STORE_ABORT)["status"] == 0
+    assert os.listdir(os.path.join(server.dir, "tmp")) == []
+    # restart keeps data, bumps incarnation
+    inc = c.call(PING)["incarnation"]
+    server.procs[-1].terminate()
+    assert server.procs[-1].wait(10) == 0
+    port = server.start()
+    c = Conn(port)
+    assert c.call(PING)["incarnation"] == inc + 1
+    assert c.call(FETCH, cred=cr, fid=f, offset=0, length=100)["data"] == big[:10] + b"\0" * 10
+
+
+def test_permissions(server):
+    c = Conn(server.port)
+    rt = root(c)
+    u1, u2 = (1000, 1000, []), (1001, 1001, [])
+    d, r = mk(c, rt, "home", S_IFDIR | 0o755, cred=u1)
+    assert r["status"] == 0 and r["attr"]["uid"] == 1000
+    assert mk(c, d, "x", S_IFREG | 0o644, cred=u2)[1]["status"] == ST["ACCES"]
+    f, r = mk(c, d, "x", S_IFREG | 0o600, cred=u1)
+    assert c.call(FETCH, cred=u2, fid=f, offset=0, length=10)["status"] == ST["ACCES"]
+    assert write(c, f, b"hi", cred=u2)["status"] == ST["ACCES"]
+    assert write(c, f, b"hi", cred=u1)["status"] == 0
+    assert c.call(SETATTR, cred=u2, fid=f, sattr=(SA_MODE, 0o777, 0, 0, 0, (0, 0), (0, 0)))["status"] == ST["PERM"]
+    assert c.call(SETATTR, cred=u1, fid=f, sattr=(SA_UID, 0, 1001, 0, 0, (0, 0), (0, 0)))["status"] == ST["PERM"]
+    r = c.call(SETATTR, cred=(0, 0, []), fid=f, sattr=(SA_UID, 0, 1001, 0, 0, (0, 0), (0, 0)))
+    assert r["status"] == 0 and r["attr"]["uid"] == 1001
+    r = c.call(SETATTR, cred=u1, fid=d, sattr=(SA_GID, 0, 0, 50, 0, (0, 0), (0, 0)))
+    assert r["status"] == ST["PERM"]
+    r = c.call(SETATTR, cred=(1000, 1000, [50]), fid=d, sattr=(SA_GID, 0, 0, 50, 0, (0, 0), (0, 0)))
+    assert r["status"] == 0 and r["attr"]["gid"] == 50
+    # setgid dir inheritance
+    r = c.call(SETATTR, cred=u1, fid=d, sattr=(SA_MODE, 0o2777, 0, 0, 0, (0, 0), (0, 0)))
+    assert r["attr"]["mode"] & 0o7777 == 0o2777 or r["attr"]["mode"] & 0o7777 == 0o777
+    # sticky root dir (1777): u2 can't remove u1's file
+    g, r = mk(c, rt, "g", S_IFREG | 0o666, cred=u1)
+    assert c.call(REMOVE, cred=u2, fid=rt, name="g")["status"] == ST["PERM"]
+    assert c.call(REMOVE, cred=u1, fid=rt, name="g")["status"] == 0
+    # utimes
+    assert c.call(SETATTR, cred=u2, fid=d, sattr=(SA_MTIME, 0, 0, 0, 0, (0, 0), (5, 6)))["status"] == ST["PERM"]
+    r = c.call(SETATTR, cred=u1, fid=d, sattr=(SA_MTIME, 0, 0, 0, 0, (0, 0), (5, 6)))
+    assert r["attr"]["mtime"] == (5, 6)
+
+
+def test_setgid_dir(server):
+    c = Conn(server.port)
+    rt = root(c)
+    d, r = mk(c, rt, "sg", S_IFDIR | 0o2775, cred=(0, 77, []))
+    assert r["attr"]["gid"] == 77
+    f, r = mk(c, d, "f", S_IFREG | 0o644, cred=(0, 0, []))
+    assert r["attr"]["gid"] == 77
+    s, r = mk(c, d, "s", S_IFDIR | 0o755, cred=(0, 0, []))
+    assert r["attr"]["gid"] == 77 and r["attr"]["mode"] & 0o2000
+
+
+def test_callbacks_and_group_commit(server):
+    a, b = Conn(server.port), Conn(server.port)
+    rt = root(a)
+    f, _ = mk(a, rt, "f", S_IFREG | 0o644)
+    assert b.call(GETATTR, cred=(0, 0, []), fid=f)["status"] == 0
+    assert b.call(READDIR, cred=(0, 0, []), fid=rt, name="", length=0)["status"] == 0
+    assert write(a, f, b"new")["status"] == 0
+    assert a.pushes == []
+    b.call(PING)
+    assert f in b.pushes
+    mk(a, rt, "g", S_IFREG)
+    b.call(PING)
+    assert rt in b.pushes
+    # pipelined creates share commits
+    n = 200
+    rids = [a.send(CREATE, cred=(0, 0, []), fid=rt, fid2=(1, new_oid()), name="p%d" % i,
+                   mode=S_IFREG | 0o644, mflags=1) for i in range(n)]
+    for rid in rids:
+        assert a.wait(rid)["status"] == 0
+    st = dict(l.split() for l in a.call(STATS)["data"].decode().splitlines())
+    assert int(st["commits"]) < int(st["create_calls"])
+    assert int(st["objects"]) == n + 3

@@ -54,6 +54,9 @@ struct inode {
 	bool dirty;	    /* container modified since last store */
 	uint64_t wgen;	    /* bumped by every local modification of the container */
 	uint64_t kernel_dv; /* data version the kernel's page cache holds; 0 = none */
+	uint64_t cdv;	    /* data version the open container (fd) holds */
+	bool removed;	    /* the last name is gone on the server (open-unlinked) */
+	struct cred wcred;  /* credentials of the last opener for writing */
 	/* Directory listing. */
 	struct dirent_w *ents; /* owned; valid if list_valid */
 	size_t n_ents;

@@ -179,14 +179,79 @@ int ctl_mounts_foreach(bool encore_only, ctl_mount_fn fn, void *arg)
 	return ret;
 }
 
+int ctl_path_normalize(const char *path, const char *cwd, char *out, size_t len)
+{
+	char *buf;
+	size_t o = 0, need;
+	const char *p, *comp;
+	int ret = 0;
+
+	need = strlen(path) + (path[0] == '/' ? 0 : strlen(cwd) + 1) + 1;
+	if (need > len || len < 2)
+		return -ENAMETOOLONG;
+	buf = malloc(need);
+	if (buf == NULL)
+		return -ENOMEM;
+	snprintf(buf, need, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path);
+	out[0] = '\0';
+	for (p = buf; *p != '\0';) {
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		comp = p;
+		while (*p != '\0' && *p != '/')
+			p++;
+		n = (size_t)(p - comp);
+		if (n == 0 || (n == 1 && comp[0] == '.'))
+			continue;
+		if (n == 2 && comp[0] == '.' && comp[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--; /* the slash before the removed component */
+			out[o] = '\0';
+			continue;
+		}
+		if (o + 1 + n + 1 > len) {
+			ret = -ENAMETOOLONG;
+			break;
+		}
+		out[o++] = '/';
+		memcpy(out + o, comp, n);
+		o += n;
+		out[o] = '\0';
+	}
+	if (ret == 0 && o == 0) {
+		out[0] = '/';
+		out[1] = '\0';
+	}
+	free(buf);
+	return ret;
+}
+
 struct find_ctx {
-	dev_t dev;    /* st_dev of the path looked for, or 0 */
-	int n_mounts; /* encore mounts seen */
-	bool found;   /* a mount with dev was found */
+	dev_t dev;	  /* st_dev of the path looked for, or 0 */
+	const char *lex;  /* normalised path, or NULL */
+	int n_mounts;	  /* encore mounts seen */
+	bool found;	  /* a mount with dev was found */
+	size_t best_len;  /* longest mount point that is a prefix of lex */
+	bool best_encore; /* ... and it is an encore mount (sock in best) */
 	char sock[PATH_MAX];
-	char only[PATH_MAX]; /* socket of the first mount seen */
+	char best[PATH_MAX];
+	char only[PATH_MAX]; /* socket of the first encore mount seen */
 	char list[1024];     /* mount points, for the error message */
 };
+
+/* True if mount point mp is path or one of its ancestors. */
+static bool is_prefix(const char *mp, const char *path)
+{
+	size_t n = strlen(mp);
+
+	if (strcmp(mp, "/") == 0)
+		return true;
+	return strncmp(mp, path, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
 
 static int find_cb(void *arg, const struct ctl_mount *m)
 {
@@ -194,6 +259,16 @@ static int find_cb(void *arg, const struct ctl_mount *m)
 	const char *sock = ctl_mount_socket(m);
 	size_t used = strlen(c->list);
 
+	/* Later lines stack on top of earlier ones at the same point: ">=". */
+	if (c->lex != NULL && is_prefix(m->mount_point, c->lex) &&
+	    strlen(m->mount_point) >= c->best_len) {
+		c->best_len = strlen(m->mount_point);
+		c->best_encore = sock != NULL;
+		if (sock != NULL)
+			snprintf(c->best, sizeof(c->best), "%s", sock);
+	}
+	if (sock == NULL)
+		return 0;
 	if (c->n_mounts == 0)
 		snprintf(c->only, sizeof(c->only), "%s", sock);
 	c->n_mounts++;
@@ -204,7 +279,6 @@ static int find_cb(void *arg, const struct ctl_mount *m)
 	if (c->dev != 0 && makedev(m->major, m->minor) == c->dev) {
 		c->found = true;
 		snprintf(c->sock, sizeof(c->sock), "%s", sock);
-		return 1;
 	}
 	return 0;
 }
@@ -223,31 +297,38 @@ int ctl_find_socket(const char *path, char *out, size_t len)
 {
 	struct find_ctx *c;
 	const char *env = getenv("ENCORE_SOCKET");
+	char cwd[PATH_MAX], *lex = NULL;
 	struct stat st;
-	int ret;
+	int ret, stat_err = 0;
 
 	if (env != NULL && *env != '\0')
 		return copy_sock(env, out, len);
 
 	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return -ENOMEM;
-	if (stat(path != NULL ? path : ".", &st) < 0) {
-		ret = -errno;
-		if (path != NULL) {
-			cli_err("cannot stat '%s': %s", path, strerror(-ret));
-			goto out;
-		}
-	} else {
-		c->dev = st.st_dev;
+	lex = malloc(PATH_MAX);
+	if (c == NULL || lex == NULL) {
+		ret = -ENOMEM;
+		goto out;
 	}
-	ret = ctl_mounts_foreach(true, find_cb, c);
+	if (stat(path != NULL ? path : ".", &st) < 0)
+		stat_err = errno;
+	else
+		c->dev = st.st_dev;
+	if (getcwd(cwd, sizeof(cwd)) != NULL &&
+	    ctl_path_normalize(path != NULL ? path : ".", cwd, lex, PATH_MAX) == 0)
+		c->lex = lex;
+	ret = ctl_mounts_foreach(false, find_cb, c);
 	if (ret < 0) {
 		cli_err("cannot read /proc/self/mountinfo: %s", strerror(-ret));
 		goto out;
 	}
 	if (c->found) {
 		ret = copy_sock(c->sock, out, len);
+	} else if (stat_err != 0 && c->best_encore) {
+		ret = copy_sock(c->best, out, len);
+	} else if (stat_err != 0 && path != NULL) {
+		cli_err("cannot stat '%s': %s", path, strerror(stat_err));
+		ret = -stat_err;
 	} else if (path == NULL && c->n_mounts == 1) {
 		ret = copy_sock(c->only, out, len);
 	} else if (c->n_mounts == 0) {
@@ -261,6 +342,7 @@ int ctl_find_socket(const char *path, char *out, size_t len)
 		ret = -ENOENT;
 	}
 out:
+	free(lex);
 	free(c);
 	return ret;
 }

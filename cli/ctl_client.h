@@ -39,8 +39,16 @@ const char *ctl_mount_socket(const struct ctl_mount *m);
 typedef int (*ctl_mount_fn)(void *arg, const struct ctl_mount *m);
 int ctl_mounts_foreach(bool encore_only, ctl_mount_fn fn, void *arg);
 
+/* Makes path absolute (relative to cwd) and removes "", "." and ".."
+ * components lexically, without touching the file system (so it works when
+ * a stat on the mount would fail). Returns 0 or -ENAMETOOLONG. */
+int ctl_path_normalize(const char *path, const char *cwd, char *out, size_t len);
+
 /* Finds the control socket for path (NULL: the current directory, or else
  * the only encore mount). ENCORE_SOCKET overrides. Copies it to out.
+ * The mount is the one whose st_dev the path has; if stat fails (a server
+ * being down can make it fail with EIO), the mount whose mount point is the
+ * longest prefix of the normalised path.
  * Returns 0, or a negative errno after printing what is wrong (-ENOENT: not
  * an encore file system, no mount or several; -ENAMETOOLONG) and what to do. */
 int ctl_find_socket(const char *path, char *out, size_t len);

@@ -181,13 +181,43 @@ static void test_foreach_self(void **state)
 	assert_int_equal(n, 1);
 }
 
+static void check_norm(const char *path, const char *cwd, const char *want)
+{
+	char out[PATH_MAX];
+
+	assert_int_equal(ctl_path_normalize(path, cwd, out, sizeof(out)), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_normalize(void **state)
+{
+	char small[8];
+
+	(void)state;
+	check_norm("/a/b", "/cwd", "/a/b");
+	check_norm("b/c", "/cwd", "/cwd/b/c");
+	check_norm(".", "/cwd/x", "/cwd/x");
+	check_norm("..", "/cwd/x", "/cwd");
+	check_norm("../..", "/cwd/x", "/");
+	check_norm("../../../..", "/cwd", "/");
+	check_norm("//a//./b/../c/", "/", "/a/c");
+	check_norm("/", "/cwd", "/");
+	check_norm("a/./../b", "/", "/b");
+	check_norm("...", "/c", "/c/...");
+	/* Lexical: ".." of a symlink is the parent of the link, like a shell's cd. */
+	check_norm("mnt/local/..", "/tmp/d", "/tmp/d/mnt");
+	assert_int_equal(ctl_path_normalize("/abcdefghij", "/", small, sizeof(small)),
+			 -ENAMETOOLONG);
+	assert_int_equal(ctl_path_normalize("abc", "/cwdcwd", small, sizeof(small)), -ENAMETOOLONG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_encore_mount),	cmocka_unit_test(test_escapes),
 		cmocka_unit_test(test_optional_fields), cmocka_unit_test(test_not_encore_source),
 		cmocka_unit_test(test_malformed),	cmocka_unit_test(test_too_long),
-		cmocka_unit_test(test_foreach_self),
+		cmocka_unit_test(test_foreach_self),	cmocka_unit_test(test_normalize),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

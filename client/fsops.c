@@ -224,6 +224,13 @@ void fsops_on_break(void *arg, const struct fid *fid)
 	if (in == NULL)
 		return;
 	note_push(cl, break_inode(cl, in));
+	/* Attributes only (offset < 0): the kernel takes no page or directory
+	 * lock for this, so it cannot wait on a FUSE worker and is safe on the
+	 * reader thread. Doing it here, before the next reply is delivered,
+	 * closes most of the window in which a stat() could still see the old
+	 * attributes. Pages and names follow from the notifier thread. */
+	if (cl->se != NULL)
+		fuse_lowlevel_notify_inval_inode(cl->se, in->ino, -1, 0);
 	inode_put(cl->itab, in);
 }
 

@@ -48,7 +48,8 @@ int cmd_whereis(int argc, char **argv);
 
 /* Prints "encore: <message>\n" to stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints a progress line "encore: <message>\n" to stderr unless quiet. */
+/* Prints a progress line "encore: <message>\n" to stderr (kept apart from
+ * cli_err so progress can be silenced later without touching errors). */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Prints "encore <cmd>: <message>" and a hint to run `encore <cmd> --help`
  * to stderr. Returns CLI_USAGE so callers can `return cli_usage(...)`. */

@@ -146,6 +146,16 @@ static void truncate_log(const char *log)
 		fclose(fp);
 }
 
+/* Records progress in local.json; complains if it cannot. */
+static int save(const struct local_state *st)
+{
+	int ret = local_state_save(st);
+
+	if (ret < 0)
+		cli_err("cannot write '%s/%s': %s", st->dir, LOCAL_STATE_FILE, strerror(-ret));
+	return ret;
+}
+
 /* Undoes a failed up: stops everything, removes what this run created. */
 static void undo(struct local_state *st, const bool *made_mount)
 {
@@ -257,17 +267,14 @@ int cmd_local_up(int argc, char **argv)
 	local_catch_signals();
 	/* Record the realm before starting anything, so that `local down`
 	 * can clean up even if this process dies half-way. */
-	ret = local_state_save(st);
-	if (ret < 0) {
-		cli_err("cannot write '%s/%s': %s", st->dir, LOCAL_STATE_FILE, strerror(-ret));
+	if (save(st) < 0)
 		goto out;
-	}
 	for (size_t i = 0; i < st->n_servers; i++) {
 		struct local_server *s = &st->servers[i];
 
 		truncate_log(s->log);
 		log_info("local", "starting server %u", s->id);
-		if (local_start_server(st, s, true) < 0 || local_state_save(st) < 0)
+		if (local_start_server(st, s, true) < 0 || save(st) < 0)
 			goto fail;
 		cli_note("server %u running on 127.0.0.1:%u (pid %d)", s->id, (unsigned)s->port,
 			 (int)s->pid);
@@ -285,7 +292,7 @@ int cmd_local_up(int argc, char **argv)
 				strerror(-ret));
 			goto fail;
 		}
-		if (local_start_client(st, cl) < 0 || local_state_save(st) < 0)
+		if (local_start_client(st, cl) < 0 || save(st) < 0)
 			goto fail;
 		cli_note("client %u mounted at %s (pid %d)", cl->id, cl->mount, (int)cl->pid);
 	}

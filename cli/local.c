@@ -779,6 +779,16 @@ int local_start_client(const struct local_state *st, struct local_client *c)
 	return 0;
 }
 
+/* Waits up to timeout_ms for pid to exit; true once it has. */
+static bool wait_gone(pid_t pid, int timeout_ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+	while (pid_running(pid) && ms_left(deadline) > 0)
+		sleep_ms(POLL_MS);
+	return !pid_running(pid);
+}
+
 int local_stop_pid(pid_t pid, const char *marker, int sig, int timeout_ms)
 {
 	uint64_t deadline;
@@ -900,8 +910,8 @@ int local_teardown(struct local_state *st)
 		 * fallback, SIGKILL the last resort. */
 		if (local_unmount(c->mount, c->log) < 0)
 			ret = -EBUSY;
-		if (local_client_alive(c) &&
-		    local_stop_pid(c->pid, c->cache, 0, LOCAL_STOP_TIMEOUT_MS / 2) < 0) {
+		if (local_client_alive(c) && !wait_gone(c->pid, LOCAL_STOP_TIMEOUT_MS / 2) &&
+		    local_stop_pid(c->pid, c->cache, SIGTERM, LOCAL_STOP_TIMEOUT_MS) < 0) {
 			cli_err("client %u (pid %d) does not exit", c->id, (int)c->pid);
 			ret = -EBUSY;
 		}

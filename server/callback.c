@@ -114,10 +114,18 @@ static void unlink_node(struct cbtab *t, struct cb_node *nd)
 
 void cb_promise(struct cbtab *t, struct cb_holder *h, const struct fid *fid)
 {
-	size_t b = fid_hash(fid, t->n_buckets);
-	for (struct cb_node *nd = t->bucket[b]; nd != NULL; nd = nd->hnext)
-		if (nd->holder == h && fid_eq(&nd->fid, fid))
-			return;
+	/* Dedupe along the shorter list: a hot fid has one node per holder
+	 * in its chain, while most holders hold few promises. */
+	if (h->n <= 16) {
+		for (struct cb_node *nd = h->head; nd != NULL; nd = nd->cnext)
+			if (fid_eq(&nd->fid, fid))
+				return;
+	} else {
+		size_t b = fid_hash(fid, t->n_buckets);
+		for (struct cb_node *nd = t->bucket[b]; nd != NULL; nd = nd->hnext)
+			if (nd->holder == h && fid_eq(&nd->fid, fid))
+				return;
+	}
 	if (t->n >= t->n_buckets * 2)
 		grow(t);
 	struct cb_node *nd = xmalloc(sizeof(*nd));

@@ -44,10 +44,10 @@ def binary(name):
     """Path of one of the three programs (see module doc)."""
     v = os.environ.get(_ENV_FOR[name])
     if v:
-        return v
+        return os.path.abspath(v)
     d = os.environ.get("ENCORE_BIN")
     if d:
-        return os.path.join(d, name)
+        return os.path.abspath(os.path.join(d, name))
     return str(REPO / "build" / "bin" / name)
 
 

@@ -154,8 +154,6 @@ def test_attributes_visible(client, client2):
     assert os.stat(b / "f").st_nlink == 2
 
 
-@pytest.mark.xfail(strict=True, reason="bug: callback break races the updater's reply; B's kernel "
-                   "attribute cache serves a stale directory mode right after A's chmod returns")
 def test_directory_attributes_visible(client, client2):
     a, b = client.root, client2.root
     os.mkdir(a / "d")

@@ -125,7 +125,7 @@ static int hello_locked(struct conn_server *srv, struct sconn *sc)
 }
 
 /* Returns a new reference to a live, HELLO'd connection to srv. */
-static int sconn_get(struct conn_server *srv, struct sconn **out)
+static int sconn_get(struct conn_server *srv, bool force, struct sconn **out)
 {
 	struct sconn *sc;
 	int ret;
@@ -140,7 +140,8 @@ static int sconn_get(struct conn_server *srv, struct sconn **out)
 	}
 	sconn_put(srv->cur);
 	srv->cur = NULL;
-	if (srv->last_fail_ns != 0 && now_ns() - srv->last_fail_ns < CONN_RETRY_MS * 1000000ull) {
+	if (!force && srv->last_fail_ns != 0 &&
+	    now_ns() - srv->last_fail_ns < CONN_RETRY_MS * 1000000ull) {
 		pthread_mutex_unlock(&srv->lock);
 		return -ENOTCONN;
 	}
@@ -168,6 +169,8 @@ static int sconn_get(struct conn_server *srv, struct sconn **out)
 
 fail:
 	srv->last_fail_ns = now_ns();
+	if (atomic_exchange(&srv->up, false))
+		log_notice("conn", "server '%s' down: %s", srv->addr, err_str(ret));
 	pthread_mutex_unlock(&srv->lock);
 	log_debug("conn", "cannot connect to '%s': %s", srv->addr, err_str(ret));
 	return ret;
@@ -245,14 +248,14 @@ uint64_t conn_epoch(struct conn *c)
 	return atomic_load(&c->epoch);
 }
 
-static int start_on(struct conn_server *srv, struct msg *req, struct conn_call *cc)
+static int start_on(struct conn_server *srv, bool force, struct msg *req, struct conn_call *cc)
 {
 	struct sconn *sc;
 	int ret;
 
 	cc->sc = NULL;
 	cc->call = NULL;
-	ret = sconn_get(srv, &sc);
+	ret = sconn_get(srv, force, &sc);
 	if (ret < 0)
 		return ret;
 	ret = rpc_start(sc->rpc, req, &cc->call);
@@ -269,7 +272,7 @@ int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
 {
 	if (c->n_servers == 0)
 		return -ENOTCONN;
-	return start_on(&c->servers[atomic_load(&c->root_server)], req, cc);
+	return start_on(&c->servers[atomic_load(&c->root_server)], false, req, cc);
 }
 
 int conn_wait(struct conn *c, struct conn_call *cc, struct msg *rep)
@@ -299,7 +302,7 @@ int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call
 	if (req->type == MSG_GETROOT) {
 		/* Any server of the realm may answer; remember the first that does. */
 		for (size_t i = 0; i < c->n_servers; i++) {
-			ret = start_on(&c->servers[i], req, cc);
+			ret = start_on(&c->servers[i], false, req, cc);
 			if (ret < 0)
 				continue;
 			ret = conn_wait(c, cc, rep);
@@ -332,7 +335,7 @@ size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t m
 		if (ping) {
 			msg_init(&req, MSG_PING);
 			t0 = now_ns();
-			if (start_on(s, &req, &cc) == 0 && conn_wait(c, &cc, &rep) == 0) {
+			if (start_on(s, true, &req, &cc) == 0 && conn_wait(c, &cc, &rep) == 0) {
 				o->rtt_us = (now_ns() - t0) / 1000;
 				conn_done(c, &cc);
 			}

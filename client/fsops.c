@@ -44,8 +44,9 @@
 
 /* Kernel caching while a callback is held: the server will tell us. */
 #define CB_TIMEOUT 86400.0
-/* Bulk transfers keep this many chunk calls in flight (8 x 512 KiB). */
-#define XFER_WINDOW 8
+/* Bulk transfers keep this many chunk calls in flight (16 x 512 KiB), enough
+ * to cover a LAN round trip at disk speed. */
+#define XFER_WINDOW 16
 /* Attempts to fetch a file that keeps changing under us. */
 #define FETCH_TRIES 3
 

@@ -7,6 +7,7 @@
 #include <fuse_lowlevel.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,10 @@ int main(int argc, char **argv)
 	uint64_t mib = DEFAULT_CACHE_MIB, ready_fd = UINT64_MAX, v64;
 	int verbose = 0, use_syslog = 0, trace = 0, c, ret, rc = 1;
 
+	/* Every bulk frame is a CHUNK_MAX buffer: keep them on the heap instead
+	 * of an mmap + page-zeroing + munmap per chunk. */
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	memset(&cl, 0, sizeof(cl));
 	cl.servers = xcalloc((size_t)argc + 1, sizeof(*cl.servers));
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {

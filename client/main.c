@@ -54,7 +54,10 @@ static void usage(FILE *f)
 		DEFAULT_CACHE_MIB);
 }
 
-static void fuse_log_to_ours(enum fuse_log_level level, const char *fmt, va_list ap)
+/* libfuse hands us its own printf-style format; the attribute lets the
+ * compiler check the forwarding (clang -Wformat-nonliteral). */
+__attribute__((format(printf, 2, 0))) static void fuse_log_to_ours(enum fuse_log_level level,
+								   const char *fmt, va_list ap)
 {
 	char buf[1024];
 

@@ -270,6 +270,16 @@ static int enc_field(struct wr *w, const struct msg *m, uint32_t f)
 	case F_STOREID:
 		enc_storeid(w, &m->sid);
 		return 0;
+	case F_VSG:
+		if (m->vsg.n == 0 || m->vsg.n > VV_MAX)
+			return -EINVAL;
+		wr_u8(w, (uint8_t)m->vsg.n);
+		for (uint32_t i = 0; i < m->vsg.n; i++)
+			wr_u32(w, m->vsg.ids[i]);
+		return 0;
+	case F_STAMP:
+		wr_u64(w, m->stamp);
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -492,6 +502,19 @@ static void dec_field(struct rd *r, struct msg *m, uint32_t f)
 	}
 	case F_STOREID:
 		dec_storeid(r, &m->sid);
+		break;
+	case F_VSG:
+		m->vsg.n = rd_u8(r);
+		if (m->vsg.n == 0 || m->vsg.n > VV_MAX) {
+			m->vsg.n = 0;
+			rd_fail(r);
+			break;
+		}
+		for (uint32_t i = 0; i < m->vsg.n; i++)
+			m->vsg.ids[i] = rd_u32(r);
+		break;
+	case F_STAMP:
+		m->stamp = rd_u64(r);
 		break;
 	default:
 		rd_fail(r);
@@ -718,4 +741,11 @@ void msg_fmt(const struct msg *m, char *out, size_t len)
 		fb_add(&b, " data=%" PRIu32 "B", m->data_len);
 	if (fields & F_STOREID)
 		fb_add(&b, " sid=%016" PRIx64 ":%" PRIu64, m->sid.client, m->sid.seq);
+	if (fields & F_VSG) {
+		fb_add(&b, " vsg=");
+		for (uint32_t i = 0; i < m->vsg.n && i < VV_MAX; i++)
+			fb_add(&b, "%s%" PRIu32, i ? "," : "", m->vsg.ids[i]);
+	}
+	if (fields & F_STAMP)
+		fb_add(&b, " stamp=%" PRIu64, m->stamp);
 }

@@ -51,6 +51,8 @@ struct msg {
 	const uint8_t *data; /* borrowed; NULL when data_len == 0 */
 	uint32_t data_len;
 	struct storeid sid;
+	struct vsg vsg;
+	uint64_t stamp;
 };
 
 /* Zeroes m and sets type (a request: flags 0). */

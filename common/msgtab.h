@@ -20,7 +20,7 @@ enum conn_state_bits {
 #define MSG_TABLE(X) \
 	X(MSG_HELLO,    "hello",    F_VERSION | F_CLIENT_ID | F_REALM | F_NAME, \
 	                            F_VERSION | F_SERVER_ID | F_INCARNATION | F_REALM, CS_NEW) \
-	X(MSG_GETROOT,  "getroot",  F_CRED | F_REALM, F_ATTR, CS_READY) \
+	X(MSG_GETROOT,  "getroot",  F_CRED | F_REALM, F_ATTR | F_VSG, CS_READY) \
 	X(MSG_GETATTR,  "getattr",  F_CRED | F_FID, F_ATTR, CS_READY) \
 	X(MSG_LOOKUP,   "lookup",   F_CRED | F_FID | F_NAME, F_ATTR | F_ATTR2, CS_READY) \
 	X(MSG_SETATTR,  "setattr",  F_CRED | F_FID | F_SATTR | F_STOREID, F_ATTR, CS_READY) \
@@ -39,6 +39,11 @@ enum conn_state_bits {
 	X(MSG_PING,     "ping",     0, F_SERVER_ID | F_INCARNATION, CS_NEW | CS_READY) \
 	X(MSG_STATS,    "stats",    0, F_DATA, CS_READY) \
 	X(MSG_CB_BREAK, "cb_break", F_FID, 0, CS_READY) \
+	X(MSG_VOLINFO,  "volinfo",  F_CRED | F_FID, F_VSG | F_STAMP, CS_READY) \
+	X(MSG_COP2,     "cop2",     F_FID | F_MFLAGS | F_STOREID, 0, CS_READY) \
+	X(MSG_RESOLVE,  "resolve",  F_CRED | F_FID | F_MFLAGS, F_ATTR, CS_READY) \
+	X(MSG_CONFLICTS, "conflicts", F_CRED | F_FID | F_NAME, F_MFLAGS | F_DATA, CS_READY) \
+	X(MSG_REPAIR,   "repair",   F_CRED | F_SERVER_ID | F_FID | F_MFLAGS | F_STOREID, F_ATTR, CS_READY) \
 	X(MSG_CTL,      "ctl",      F_DATA, F_DATA, CS_NEW | CS_READY)
 /* clang-format on */
 

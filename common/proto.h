@@ -74,8 +74,20 @@ enum msg_type {
 	MSG_PING = 15,
 	MSG_STATS = 16,
 	MSG_CB_BREAK = 17,
-	MSG_CTL = 32, /* control socket only: JSON request, JSON reply */
-	MSG_TYPE_MAX = 33,
+	MSG_VOLINFO = 18,   /* volume's VSG and this replica's volume stamp */
+	MSG_COP2 = 19,      /* phase two of an update: the update set */
+	MSG_RESOLVE = 20,   /* ask a replica to resolve an object or a volume */
+	MSG_CONFLICTS = 21, /* list the objects in conflict in a volume */
+	MSG_REPAIR = 22,    /* resolve a conflict by keeping one or all versions */
+	MSG_CTL = 32,       /* control socket only: JSON request, JSON reply */
+	/* 40..59: server-to-server resolution messages (docs/replication.md). */
+	MSG_RES_GET = 40,
+	MSG_RES_SCAN = 41,
+	MSG_RES_INSTALL = 42,
+	MSG_RES_LOG = 43,
+	MSG_RES_APPLY = 44,
+	MSG_RES_MARK = 45,
+	MSG_TYPE_MAX = 64,
 };
 
 /* Fields a message may carry, encoded in this order (ascending bit). */
@@ -104,6 +116,8 @@ enum msg_field {
 	F_FSSTAT = 1u << 21,     /* struct fsstat */
 	F_DATA = 1u << 22,       /* u32 len + bytes, len <= CHUNK_MAX (CTL: <= CTL_JSON_MAX) */
 	F_STOREID = 1u << 23,    /* struct storeid of this update */
+	F_VSG = 1u << 24,        /* struct vsg: server ids in slot order */
+	F_STAMP = 1u << 25,      /* u64 volume stamp of one replica */
 };
 
 /* Wire status codes: errno values differ between architectures and never
@@ -159,6 +173,14 @@ enum store_flags {
 	STORE_LAST = 1u << 1,  /* last chunk: F_LENGTH is the final size; make durable and commit */
 	STORE_ABORT = 1u << 2, /* drop the partial version under this handle */
 };
+enum resolve_flags {
+	RESOLVE_VOLUME = 1u << 0, /* resolve every object of fid.vol, not just fid */
+};
+enum repair_flags {
+	REPAIR_KEEP_ONE = 1u << 0, /* keep F_SERVER_ID's version everywhere */
+	REPAIR_KEEP_ALL = 1u << 1, /* keep every version under NAME.conflict-server<N> */
+};
+
 enum readdir_flags {
 	READDIR_EOF = 1u << 0, /* reply: no entries follow the last one returned */
 };
@@ -188,6 +210,13 @@ struct fid {
 struct wtime {
 	int64_t sec;
 	uint32_t nsec;
+};
+
+/* Volume storage group: server ids in slot order (slot i of a version
+ * vector belongs to ids[i]). Wire: u8 n (1..VV_MAX), u32 ids[n]. */
+struct vsg {
+	uint32_t n;
+	uint32_t ids[VV_MAX];
 };
 
 /* Caller identity for permission checks. Until authentication exists the

@@ -281,6 +281,9 @@ static int op_getroot(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	if (ret < 0)
 		return ret;
 	vnode_to_attr(&v, &rep->attr);
+	/* Single-replica volumes until the VSG is stored per volume (issue 4). */
+	rep->vsg.n = 1;
+	rep->vsg.ids[0] = o->info.server_id;
 	return 0;
 }
 

@@ -99,6 +99,8 @@ static void fill_msg(struct msg *m, uint16_t type, bool reply)
 	m->data = payload;
 	m->data_len = sizeof(payload);
 	m->sid = (struct storeid){ .client = 0x1122334455667788ull, .seq = 17 };
+	m->vsg = (struct vsg){ .n = 3, .ids = { 1, 2, 7 } };
+	m->stamp = 0x0102030405060708ull;
 }
 
 static void assert_attr_eq(const struct attr *a, const struct attr *b)
@@ -171,6 +173,9 @@ static void assert_fields_eq(const struct msg *a, const struct msg *d, uint32_t 
 	CHK(F_FSSTAT, memcmp(&a->fsstat, &d->fsstat, sizeof(a->fsstat)) == 0, d->fsstat.bsize == 0);
 	CHK(F_DATA, a->data_len == d->data_len && memcmp(a->data, d->data, a->data_len) == 0,
 	    d->data_len == 0 && d->data == NULL);
+	CHK(F_VSG, a->vsg.n == d->vsg.n && memcmp(a->vsg.ids, d->vsg.ids, a->vsg.n * 4) == 0,
+	    d->vsg.n == 0);
+	CHK(F_STAMP, a->stamp == d->stamp, d->stamp == 0);
 	CHK(F_STOREID, a->sid.client == d->sid.client && a->sid.seq == d->sid.seq,
 	    d->sid.client == 0);
 #undef CHK

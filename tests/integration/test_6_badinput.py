@@ -13,6 +13,7 @@ import wire
 from harness import read_bytes, write_bytes
 
 SILENCE = 10.0  # seconds without a reply or a close that count as a hang
+AFTER_REPLY = 1.0  # how long to watch for a close once an error reply came
 
 
 def outcome(conn, timeout=SILENCE):
@@ -32,6 +33,7 @@ def outcome(conn, timeout=SILENCE):
         if f.flags & wire.FRAME_F_PUSH:
             continue
         statuses.append(f.status)
+        conn.sock.settimeout(AFTER_REPLY)
 
 
 def assert_rejected(conn, what):

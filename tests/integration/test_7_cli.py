@@ -137,8 +137,6 @@ def test_status_two_clients_distinguished(client, client2):
     assert s2["pid"] == client2.pid
 
 
-@pytest.mark.xfail(strict=True, reason="bug: check-servers reports the client's cached state "
-                   "('down' for ~1 s after the server is back) instead of probing")
 def test_check_servers(client, server):
     s = encore_json("check-servers", "--json", client.root)
     assert len(s["servers"]) == 1

@@ -109,6 +109,12 @@ def test_kill9_server_during_writes(cluster, server, client):
     assert not w.is_alive(), "writer thread hung"
     assert w.exc is None, w.exc
     acked = sum(1 for r in w.results if r[2])
+    errs = {}
+    for r in w.results:
+        if not r[2]:
+            e = errno.errorcode.get(r[3], r[3])
+            errs[e] = errs.get(e, 0) + 1
+    print("%d files tried, %d acknowledged, failures by errno: %s" % (len(w.results), acked, errs))
     assert acked >= 50
     # What the server holds, through a client that never saw these files...
     fresh = cluster.client(server)

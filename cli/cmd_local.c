@@ -182,8 +182,7 @@ enum server_op { OP_STOP, OP_START, OP_FREEZE, OP_THAW };
 static const char *const op_names[] = {
 	[OP_STOP] = "stop-server",
 	[OP_START] = "start-server",
-	[OP_FREEZE] =
-		"Stops server N with SIGSTOP: it keeps its connections but answers nothing,\nlike a hung machine.",
+	[OP_FREEZE] = "freeze-server",
 	[OP_THAW] = "thaw-server",
 };
 

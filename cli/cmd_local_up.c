@@ -3,6 +3,9 @@
  * 127.0.0.1, start and mount M clients against all of them, record it all
  * in DIR/local.json, and return once the mounts are usable. On any failure
  * (or Ctrl-C), stop what was started and show the relevant log.
+ * Replication (docs/replication.md): every server is initialised with
+ * --vsg 1,...,N; then N loopback ports are reserved, DIR/servers.conf names
+ * them, and all servers start at once with --listen 127.0.0.1:PORT --peers.
  */
 #include "cli/cmd_local.h"
 
@@ -16,12 +19,15 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/servers_conf.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 
 /* The client's --cache-size is in MiB; 1 TiB is more than any test needs. */
 #define CACHE_SIZE_MAX_MIB (1024u * 1024u)
 #define SUN_PATH_MAX	   (sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1)
+/* A triply replicated root volume, as DESIGN.md section 10 describes. */
+#define LOCAL_SERVERS_DEFAULT 3
 
 static void usage(FILE *fp)
 {
@@ -35,8 +41,9 @@ static void usage(FILE *fp)
 		"'encore local down --dir DIR'.\n"
 		"\n"
 		"  --dir DIR         state, logs and mounts (default " LOCAL_DEFAULT_DIR ")\n"
-		"  --servers N       servers to start, 1..%d (default 1); server 1 holds the\n"
-		"                    root volume, every client knows all servers\n"
+		"  --servers N       servers to start, 1..%d (default 3); every server holds a\n"
+		"                    replica of the root volume (VSG 1..N), listed in\n"
+		"                    DIR/servers.conf, and every client knows all of them\n"
 		"  --clients N       clients to mount, 1..%d (default 1): DIR/mnt, DIR/mnt2\n"
 		"  --mount PATH      mount client 1 at PATH instead of DIR/mnt\n"
 		"  --cache-size MIB  cache size of each client (default: the client's)\n"
@@ -171,6 +178,8 @@ static void undo(struct local_state *st, const bool *made_mount)
 		if (local_path(path, st->dir, "server%u.port", st->servers[i].id) == 0)
 			unlink(path);
 	}
+	if (servers_conf_path(st, path) == 0)
+		unlink(path);
 	for (size_t i = 0; i < st->n_clients; i++) {
 		if (local_path(path, st->dir, "client%u", st->clients[i].id) == 0 &&
 		    !local_mounts_below(path))
@@ -194,8 +203,8 @@ int cmd_local_up(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir_arg = LOCAL_DEFAULT_DIR, *mount_arg = NULL;
-	uint64_t n_servers = 1, n_clients = 1, cache_mib = 0;
-	bool made_mount[LOCAL_CLIENTS_MAX] = { false };
+	uint64_t n_servers = LOCAL_SERVERS_DEFAULT, n_clients = 1, cache_mib = 0;
+	bool made_mount[LOCAL_CLIENTS_MAX] = { false }, servers_given = false;
 	char mount[PATH_MAX];
 	struct local_state *st;
 	int c, ret, rc = CLI_FAIL;
@@ -209,6 +218,7 @@ int cmd_local_up(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, LOCAL_SERVERS_MAX, &n_servers))
 				return cli_usage("local up", "--servers wants 1..%d, not '%s'",
 						 LOCAL_SERVERS_MAX, optarg);
+			servers_given = true;
 			break;
 		case 'c':
 			if (!cli_parse_uint(optarg, 1, LOCAL_CLIENTS_MAX, &n_clients))
@@ -253,29 +263,66 @@ int cmd_local_up(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (plan(st, n_servers, n_clients, mount_arg != NULL ? mount : NULL) < 0)
-		goto out;
 	/* Find both programs before starting anything. */
 	{
-		char bin[PATH_MAX];
+		char bin[PATH_MAX], tmp[PATH_MAX];
 
-		if (local_find_bin("encore-server", bin) < 0 ||
-		    local_find_bin("encore-client", bin) < 0)
+		if (local_find_bin("encore-client", bin) < 0 ||
+		    local_find_bin("encore-server", bin) < 0)
 			goto out;
+		/* TRANSITION: until encore-server takes --peers and init --vsg,
+		 * start unreplicated servers (one by default). */
+		if (local_path(tmp, st->dir, "server-help.tmp") < 0)
+			goto out;
+		st->replicated = local_server_has_peers(bin, tmp);
+		if (!st->replicated) {
+			cli_note("'%s' has no --peers yet: starting servers without replication",
+				 bin);
+			if (!servers_given)
+				n_servers = 1;
+		}
 	}
 
+	if (plan(st, n_servers, n_clients, mount_arg != NULL ? mount : NULL) < 0)
+		goto out;
 	local_catch_signals();
 	/* Record the realm before starting anything, so that `local down`
 	 * can clean up even if this process dies half-way. */
 	if (save(st) < 0)
 		goto out;
 	for (size_t i = 0; i < st->n_servers; i++) {
-		struct local_server *s = &st->servers[i];
-
-		truncate_log(s->log);
-		log_info("local", "starting server %u", s->id);
-		if (local_start_server(st, s, true) < 0 || save(st) < 0)
+		truncate_log(st->servers[i].log);
+		log_info("local", "initialising server %u", st->servers[i].id);
+		if (local_init_server(st, &st->servers[i]) < 0)
 			goto fail;
+	}
+	/* Reserve the ports only now, just before the servers bind them. */
+	{
+		uint16_t ports[LOCAL_SERVERS_MAX];
+
+		ret = local_reserve_ports(st->n_servers, ports);
+		if (ret < 0) {
+			cli_err("cannot reserve %zu loopback ports: %s", st->n_servers,
+				strerror(-ret));
+			goto fail;
+		}
+		for (size_t i = 0; i < st->n_servers; i++)
+			st->servers[i].port = ports[i];
+	}
+	ret = servers_conf_write(st);
+	if (ret < 0) {
+		cli_err("cannot write '%s/%s': %s", st->dir, SERVERS_CONF_FILE, strerror(-ret));
+		goto fail;
+	}
+	if (save(st) < 0)
+		goto fail;
+	ret = local_start_servers(st);
+	save(st);
+	if (ret < 0)
+		goto fail;
+	for (size_t i = 0; i < st->n_servers; i++) {
+		const struct local_server *s = &st->servers[i];
+
 		cli_note("server %u running on 127.0.0.1:%u (pid %d)", s->id, (unsigned)s->port,
 			 (int)s->pid);
 	}

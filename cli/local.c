@@ -8,13 +8,16 @@
 #include "cli/local.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +25,7 @@
 
 #include "cli/cli.h"
 #include "cli/ctl_client.h"
+#include "cli/servers_conf.h"
 #include "common/fsutil.h"
 
 #define STATE_VERSION 1
@@ -117,6 +121,8 @@ json_object *local_state_json(const struct local_state *st, bool live)
 		json_object_object_add(o, "mount", json_object_new_string(st->clients[0].mount));
 		json_object_object_add(o, "client_pid", json_object_new_int64(st->clients[0].pid));
 	}
+	if (st->replicated)
+		json_object_object_add(o, "replicated", json_object_new_boolean(true));
 	if (st->cache_size_mib > 0)
 		json_object_object_add(o, "cache_size_mib",
 				       json_object_new_int64(st->cache_size_mib));
@@ -206,6 +212,11 @@ static int parse_state(json_object *o, struct local_state *st)
 		if (!get_int(o, "cache_size_mib", 1, UINT32_MAX, &n))
 			return -EINVAL;
 		st->cache_size_mib = (uint32_t)n;
+	}
+	if (json_object_object_get_ex(o, "replicated", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return -EINVAL;
+		st->replicated = json_object_get_boolean(v);
 	}
 	if (!json_object_object_get_ex(o, "servers", &arr) ||
 	    !json_object_is_type(arr, json_type_array) ||
@@ -642,65 +653,160 @@ static int read_port(const char *path, uint16_t *port)
 	return ret;
 }
 
-int local_start_server(const struct local_state *st, struct local_server *s, bool init)
+bool local_server_has_peers(const char *bin, const char *tmp)
 {
-	char bin[PATH_MAX], port_file[PATH_MAX], id[16], listen[32], owner[32], what[32];
-	int ret, rd = -1;
-	pid_t pid;
+	const char *argv[] = { bin, "--help", NULL };
+	char *buf = NULL;
+	size_t len;
+	bool has = false;
 
-	snprintf(what, sizeof(what), "server %u", s->id);
+	unlink(tmp);
+	if (local_run(argv, tmp, LOCAL_READY_TIMEOUT_MS) >= 0 &&
+	    fs_read_file(tmp, 64u * 1024u, &buf, &len) == 0)
+		has = strstr(buf, "--peers") != NULL;
+	free(buf);
+	unlink(tmp);
+	return has;
+}
+
+int local_reserve_ports(size_t n, uint16_t *ports)
+{
+	int fds[LOCAL_SERVERS_MAX];
+	size_t n_open = 0;
+	int ret = 0;
+
+	if (n > LOCAL_SERVERS_MAX)
+		return -EINVAL;
+	/* All sockets stay bound until every port is read, so the ports differ. */
+	for (; n_open < n; n_open++) {
+		struct sockaddr_in sa = { .sin_family = AF_INET,
+					  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t sl = sizeof(sa);
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0) {
+			ret = -errno;
+			break;
+		}
+		fds[n_open] = fd;
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+			ret = -errno;
+			n_open++;
+			break;
+		}
+		ports[n_open] = ntohs(sa.sin_port);
+	}
+	for (size_t i = 0; i < n_open; i++)
+		close(fds[i]);
+	return ret;
+}
+
+int local_init_server(const struct local_state *st, const struct local_server *s)
+{
+	char bin[PATH_MAX], id[16], owner[32], vsg[SERVERS_VSG_MAX];
+	const char *argv[14];
+	size_t n = 0;
+	int ret;
+
 	ret = local_find_bin("encore-server", bin);
-	if (ret < 0)
-		return ret;
-	ret = local_path(port_file, st->dir, "server%u.port", s->id);
 	if (ret < 0)
 		return ret;
 	snprintf(id, sizeof(id), "%u", s->id);
 	snprintf(owner, sizeof(owner), "%u:%u", (unsigned)getuid(), (unsigned)getgid());
-	snprintf(listen, sizeof(listen), "127.0.0.1:%u", (unsigned)s->port);
-
-	if (init) {
-		const char *argv[] = { bin, "init",    "--dir",	    s->dir,	    "--server-id",
-				       id,  "--realm", LOCAL_REALM, "--root-owner", owner,
-				       NULL };
-
-		ret = local_run(argv, s->log, LOCAL_READY_TIMEOUT_MS);
-		if (ret != 0) {
-			if (ret == -EINTR)
-				cli_err("interrupted while initialising %s", what);
-			else if (ret < 0)
-				cli_err("cannot run '%s init': %s", bin, strerror(-ret));
-			else
-				cli_err("'encore-server init --dir %s' failed (exit status %d)",
-					s->dir, ret);
-			if (ret != -EINTR)
-				local_log_tail(s->log);
-			return ret < 0 ? ret : -EIO;
-		}
+	argv[n++] = bin;
+	argv[n++] = "init";
+	argv[n++] = "--dir";
+	argv[n++] = s->dir;
+	argv[n++] = "--server-id";
+	argv[n++] = id;
+	argv[n++] = "--realm";
+	argv[n++] = LOCAL_REALM;
+	argv[n++] = "--root-owner";
+	argv[n++] = owner;
+	if (st->replicated) {
+		ret = servers_conf_vsg(st, vsg, sizeof(vsg));
+		if (ret < 0)
+			return ret;
+		argv[n++] = "--vsg";
+		argv[n++] = vsg;
 	}
+	argv[n] = NULL;
 
+	ret = local_run(argv, s->log, LOCAL_READY_TIMEOUT_MS);
+	if (ret == 0)
+		return 0;
+	if (ret == -EINTR)
+		cli_err("interrupted while initialising server %u", s->id);
+	else if (ret < 0)
+		cli_err("cannot run '%s init': %s", bin, strerror(-ret));
+	else
+		cli_err("'encore-server init --dir %s' failed (exit status %d)", s->dir, ret);
+	if (ret != -EINTR)
+		local_log_tail(s->log);
+	return ret < 0 ? ret : -EIO;
+}
+
+/* Starts server s without waiting: *pid and *rd (its ready pipe) are set on
+ * success. Returns 0 or -errno after printing why. */
+static int server_spawn(const struct local_state *st, const struct local_server *s, pid_t *pid,
+			int *rd)
+{
+	char bin[PATH_MAX], port_file[PATH_MAX], conf[PATH_MAX], listen[32];
+	const char *argv[14];
+	size_t n = 0;
+	int ret;
+
+	ret = local_find_bin("encore-server", bin);
+	if (ret < 0)
+		return ret;
+	if (local_path(port_file, st->dir, "server%u.port", s->id) < 0 ||
+	    servers_conf_path(st, conf) < 0)
+		return -ENAMETOOLONG;
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", (unsigned)s->port);
 	if (unlink(port_file) < 0 && errno != ENOENT) {
 		ret = -errno;
 		cli_err("cannot remove stale '%s': %s", port_file, strerror(errno));
 		return ret;
 	}
-	{
-		const char *argv[] = { bin,	      "--dir",	 s->dir,       "--listen", listen,
-				       "--port-file", port_file, "--ready-fd", "3",	   NULL };
+	argv[n++] = bin;
+	argv[n++] = "--dir";
+	argv[n++] = s->dir;
+	argv[n++] = "--listen";
+	argv[n++] = listen;
+	argv[n++] = "--port-file";
+	argv[n++] = port_file;
+	argv[n++] = "--ready-fd";
+	argv[n++] = "3";
+	if (st->replicated) {
+		argv[n++] = "--peers";
+		argv[n++] = conf;
+	}
+	argv[n] = NULL;
+	ret = spawn(argv, s->log, pid, rd);
+	if (ret < 0)
+		cli_err("cannot start server %u: %s", s->id, strerror(-ret));
+	return ret;
+}
 
-		ret = spawn(argv, s->log, &pid, &rd);
-	}
-	if (ret < 0) {
-		cli_err("cannot start %s: %s", what, strerror(-ret));
-		return ret;
-	}
+/* Waits for server s, spawned as pid with ready pipe rd (closed here), to
+ * be ready, and records its pid and port in s. On failure it is stopped and
+ * the reason printed; returns -errno. */
+static int server_wait(const struct local_state *st, struct local_server *s, pid_t pid, int rd)
+{
+	char port_file[PATH_MAX], what[32];
+	int ret;
+
+	snprintf(what, sizeof(what), "server %u", s->id);
 	ret = wait_ready(pid, rd, LOCAL_READY_TIMEOUT_MS);
 	close(rd);
 	if (ret < 0) {
 		start_failed(what, pid, ret, s->log);
 		return ret;
 	}
-	ret = read_port(port_file, &s->port);
+	ret = local_path(port_file, st->dir, "server%u.port", s->id);
+	if (ret == 0)
+		ret = read_port(port_file, &s->port);
 	if (ret < 0) {
 		cli_err("%s is ready but its port file '%s' is unusable: %s", what, port_file,
 			strerror(-ret));
@@ -712,6 +818,45 @@ int local_start_server(const struct local_state *st, struct local_server *s, boo
 	s->pid = pid;
 	s->frozen = false;
 	return 0;
+}
+
+int local_start_server(const struct local_state *st, struct local_server *s, bool init)
+{
+	int ret, rd = -1;
+	pid_t pid;
+
+	if (init) {
+		ret = local_init_server(st, s);
+		if (ret < 0)
+			return ret;
+	}
+	ret = server_spawn(st, s, &pid, &rd);
+	if (ret < 0)
+		return ret;
+	return server_wait(st, s, pid, rd);
+}
+
+int local_start_servers(struct local_state *st)
+{
+	pid_t pids[LOCAL_SERVERS_MAX];
+	int rds[LOCAL_SERVERS_MAX];
+	size_t n_spawned = 0, i;
+	int ret = 0;
+
+	for (; n_spawned < st->n_servers; n_spawned++) {
+		ret = server_spawn(st, &st->servers[n_spawned], &pids[n_spawned], &rds[n_spawned]);
+		if (ret < 0)
+			break;
+	}
+	for (i = 0; i < n_spawned && ret == 0; i++)
+		ret = server_wait(st, &st->servers[i], pids[i], rds[i]);
+	/* After a failure, the rest were never waited for: stop them. */
+	for (; i < n_spawned; i++) {
+		close(rds[i]);
+		kill(pids[i], SIGKILL);
+		wait_child(pids[i], 2000);
+	}
+	return ret;
 }
 
 int local_start_client(const struct local_state *st, struct local_client *c)

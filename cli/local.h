@@ -56,6 +56,9 @@ struct local_client {
 struct local_state {
 	char dir[PATH_MAX];	 /* absolute */
 	uint32_t cache_size_mib; /* 0: the client's default */
+	/* Replicated realm: servers were initialised with --vsg 1,...,N and run
+	 * with --peers DIR/servers.conf (docs/replication.md). */
+	bool replicated;
 	size_t n_servers;
 	struct local_server servers[LOCAL_SERVERS_MAX];
 	size_t n_clients;
@@ -102,11 +105,33 @@ int local_find_bin(const char *name, char out[PATH_MAX]);
  * (>= 0), 128 + signal if killed, or -errno. */
 int local_run(const char *const argv[], const char *log, int timeout_ms);
 
-/* Initialises and starts server s (whose id, dir and log are set) on
- * 127.0.0.1:port (0 picks one; s->port gets the port). init: run
- * `encore-server init` first. On failure prints the reason and the log
- * tail, leaves nothing running, and returns -errno. */
+/* True if the encore-server at bin takes --peers (and so init --vsg): its
+ * --help output mentions it. tmp is a scratch file for that output. */
+bool local_server_has_peers(const char *bin, const char *tmp);
+
+/* Reserves n distinct free TCP ports on 127.0.0.1 (binds n sockets to port
+ * 0 at once, reads the ports, closes them) into ports[]. Another process
+ * may take a port before the server binds it: keep the window short.
+ * Returns 0 or -errno. */
+int local_reserve_ports(size_t n, uint16_t *ports);
+
+/* Runs `encore-server init` for server s (whose id, dir and log are set);
+ * with st->replicated, with --vsg of every server of st. On failure prints
+ * the reason and the log tail and returns -errno (-EIO: init failed). */
+int local_init_server(const struct local_state *st, const struct local_server *s);
+
+/* Starts server s (whose id, dir and log are set) on 127.0.0.1:port (0
+ * picks one; s->port gets the port), with --peers DIR/servers.conf when
+ * st->replicated. init: local_init_server first. On failure prints the
+ * reason and the log tail, leaves nothing running, and returns -errno. */
 int local_start_server(const struct local_state *st, struct local_server *s, bool init);
+
+/* Starts every server of st at once (already initialised, s->port set or
+ * 0) and waits until all are ready, so that ports reserved with
+ * local_reserve_ports are bound soon. On failure the servers that became
+ * ready have s->pid set (stop them with local_teardown), the others are
+ * killed; the reason and the log tail are printed. Returns 0 or -errno. */
+int local_start_servers(struct local_state *st);
 /* Starts client c (whose fields but pid are set) against every server in
  * st and waits until its mount is usable. Failure as local_start_server. */
 int local_start_client(const struct local_state *st, struct local_client *c);

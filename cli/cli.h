@@ -45,6 +45,8 @@ int cmd_status(int argc, char **argv);
 int cmd_check_servers(int argc, char **argv);
 int cmd_flush(int argc, char **argv);
 int cmd_whereis(int argc, char **argv);
+int cmd_conflicts(int argc, char **argv);
+int cmd_repair(int argc, char **argv);
 
 /* Prints "encore: <message>\n" to stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

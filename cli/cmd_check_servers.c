@@ -16,7 +16,8 @@ static void usage(FILE *fp)
 		"\n"
 		"Asks the encore-client that serves PATH (default: the current directory, else\n"
 		"the only encore mount) to probe each of its servers now, and prints each\n"
-		"server's state (up/down) and round-trip time.\n"
+		"server's state (up/down) and round-trip time, then each volume's VSG and\n"
+		"AVSG (the members the client reaches now) when the client reports them.\n"
 		"\n"
 		"  --json     print the client's reply as one JSON object\n"
 		"  -h, --help show this help\n"
@@ -32,7 +33,7 @@ int cmd_check_servers(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	bool json = false;
-	json_object *req, *rep, *servers = NULL;
+	json_object *req, *rep, *servers = NULL, *vols = NULL;
 	int c, ret;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -61,6 +62,11 @@ int cmd_check_servers(int argc, char **argv)
 	} else {
 		json_object_object_get_ex(rep, "servers", &servers);
 		ctl_print_servers(servers);
+		/* The AVSG of each volume changes with the probes: show it too. */
+		if (json_object_object_get_ex(rep, "volumes", &vols)) {
+			printf("\n");
+			ctl_print_volumes(vols);
+		}
 	}
 	json_object_put(rep);
 	return ret;

@@ -16,6 +16,8 @@ static void usage(FILE *fp)
 		"\n"
 		"Shows the servers, volumes, cache use and per-volume state of the encore-client\n"
 		"that serves PATH (default: the current directory, else the only encore mount).\n"
+		"Each server has a state (up/down) and a round-trip time; each volume its VSG\n"
+		"(the servers holding its replicas) and AVSG (those the client reaches now).\n"
 		"\n"
 		"  --json     print the client's reply as one JSON object\n"
 		"  -h, --help show this help\n"
@@ -23,27 +25,9 @@ static void usage(FILE *fp)
 		"ENCORE_SOCKET=PATH talks to that control socket instead.\n");
 }
 
-/* Joins the servers of a volume (ids, or objects with an "id") with commas. */
-static void print_volume_servers(json_object *arr)
-{
-	size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-
-	if (n == 0)
-		fputs("-", stdout);
-	for (size_t i = 0; i < n; i++) {
-		json_object *v = json_object_array_get_idx(arr, i);
-		const char *s = json_object_is_type(v, json_type_object)
-					? cli_json_str(v, "id", "?")
-					: json_object_get_string(v);
-
-		printf("%s%s", i > 0 ? "," : "", s);
-	}
-}
-
 static void print_text(json_object *r)
 {
 	json_object *cache = NULL, *vols = NULL, *servers = NULL;
-	size_t n;
 
 	json_object_object_get_ex(r, "cache", &cache);
 	json_object_object_get_ex(r, "volumes", &vols);
@@ -57,17 +41,8 @@ static void print_text(json_object *r)
 	printf("cache_dirty\t%s\n", cli_json_str(cache, "dirty", "-"));
 	printf("\n");
 	ctl_print_servers(servers);
-	printf("\nVOLUME\tNAME\tSTATE\tSERVERS\n");
-	n = json_object_is_type(vols, json_type_array) ? json_object_array_length(vols) : 0;
-	for (size_t i = 0; i < n; i++) {
-		json_object *v = json_object_array_get_idx(vols, i), *vs = NULL;
-
-		json_object_object_get_ex(v, "servers", &vs);
-		printf("%s\t%s\t%s\t", cli_json_str(v, "id", "-"), cli_json_str(v, "name", "-"),
-		       cli_json_str(v, "state", "-"));
-		print_volume_servers(vs);
-		printf("\n");
-	}
+	printf("\n");
+	ctl_print_volumes(vols);
 }
 
 int cmd_status(int argc, char **argv)

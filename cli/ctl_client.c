@@ -441,8 +441,50 @@ void ctl_print_servers(json_object *servers)
 	for (size_t i = 0; i < n; i++) {
 		json_object *s = json_object_array_get_idx(servers, i);
 
+		const char *state = cli_json_str(s, "state", "-");
+
+		/* A down server's last RTT says nothing about it now. */
 		printf("%s\t%s\t%s\t%s\n", cli_json_str(s, "id", "-"), cli_json_str(s, "addr", "-"),
-		       cli_json_str(s, "state", "-"), cli_json_str(s, "rtt_us", "-"));
+		       state, strcmp(state, "down") == 0 ? "-" : cli_json_str(s, "rtt_us", "-"));
+	}
+}
+
+void ctl_print_ids(json_object *arr)
+{
+	size_t n = json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
+
+	if (n == 0)
+		fputs("-", stdout);
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(arr, i);
+		const char *s = json_object_is_type(v, json_type_object)
+					? cli_json_str(v, "id", "?")
+					: json_object_get_string(v);
+
+		printf("%s%s", i > 0 ? "," : "", s);
+	}
+}
+
+void ctl_print_volumes(json_object *vols)
+{
+	size_t n = json_object_is_type(vols, json_type_array) ? json_object_array_length(vols) : 0;
+
+	printf("VOLUME\tNAME\tSTATE\tVSG\tAVSG\n");
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(vols, i), *vsg = NULL, *avsg = NULL;
+
+		if (!json_object_object_get_ex(v, "vsg", &vsg))
+			json_object_object_get_ex(v, "servers", &vsg);
+		json_object_object_get_ex(v, "avsg", &avsg);
+		printf("%s\t%s\t%s\t", cli_json_str(v, "id", "-"), cli_json_str(v, "name", "-"),
+		       cli_json_str(v, "state", "-"));
+		ctl_print_ids(vsg);
+		putchar('\t');
+		if (avsg != NULL)
+			ctl_print_ids(avsg);
+		else
+			fputs("-", stdout);
+		putchar('\n');
 	}
 }
 

@@ -74,6 +74,16 @@ json_object *ctl_ino_json(ino_t ino);
  * tab-separated table with a header line. Borrows servers (may be NULL). */
 void ctl_print_servers(json_object *servers);
 
+/* Prints a list of servers (ids, or objects with an "id") joined with
+ * commas to stdout, or "-" if arr is empty, missing or not an array. */
+void ctl_print_ids(json_object *arr);
+
+/* Prints a volumes[{id, name, state, vsg[], avsg[]}] reply array to stdout
+ * as a tab-separated table with a header line. A volume without "vsg"
+ * shows its "servers" (older clients); missing fields show as "-".
+ * Borrows vols (may be NULL). */
+void ctl_print_volumes(json_object *vols);
+
 /* Timeout for control calls: check-servers probes servers that may be
  * down, which the client bounds by its own connect timeout (a few seconds). */
 #define CTL_TIMEOUT_MS 30000

@@ -18,6 +18,8 @@ static const struct cli_cmd cmds[] = {
 	{ "check-servers", cmd_check_servers, CMD_CTL, "probe every server: up/down and RTT" },
 	{ "flush", cmd_flush, CMD_CTL, "drop cached data of files not open or dirty" },
 	{ "whereis", cmd_whereis, CMD_CTL, "fid, volume and the servers holding a path" },
+	{ "conflicts", cmd_conflicts, CMD_CTL, "list the objects whose replicas are in conflict" },
+	{ "repair", cmd_repair, CMD_CTL, "show a conflict's versions, or keep one or all" },
 	{ "help", cmd_help, 0, "show help for encore or one of its subcommands" },
 };
 
@@ -45,8 +47,9 @@ static void usage(FILE *fp)
 		"  -v, --verbose  more output on stderr (twice for debug)\n"
 		"  -h, --help     show this help\n"
 		"\n"
-		"status, check-servers, flush and whereis talk to the encore-client that serves\n"
-		"PATH (or the current directory); ENCORE_SOCKET=PATH names its control socket.\n"
+		"status, check-servers, flush, whereis, conflicts and repair talk to the\n"
+		"encore-client that serves PATH (or the current directory); ENCORE_SOCKET=PATH\n"
+		"names its control socket.\n"
 		"Run 'encore <subcommand> --help' for the options of each subcommand.\n");
 }
 

@@ -38,6 +38,7 @@ static void fill(struct local_state *st)
 	memset(st, 0, sizeof(*st));
 	snprintf(st->dir, sizeof(st->dir), "%s", tmpdir);
 	st->cache_size_mib = 64;
+	st->replicated = true;
 	st->n_servers = 3;
 	for (size_t i = 0; i < st->n_servers; i++) {
 		struct local_server *s = &st->servers[i];
@@ -107,6 +108,8 @@ static void test_damaged(void **state)
 		"\"dir\":\"/a\",\"log\":\"/b\"}],\"clients\":[]}",
 		/* too many clients */
 		"{\"version\":1,\"dir\":\"/x\",\"servers\":[],\"clients\":[{},{},{}]}",
+		/* replicated is a boolean */
+		"{\"version\":1,\"dir\":\"/x\",\"replicated\":1,\"servers\":[],\"clients\":[]}",
 		/* trailing garbage */
 		"{\"version\":1,\"dir\":\"/x\",\"servers\":[],\"clients\":[]} x",
 	};
@@ -123,6 +126,8 @@ static void test_damaged(void **state)
 	assert_int_equal(local_state_load(tmpdir, st), 0);
 	assert_string_equal(st->dir, tmpdir);
 	assert_int_equal(st->n_servers, 0);
+	/* Written before replication: not replicated. */
+	assert_false(st->replicated);
 	free(st);
 }
 

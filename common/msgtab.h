@@ -14,6 +14,7 @@
 enum conn_state_bits {
 	CS_NEW = 1u << 0,
 	CS_READY = 1u << 1,
+	CS_SERVER = 1u << 2, /* a peer server (HELLO with F_NAME "server:<id>") */
 };
 
 /* clang-format off */
@@ -44,7 +45,14 @@ enum conn_state_bits {
 	X(MSG_RESOLVE,  "resolve",  F_CRED | F_FID | F_MFLAGS, F_ATTR, CS_READY) \
 	X(MSG_CONFLICTS, "conflicts", F_CRED | F_FID | F_NAME, F_MFLAGS | F_DATA, CS_READY) \
 	X(MSG_REPAIR,   "repair",   F_CRED | F_SERVER_ID | F_FID | F_MFLAGS | F_STOREID, F_ATTR, CS_READY) \
-	X(MSG_CTL,      "ctl",      F_DATA, F_DATA, CS_NEW | CS_READY)
+	X(MSG_CTL,      "ctl",      F_DATA, F_DATA, CS_NEW | CS_READY) \
+	X(MSG_RES_GET,  "res_get",  F_FID | F_MFLAGS, F_FID2 | F_NAME | F_TARGET | F_ATTR, CS_SERVER) \
+	X(MSG_RES_SCAN, "res_scan", F_FID, F_FID | F_MFLAGS | F_DATA, CS_SERVER) \
+	X(MSG_RES_INSTALL, "res_install", F_FID | F_TARGET | F_OFFSET | F_LENGTH | F_HANDLE | F_MFLAGS | F_ATTR | F_DATA, \
+	                            F_ATTR, CS_SERVER) \
+	X(MSG_RES_LOG,  "res_log",  F_FID | F_OFFSET, F_OFFSET | F_MFLAGS | F_ATTR | F_DATA, CS_SERVER) \
+	X(MSG_RES_APPLY, "res_apply", F_FID | F_MFLAGS | F_ATTR | F_DATA, F_ATTR, CS_SERVER) \
+	X(MSG_RES_MARK, "res_mark", F_FID | F_MFLAGS, F_ATTR, CS_SERVER)
 /* clang-format on */
 
 #endif /* COMMON_MSGTAB_H */

@@ -181,6 +181,17 @@ enum repair_flags {
 	REPAIR_KEEP_ALL = 1u << 1, /* keep every version under NAME.conflict-server<N> */
 };
 
+/* Resolution messages (server to server, docs/replication.md). */
+enum res_flags {
+	RES_GET_PATH = 1u << 0,	      /* RES_GET: also find the parent and a name */
+	RES_MARK_SET = 1u << 0,	      /* RES_MARK: set ATTR_F_CONFLICT (else clear it) */
+	RES_INSTALL_STATUS = 1u << 3, /* RES_INSTALL: status and VV only, no data */
+	RES_INSTALL_CLEAR = 1u << 4,  /* RES_INSTALL: also clear ATTR_F_CONFLICT (repair) */
+	RES_APPLY_TRUNCATE = 1u << 0, /* RES_APPLY: then drop the directory's log */
+	RES_APPLY_FORCE = 1u << 1,    /* RES_APPLY: even in a directory in conflict (repair) */
+	RES_EOF = 1u << 0,	      /* RES_SCAN, RES_LOG, CONFLICTS replies: nothing follows */
+};
+
 enum readdir_flags {
 	READDIR_EOF = 1u << 0, /* reply: no entries follow the last one returned */
 };

@@ -33,11 +33,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: encore-server init --dir DIR --server-id N --realm REALM [--volume-id V]\n"
-		"                          [--root-mode OCTAL] [--root-owner UID:GID]\n"
+		"                          [--root-mode OCTAL] [--root-owner UID:GID] [--vsg ID,ID,...]\n"
 		"       encore-server --dir DIR [--listen ADDR] [--ready-fd N] [--port-file F]\n"
-		"                     [-v|-vv] [--syslog] [--trace]\n"
+		"                     [--peers FILE] [-v|-vv] [--syslog] [--trace]\n"
 		"\n"
-		"  init creates DIR/meta, DIR/data and the realm's root volume (default 1).\n"
+		"  init creates DIR/meta, DIR/data and the realm's root volume (default 1)\n"
+		"  replicated on the servers of --vsg (default: this server alone).\n"
+		"  --peers names every server's address (ini: [server N] address = HOST:PORT).\n"
 		"  --listen defaults to 0.0.0.0:%d; port 0 picks a free port (see --port-file).\n"
 		"  --ready-fd N writes a newline to fd N once serving. SIGTERM stops cleanly.\n",
 		PROTO_DEFAULT_PORT);
@@ -57,6 +59,27 @@ static int parse_u(const char *s, int base, unsigned long long max, unsigned lon
 	return 0;
 }
 
+/* "1,2,3": 1..VV_MAX distinct server ids in slot order. */
+static int parse_vsg(const char *s, struct vsg *out)
+{
+	char buf[256];
+	char *save = NULL, *tok;
+	unsigned long long v;
+
+	if (snprintf(buf, sizeof(buf), "%s", s) >= (int)sizeof(buf))
+		return -EINVAL;
+	out->n = 0;
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (out->n == VV_MAX || parse_u(tok, 10, UINT32_MAX, &v) < 0)
+			return -EINVAL;
+		for (uint32_t i = 0; i < out->n; i++)
+			if (out->ids[i] == v)
+				return -EINVAL;
+		out->ids[out->n++] = (uint32_t)v;
+	}
+	return out->n > 0 ? 0 : -EINVAL;
+}
+
 static int cmd_init(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -66,12 +89,15 @@ static int cmd_init(int argc, char **argv)
 		{ "volume-id", required_argument, NULL, 'V' },
 		{ "root-mode", required_argument, NULL, 'm' },
 		{ "root-owner", required_argument, NULL, 'o' },
+		{ "vsg", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *dir = NULL, *realm = NULL;
 	unsigned long long sid = 0, vol = 1, mode = 0755, uid = 0, gid = 0;
 	bool have_sid = false;
+	const char *vsg_arg = NULL;
+	struct vsg vsg = { 0 };
 	int c, ret;
 
 	optind = 1;
@@ -120,6 +146,9 @@ static int cmd_init(int argc, char **argv)
 			}
 			break;
 		}
+		case 'g':
+			vsg_arg = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -127,6 +156,22 @@ static int cmd_init(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	if (vsg_arg != NULL && parse_vsg(vsg_arg, &vsg) < 0) {
+		fprintf(stderr, "encore-server: bad --vsg '%s' (1 to %d distinct ids, comma-separated)\n",
+			vsg_arg, VV_MAX);
+		return 2;
+	}
+	if (vsg_arg == NULL) {
+		vsg.n = 1;
+		vsg.ids[0] = (uint32_t)sid;
+	}
+	bool member = false;
+	for (uint32_t i = 0; i < vsg.n; i++)
+		member = member || vsg.ids[i] == sid;
+	if (!member) {
+		fprintf(stderr, "encore-server: --vsg must contain --server-id %llu\n", sid);
+		return 2;
 	}
 	if (optind != argc || dir == NULL || realm == NULL || !have_sid) {
 		fprintf(stderr,
@@ -139,7 +184,7 @@ static int cmd_init(int argc, char **argv)
 		return 2;
 	}
 	ret = ops_format(dir, (uint32_t)sid, realm, (uint32_t)vol, (uint32_t)mode, (uint32_t)uid,
-			 (uint32_t)gid);
+			 (uint32_t)gid, &vsg);
 	if (ret == -EEXIST) {
 		fprintf(stderr, "encore-server: '%s' is already initialised\n", dir);
 		return 2;
@@ -158,6 +203,7 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "ready-fd", required_argument, NULL, 'R' },
 		{ "port-file", required_argument, NULL, 'P' },
+		{ "peers", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "syslog", no_argument, NULL, 'S' },
 		{ "trace", no_argument, NULL, 'T' },
@@ -197,6 +243,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			cfg.port_file = optarg;
+			break;
+		case 'p':
+			cfg.peers = optarg;
 			break;
 		case 'v':
 			verbose++;

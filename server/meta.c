@@ -25,7 +25,10 @@
 #define MAGIC_DENT   0x45444e45u /* "ENDE" */
 #define MAGIC_VOLUME 0x4f564e45u /* "ENVO" */
 #define MAGIC_INFO   0x52534e45u /* "ENSR" */
+#define MAGIC_INLINE 0x4c4e4e45u /* "ENNL" */
 #define REC_VERSION  1
+/* Volume records: version 2 appends the VSG (version 1 has none). */
+#define VOLREC_VERSION 2
 
 /* Address space reserved for the env. LMDB only maps it; the file grows
  * as data is written, so a large value costs nothing up front. */
@@ -37,6 +40,8 @@ struct meta {
 	MDB_dbi dirents;
 	MDB_dbi volumes;
 	MDB_dbi info;
+	MDB_dbi inl; /* inline data of small files */
+	MDB_dbi kv[META_KV_N]; /* replication tables, indexed by enum meta_kv */
 };
 
 struct meta_txn {
@@ -242,30 +247,48 @@ int dent_decode(const uint8_t *buf, size_t len, struct dent *out)
 static size_t volrec_encode(const struct volrec *v, uint8_t *buf, size_t cap)
 {
 	struct fw w = { buf, 0, cap };
-	fw_head(&w, MAGIC_VOLUME);
+	fw_u32(&w, MAGIC_VOLUME);
+	fw_u16(&w, VOLREC_VERSION);
+	fw_u16(&w, 0);
 	fw_u32(&w, v->vol);
 	fw_u64(&w, v->stamp);
 	fw_u64(&w, v->n_objects);
 	fw_u32(&w, v->flags);
 	fw_str(&w, v->name);
+	ASSERT(v->vsg.n <= VV_MAX);
+	fw_u32(&w, v->vsg.n);
+	for (uint32_t i = 0; i < v->vsg.n; i++)
+		fw_u32(&w, v->vsg.ids[i]);
 	return w.len;
 }
 
 static int volrec_decode(const uint8_t *buf, size_t len, struct volrec *out)
 {
 	struct rd r;
-	int ret;
 
 	memset(out, 0, sizeof(*out));
 	rd_init(&r, buf, len);
-	ret = rd_head(&r, MAGIC_VOLUME, "volume");
-	if (ret < 0)
-		return ret;
+	uint32_t mg = rd_u32(&r);
+	uint16_t ver = rd_u16(&r);
+	(void)rd_u16(&r);
+	if (r.err != 0 || mg != MAGIC_VOLUME || (ver != 1 && ver != VOLREC_VERSION)) {
+		log_err("meta", "bad volume record: magic %08x version %u", mg, ver);
+		return -EIO;
+	}
 	out->vol = rd_u32(&r);
 	out->stamp = rd_u64(&r);
 	out->n_objects = rd_u64(&r);
 	out->flags = rd_u32(&r);
 	rd_str(&r, out->name, NAME_MAX_LEN);
+	if (ver >= 2) {
+		out->vsg.n = rd_u32(&r);
+		if (out->vsg.n > VV_MAX) {
+			rd_fail(&r);
+			out->vsg.n = 0;
+		}
+		for (uint32_t i = 0; i < out->vsg.n; i++)
+			out->vsg.ids[i] = rd_u32(&r);
+	}
 	if (!rd_done(&r)) {
 		log_err("meta", "malformed volume record");
 		return -EIO;
@@ -346,7 +369,7 @@ int meta_open(const char *path, bool create, struct meta **out)
 		ret = db_err(rc);
 		goto err_free;
 	}
-	mdb_env_set_maxdbs(m->env, 8);
+	mdb_env_set_maxdbs(m->env, 16);
 	mdb_env_set_mapsize(m->env, META_MAPSIZE);
 	rc = mdb_env_open(m->env, path, MDB_NOTLS, 0600);
 	if (rc != 0) {
@@ -370,6 +393,13 @@ int meta_open(const char *path, bool create, struct meta **out)
 		rc = mdb_dbi_open(txn, "volumes", fl, &m->volumes);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "info", fl, &m->info);
+	/* Added after the first release: created in existing envs too. */
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "inline", MDB_CREATE, &m->inl);
+	/* Replication tables appeared after the foundation: created on demand. */
+	static const char *const kv_names[META_KV_N] = { "cop2", "reslog", "conflicts" };
+	for (int i = 0; i < META_KV_N && rc == 0; i++)
+		rc = mdb_dbi_open(txn, kv_names[i], MDB_CREATE, &m->kv[i]);
 	if (rc != 0) {
 		mdb_txn_abort(txn);
 		ret = db_err(rc);
@@ -625,4 +655,150 @@ int meta_info_put(struct meta_txn *t, const struct srvinfo *in)
 	val.mv_size = info_encode(in, buf, sizeof(buf));
 	val.mv_data = buf;
 	return db_err(mdb_put(t->txn, t->m->info, &key, &val, 0));
+}
+
+int meta_kv_get(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen, void *buf,
+		size_t cap, size_t *len)
+{
+	MDB_val k = { klen, (void *)key }, v;
+	int rc = mdb_get(t->txn, t->m->kv[tab], &k, &v);
+	if (rc != 0)
+		return db_err(rc);
+	if (v.mv_size > cap) {
+		log_err("meta", "oversized record in table %d (%zu bytes)", (int)tab, v.mv_size);
+		return -EIO;
+	}
+	memcpy(buf, v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	return 0;
+}
+
+int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen,
+		const void *val, size_t vlen)
+{
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+	return db_err(mdb_put(t->txn, t->m->kv[tab], &k, &v, 0));
+}
+
+int meta_kv_del(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen)
+{
+	MDB_val k = { klen, (void *)key };
+	return db_err(mdb_del(t->txn, t->m->kv[tab], &k, NULL));
+}
+
+/* Cursor walk of keys starting with prefix, from start (inclusive; a key
+ * with the prefix) or the prefix itself. Shared by the kv tables and the
+ * dirents scan of a volume. */
+static int scan_dbi(struct meta_txn *t, MDB_dbi dbi, const void *prefix, size_t plen,
+		    const void *start, size_t slen, meta_kv_fn fn, void *arg)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc, ret = 0;
+
+	rc = mdb_cursor_open(t->txn, dbi, &cur);
+	if (rc != 0)
+		return db_err(rc);
+	k.mv_data = (void *)(start != NULL ? start : prefix);
+	k.mv_size = start != NULL ? slen : plen;
+	if (k.mv_size == 0)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	else
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+			break;
+		ret = fn(arg, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+		if (ret != 0)
+			break;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		ret = db_err(rc);
+	mdb_cursor_close(cur);
+	return ret;
+}
+
+int meta_kv_scan(struct meta_txn *t, enum meta_kv tab, const void *prefix, size_t plen,
+		 const void *start, size_t slen, meta_kv_fn fn, void *arg)
+{
+	return scan_dbi(t, t->m->kv[tab], prefix, plen, start, slen, fn, arg);
+}
+
+int meta_raw_scan(struct meta_txn *t, bool dirents, const void *prefix, size_t plen,
+		  const void *start, size_t slen, meta_kv_fn fn, void *arg)
+{
+	return scan_dbi(t, dirents ? t->m->dirents : t->m->vnodes, prefix, plen, start, slen, fn,
+			arg);
+}
+
+int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off,
+		    void *buf, size_t len)
+{
+	uint8_t k[FIDKEY_LEN];
+	MDB_val key = { sizeof(k), k }, val;
+	struct rd r;
+	uint64_t rdv;
+	size_t n;
+	int rc, ret;
+
+	key_fid(k, fid);
+	rc = mdb_get(t->txn, t->m->inl, &key, &val);
+	if (rc != 0)
+		return db_err(rc);
+	rd_init(&r, val.mv_data, val.mv_size);
+	ret = rd_head(&r, MAGIC_INLINE, "inline");
+	if (ret < 0)
+		return ret;
+	rdv = rd_u64(&r);
+	if (r.err != 0 || rd_left(&r) > META_INLINE_MAX) {
+		log_err("meta", "bad inline record: %zu bytes", (size_t)val.mv_size);
+		return -EIO;
+	}
+	if (rdv != dv)
+		return -ENOENT;
+	n = rd_left(&r);
+	if (off >= n)
+		return 0;
+	n -= (size_t)off;
+	if (n > len)
+		n = len;
+	memcpy(buf, rd_bytes(&r, rd_left(&r)) + off, n);
+	return (int)n;
+}
+
+int meta_inline_put(struct meta_txn *t, const struct fid *fid, uint64_t dv, const void *data,
+		    size_t len)
+{
+	uint8_t k[FIDKEY_LEN];
+	MDB_val key = { sizeof(k), k }, val;
+	uint8_t hdr[16];
+	struct fw w = { hdr, 0, sizeof(hdr) };
+	int rc;
+
+	ASSERT(len <= META_INLINE_MAX);
+	key_fid(k, fid);
+	fw_head(&w, MAGIC_INLINE);
+	fw_u64(&w, dv);
+	/* Reserve the value and fill it in place: no staging copy. */
+	val.mv_size = sizeof(hdr) + len;
+	val.mv_data = NULL;
+	rc = mdb_put(t->txn, t->m->inl, &key, &val, MDB_RESERVE);
+	if (rc != 0)
+		return db_err(rc);
+	memcpy(val.mv_data, hdr, sizeof(hdr));
+	if (len > 0)
+		memcpy((uint8_t *)val.mv_data + sizeof(hdr), data, len);
+	return 0;
+}
+
+int meta_inline_del(struct meta_txn *t, const struct fid *fid)
+{
+	uint8_t k[FIDKEY_LEN];
+	MDB_val key = { sizeof(k), k };
+	int rc;
+
+	key_fid(k, fid);
+	rc = mdb_del(t->txn, t->m->inl, &key, NULL);
+	return rc == MDB_NOTFOUND ? 0 : db_err(rc);
 }

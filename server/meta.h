@@ -65,6 +65,7 @@ struct volrec {
 	uint64_t n_objects; /* live vnodes */
 	uint32_t flags;
 	char name[NAME_MAX_LEN + 1];
+	struct vsg vsg; /* n == 0: a volume of the foundation (this server alone) */
 };
 
 /* The server's identity record. */
@@ -122,6 +123,55 @@ int meta_objects_total(struct meta_txn *t, uint64_t *out);
 /* The server record. -ENOENT before init. */
 int meta_info_get(struct meta_txn *t, struct srvinfo *out);
 int meta_info_put(struct meta_txn *t, const struct srvinfo *in);
+
+/* Raw key/value tables of replication (server/repl.c encodes their keys and
+ * values; schemas in docs/ondisk.md). */
+enum meta_kv {
+	META_KV_COP2,	   /* pending phase-two entries */
+	META_KV_RESLOG,	   /* directory resolution logs */
+	META_KV_CONFLICTS, /* objects in conflict */
+	META_KV_N,
+};
+/* Copies the value of key into buf (cap bytes; a larger value is -EIO);
+ * *len gets its length. -ENOENT if absent. */
+int meta_kv_get(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen, void *buf,
+		size_t cap, size_t *len);
+int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen,
+		const void *val, size_t vlen);
+/* -ENOENT if absent. */
+int meta_kv_del(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen);
+/* Called per record; key and val are valid during the call only (the
+ * callback must not write to the table it scans). 0 continues, 1 stops,
+ * <0 aborts with that error. */
+typedef int (*meta_kv_fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *val,
+			  size_t vlen);
+/* Scans the keys that start with prefix, in key order, from start (a key
+ * with the prefix, inclusive) or from the first one when start is NULL.
+ * Returns 1 if fn stopped, 0 at the end, <0 error. */
+int meta_kv_scan(struct meta_txn *t, enum meta_kv tab, const void *prefix, size_t plen,
+		 const void *start, size_t slen, meta_kv_fn fn, void *arg);
+/* The same over the raw vnodes (dirents false) or dirents tables, whose
+ * keys are described in docs/ondisk.md (values still encoded). */
+int meta_raw_scan(struct meta_txn *t, bool dirents, const void *prefix, size_t plen,
+		  const void *start, size_t slen, meta_kv_fn fn, void *arg);
+
+/* Inline data: the bytes of a small regular file kept in the env instead
+ * of a container, so one commit makes data and metadata durable (no
+ * container or directory fsync). Keyed by fid; the record names the
+ * data_version it holds, and a record of another version is stale (as if
+ * absent). At most META_INLINE_MAX bytes: larger values cost LMDB overflow
+ * pages out of proportion, and small files are where fsyncs dominate. */
+#define META_INLINE_MAX (16u << 10)
+/* Copies up to len bytes at off of fid's inline data of version dv into
+ * buf. Returns the count (0 at or past the end), -ENOENT if fid has no
+ * inline data of version dv, -EIO for a bad record. */
+int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off,
+		    void *buf, size_t len);
+/* Sets fid's inline data to len (<= META_INLINE_MAX) bytes of version dv. */
+int meta_inline_put(struct meta_txn *t, const struct fid *fid, uint64_t dv, const void *data,
+		    size_t len);
+/* Removes fid's inline data; none is not an error. */
+int meta_inline_del(struct meta_txn *t, const struct fid *fid);
 
 /* Record codecs (exposed for tests and fuzzers). encode returns the length
  * written into buf (cap >= VNODE_REC_MAX) ; decode returns 0 or -EIO (bad

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/msgtab.h"
 #include "common/xalloc.h"
+#include "server/repl.h"
 
 /* Hard links per object and subdirectories per directory, as ext4. */
 #define OPS_LINK_MAX 65000
@@ -75,6 +76,11 @@ struct fx {
 	size_t n_oldc;
 	int64_t d_objects;
 	uint32_t vol;
+	struct fid upd[REPL_COP2_MAX]; /* fids whose own VV slot this update bumped */
+	size_t n_upd;
+	struct dent victim; /* RENAME: the entry the target name held before */
+	bool has_victim;
+	struct vv victim_vv;
 };
 
 struct ops {
@@ -83,6 +89,8 @@ struct ops {
 	struct store *store; /* borrowed */
 	struct cbtab *cb;    /* borrowed */
 	struct srvinfo info;
+	struct vsg vsg; /* of the root volume */
+	uint32_t slot;	/* this server's slot in vsg */
 	struct ops_stats st;
 	ops_break_fn brk;
 	void *brk_arg;
@@ -113,6 +121,14 @@ struct ops *ops_new(const char *dir, struct meta *meta, struct store *store, str
 	o->brk_arg = brk_arg;
 	o->buf = xmalloc(CHUNK_MAX);
 	wr_init(&o->wr);
+	o->vsg.n = 1;
+	o->vsg.ids[0] = info->server_id;
+	struct meta_txn *t;
+	if (meta_begin(meta, NULL, true, &t) == 0) {
+		if (repl_vsg(t, info->root_vol, info->server_id, &o->vsg, &o->slot) < 0)
+			log_err("ops", "cannot read the VSG of volume %u", info->root_vol);
+		meta_abort(t);
+	}
 	return o;
 }
 
@@ -204,23 +220,36 @@ static int sticky_ok(const struct cred *c, const struct vnode *dir, const struct
 	return -EPERM;
 }
 
-/* Records an update of v: version vector slot 0 and the StoreId. */
-static void bump(struct vnode *v, const struct msg *req)
+/* Records an update of v: this server's slot of its version vector (sized
+ * to the volume's VSG), the StoreId, and v in the update's COP2 set. */
+static void bump(struct ops *o, struct vnode *v, const struct msg *req)
 {
-	if (v->vv.n == 0)
-		v->vv.n = 1;
-	v->vv.slot[0]++;
+	uint32_t n = 1, slot = 0;
+
+	if (v->fid.vol == o->info.root_vol) {
+		n = o->vsg.n;
+		slot = o->slot;
+	}
+	while (v->vv.n < n)
+		v->vv.slot[v->vv.n++] = 0;
+	v->vv.slot[slot]++;
 	if (req->sid.client != 0 || req->sid.seq != 0)
 		v->sid = req->sid;
+	for (size_t i = 0; i < o->fx.n_upd; i++)
+		if (fid_eq(&o->fx.upd[i], &v->fid))
+			return;
+	if (o->fx.n_upd < REPL_COP2_MAX)
+		o->fx.upd[o->fx.n_upd++] = v->fid;
 }
 
 /* A directory's entries changed. */
-static void dir_changed(struct vnode *d, const struct wtime *now, const struct msg *req)
+static void dir_changed(struct ops *o, struct vnode *d, const struct wtime *now,
+			const struct msg *req)
 {
 	d->mtime = *now;
 	d->ctime = *now;
 	d->data_version++;
-	bump(d, req);
+	bump(o, d, req);
 }
 
 static void fx_changed(struct fx *fx, const struct fid *f)
@@ -258,13 +287,17 @@ static int drop_link(struct ops *o, struct meta_txn *t, struct vnode *v, const s
 	else if (v->nlink > 0)
 		v->nlink--;
 	v->ctime = *now;
-	bump(v, req);
+	bump(o, v, req);
 	fx_changed(&o->fx, &v->fid);
 	if (v->nlink > 0)
 		return meta_vnode_put(t, v);
 	o->fx.d_objects--;
-	if (S_ISREG(v->mode))
+	if (S_ISREG(v->mode)) {
 		fx_oldc(&o->fx, &v->fid, v->data_version);
+		int ret = meta_inline_del(t, &v->fid);
+		if (ret < 0)
+			return ret;
+	}
 	return meta_vnode_del(t, &v->fid);
 }
 
@@ -281,9 +314,7 @@ static int op_getroot(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	if (ret < 0)
 		return ret;
 	vnode_to_attr(&v, &rep->attr);
-	/* Single-replica volumes until the VSG is stored per volume (issue 4). */
-	rep->vsg.n = 1;
-	rep->vsg.ids[0] = o->info.server_id;
+	rep->vsg = o->vsg;
 	return 0;
 }
 
@@ -434,7 +465,11 @@ static int op_fetch(struct ops *o, struct meta_txn *t, const struct msg *req, st
 	else if (len > v.size - req->offset)
 		len = v.size - req->offset;
 	if (len > 0) {
-		n = store_read(o->store, &v.fid, v.data_version, o->buf, len, req->offset);
+		n = -ENOENT;
+		if (v.size <= META_INLINE_MAX)
+			n = meta_inline_get(t, &v.fid, v.data_version, req->offset, o->buf, len);
+		if (n == -ENOENT)
+			n = store_read(o->store, &v.fid, v.data_version, o->buf, len, req->offset);
 		if (n < 0)
 			return (int)n;
 		if ((uint64_t)n < len)
@@ -571,9 +606,7 @@ static int op_create(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	}
 	v.atime = v.mtime = v.ctime = now;
 	v.data_version = 1;
-	v.vv.n = 1;
-	v.vv.slot[0] = 1;
-	v.sid = req->sid;
+	bump(o, &v, req);
 	ret = meta_vnode_put(t, &v);
 	if (ret < 0)
 		return ret;
@@ -584,7 +617,7 @@ static int op_create(struct ops *o, struct meta_txn *t, const struct msg *req, s
 		return ret;
 	if (type == S_IFDIR)
 		d.nlink++;
-	dir_changed(&d, &now, req);
+	dir_changed(o, &d, &now, req);
 	ret = meta_vnode_put(t, &d);
 	if (ret < 0)
 		return ret;
@@ -645,7 +678,7 @@ static int op_remove(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	ret = drop_link(o, t, &v, &now, req);
 	if (ret < 0)
 		return ret;
-	dir_changed(&d, &now, req);
+	dir_changed(o, &d, &now, req);
 	ret = meta_vnode_put(t, &d);
 	if (ret < 0)
 		return ret;
@@ -695,11 +728,11 @@ static int op_link(struct ops *o, struct meta_txn *t, const struct msg *req, str
 		return ret;
 	v.nlink++;
 	v.ctime = now;
-	bump(&v, req);
+	bump(o, &v, req);
 	ret = meta_vnode_put(t, &v);
 	if (ret < 0)
 		return ret;
-	dir_changed(&d, &now, req);
+	dir_changed(o, &d, &now, req);
 	ret = meta_vnode_put(t, &d);
 	if (ret < 0)
 		return ret;
@@ -860,7 +893,7 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 			}
 		}
 		dst.ctime = now;
-		bump(&dst, req);
+		bump(o, &dst, req);
 		ret = meta_vnode_put(t, &dst);
 		if (ret < 0)
 			return ret;
@@ -889,16 +922,16 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 		}
 	}
 	s.ctime = now;
-	bump(&s, req);
+	bump(o, &s, req);
 	ret = meta_vnode_put(t, &s);
 	if (ret < 0)
 		return ret;
-	dir_changed(sd, &now, req);
+	dir_changed(o, sd, &now, req);
 	ret = meta_vnode_put(t, sd);
 	if (ret < 0)
 		return ret;
 	if (!same) {
-		dir_changed(dd, &now, req);
+		dir_changed(o, dd, &now, req);
 		ret = meta_vnode_put(t, dd);
 		if (ret < 0)
 			return ret;
@@ -913,18 +946,40 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 
 /* Makes a new container version of v with size bytes (copying what the
  * old one has up to size). Fills o->fx; updates v's size and version. */
-static int new_version_sized(struct ops *o, struct vnode *v, uint64_t size)
+static int new_version_sized(struct ops *o, struct meta_txn *t, struct vnode *v, uint64_t size)
 {
 	char path[256];
 	uint64_t ndv = v->data_version + 1;
-	int fd, ret;
+	int fd, ret, n_inl = -ENOENT;
 
-	if (size > 0) {
+	if (v->size <= META_INLINE_MAX) {
+		n_inl = meta_inline_get(t, &v->fid, v->data_version, 0, o->buf, META_INLINE_MAX);
+		if (n_inl < 0 && n_inl != -ENOENT)
+			return n_inl;
+	}
+	if (n_inl >= 0) {
+		ret = meta_inline_del(t, &v->fid);
+		if (ret < 0)
+			return ret;
+	}
+	if (n_inl >= 0 && size <= META_INLINE_MAX) {
+		/* Small to small: the new version stays inline. */
+		if ((uint64_t)n_inl < size)
+			memset(o->buf + n_inl, 0, size - (uint64_t)n_inl);
+		if (size > 0) {
+			ret = meta_inline_put(t, &v->fid, ndv, o->buf, size);
+			if (ret < 0)
+				return ret;
+		}
+	} else if (size > 0) {
 		ret = store_tmp_create(o->store, &fd, path, sizeof(path));
 		if (ret < 0)
 			return ret;
-		ret = store_copy(o->store, &v->fid, v->data_version,
-				 v->size < size ? v->size : size, fd);
+		if (n_inl >= 0)
+			ret = fs_pwrite_all(fd, o->buf, (size_t)n_inl, 0);
+		else
+			ret = store_copy(o->store, &v->fid, v->data_version,
+					 v->size < size ? v->size : size, fd);
 		if (ret == 0 && ftruncate(fd, (off_t)size) < 0)
 			ret = -errno;
 		if (ret == 0)
@@ -1002,7 +1057,7 @@ static int op_setattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 		v.mode = (v.mode & S_IFMT) | m;
 	}
 	if (valid & SA_SIZE) {
-		ret = new_version_sized(o, &v, sa->size);
+		ret = new_version_sized(o, t, &v, sa->size);
 		if (ret < 0)
 			return ret;
 		v.mtime = now;
@@ -1016,12 +1071,38 @@ static int op_setattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	else if (valid & SA_MTIME_NOW)
 		v.mtime = now;
 	v.ctime = now;
-	bump(&v, req);
+	bump(o, &v, req);
 	ret = meta_vnode_put(t, &v);
 	if (ret < 0)
 		return ret;
 	fx_changed(&o->fx, &v.fid);
 	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+/* The metadata half of a completed store: v becomes version ndv. */
+static int store_finish(struct ops *o, struct meta_txn *t, const struct msg *req, struct vnode *v,
+			uint64_t ndv, struct msg *rep)
+{
+	struct wtime now;
+	int ret;
+
+	now_wtime(&now);
+	v->data_version = ndv;
+	v->size = req->length;
+	v->mtime = (req->sattr.valid & SA_MTIME) ? req->sattr.mtime : now;
+	v->ctime = now;
+	if (req->cred.uid != 0) {
+		v->mode &= ~(uint32_t)S_ISUID;
+		if (v->mode & S_IXGRP)
+			v->mode &= ~(uint32_t)S_ISGID;
+	}
+	bump(o, v, req);
+	ret = meta_vnode_put(t, v);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &v->fid);
+	vnode_to_attr(v, &rep->attr);
 	return 0;
 }
 
@@ -1031,7 +1112,6 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 	const uint32_t fl = req->mflags;
 	struct pstore *p;
 	struct vnode v;
-	struct wtime now;
 	uint64_t ndv;
 	int ret;
 
@@ -1057,6 +1137,23 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 	ret = perm(&req->cred, &v, PERM_W);
 	if (ret < 0)
 		goto out_drop;
+	if ((fl & STORE_FIRST) && (fl & STORE_LAST) && req->offset == 0 &&
+	    req->data_len == req->length && req->length <= META_INLINE_MAX) {
+		/* A small file in one chunk: inline, no container. */
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
+		if (req->expect != 0 && req->expect != v.data_version)
+			return -ERR_VERSION;
+		ndv = v.data_version + 1;
+		ret = req->data_len > 0 ? meta_inline_put(t, &v.fid, ndv, req->data, req->data_len)
+					: meta_inline_del(t, &v.fid);
+		if (ret < 0)
+			return ret;
+		o->st.store_bytes += req->data_len;
+		o->st.store_inline++;
+		fx_oldc(&o->fx, &v.fid, v.data_version);
+		return store_finish(o, t, req, &v, ndv, rep);
+	}
 	if (fl & STORE_FIRST) {
 		if (p != NULL)
 			store_set_drop(o->store, oc->stores, p);
@@ -1099,24 +1196,10 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 	o->fx.has_newc = true;
 	store_set_detach(o->store, oc->stores, p);
 	fx_oldc(&o->fx, &v.fid, v.data_version);
-
-	now_wtime(&now);
-	v.data_version = ndv;
-	v.size = req->length;
-	v.mtime = (req->sattr.valid & SA_MTIME) ? req->sattr.mtime : now;
-	v.ctime = now;
-	if (req->cred.uid != 0) {
-		v.mode &= ~(uint32_t)S_ISUID;
-		if (v.mode & S_IXGRP)
-			v.mode &= ~(uint32_t)S_ISGID;
-	}
-	bump(&v, req);
-	ret = meta_vnode_put(t, &v);
+	ret = meta_inline_del(t, &v.fid);
 	if (ret < 0)
 		return ret;
-	fx_changed(&o->fx, &v.fid);
-	vnode_to_attr(&v, &rep->attr);
-	return 0;
+	return store_finish(o, t, req, &v, ndv, rep);
 
 out_drop:
 	/* A failed chunk ends its store: the client restarts with FIRST. */
@@ -1137,10 +1220,20 @@ static bool is_update(const struct msg *req)
 		return true;
 	case MSG_STORE:
 		return (req->mflags & STORE_LAST) && !(req->mflags & STORE_ABORT);
+	case MSG_COP2:
+	case MSG_RES_APPLY:
+	case MSG_RES_MARK:
+		return true;
+	case MSG_RES_INSTALL:
+		return (req->mflags & (STORE_LAST | RES_INSTALL_STATUS)) &&
+		       !(req->mflags & STORE_ABORT);
 	default:
 		return false;
 	}
 }
+
+static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
+		     const struct msg *req, struct msg *rep);
 
 static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
 	       struct msg *rep)
@@ -1174,6 +1267,16 @@ static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const str
 		return op_statfs(o, t, req, rep);
 	case MSG_STATS:
 		return op_stats(o, t, rep);
+	case MSG_VOLINFO:
+	case MSG_COP2:
+	case MSG_CONFLICTS:
+	case MSG_RES_GET:
+	case MSG_RES_SCAN:
+	case MSG_RES_INSTALL:
+	case MSG_RES_LOG:
+	case MSG_RES_APPLY:
+	case MSG_RES_MARK:
+		return repl_exec(o, t, oc, req, rep);
 	case MSG_PING:
 		o->st.ping_calls++;
 		rep->server_id = o->info.server_id;
@@ -1219,6 +1322,11 @@ static void promise_attr(struct ops *o, struct ops_conn *oc, const struct attr *
 		cb_promise(o->cb, oc->holder, &a->fid);
 }
 
+static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc,
+		    const struct msg *req);
+static int repl_post(struct ops *o, struct meta_txn *t, const struct msg *req,
+		     const struct msg *rep);
+
 bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct msg *rep)
 {
 	bool upd = is_update(req);
@@ -1246,8 +1354,12 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 	ret = meta_begin(o->meta, o->txn, false, &t);
 	if (ret < 0)
 		goto out;
-	ret = run(o, t, oc, req, rep);
+	ret = repl_pre(o, t, oc, req);
 	if (ret == 0)
+		ret = run(o, t, oc, req, rep);
+	if (ret == 0)
+		ret = repl_post(o, t, req, rep);
+	if (ret == 0 && req->type != MSG_COP2)
 		ret = fx_volume(o, t, req->fid.vol);
 	if (ret == 0) {
 		ret = meta_commit(t);
@@ -1275,11 +1387,20 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 			cb_break(o->cb, &o->fx.changed[i], oc->holder, o->brk, o->brk_arg);
 
 out:
+	/* Nothing silently reads one side of a conflict; peers resolving it may. */
+	if (ret == 0 && req->type == MSG_FETCH && (rep->attr.flags & ATTR_F_CONFLICT) &&
+	    !oc->server) {
+		rep->data = NULL;
+		rep->data_len = 0;
+		ret = -ERR_CONFLICT;
+	}
 	rep->status = ret;
 	if (ret < 0) {
 		o->st.errors++;
 		return upd;
 	}
+	if (oc->server)
+		return upd; /* peers hold no callback promises */
 	uint32_t fields = msg_fields(req->type, true);
 	if (fields & F_ATTR)
 		promise_attr(o, oc, &rep->attr);
@@ -1342,7 +1463,7 @@ void ops_conn_release(struct ops *o, struct ops_conn *oc)
 }
 
 int ops_format(const char *dir, uint32_t server_id, const char *realm, uint32_t vol,
-	       uint32_t root_mode, uint32_t root_uid, uint32_t root_gid)
+	       uint32_t root_mode, uint32_t root_uid, uint32_t root_gid, const struct vsg *vsg)
 {
 	char path[4096];
 	struct meta *m = NULL;
@@ -1382,6 +1503,7 @@ int ops_format(const char *dir, uint32_t server_id, const char *realm, uint32_t 
 	vr.vol = vol;
 	vr.n_objects = 1;
 	snprintf(vr.name, sizeof(vr.name), "%s.root", realm);
+	vr.vsg = *vsg;
 	ret = meta_volume_put(t, &vr);
 	if (ret < 0)
 		goto out;
@@ -1395,8 +1517,8 @@ int ops_format(const char *dir, uint32_t server_id, const char *realm, uint32_t 
 	now_wtime(&v.mtime);
 	v.atime = v.ctime = v.mtime;
 	v.data_version = 1;
-	v.vv.n = 1;
-	v.vv.slot[0] = 1;
+	/* Every member creates the same root: all-zero vectors compare equal. */
+	v.vv.n = vsg->n;
 	memcpy(v.parent, v.fid.oid, OID_LEN);
 	ret = meta_vnode_put(t, &v);
 	if (ret < 0)
@@ -1408,4 +1530,627 @@ out:
 	store_close(st);
 	meta_close(m);
 	return ret;
+}
+
+/* ---- replication (docs/replication.md) ------------------------------------ */
+
+static bool sid_zero(const struct storeid *sid)
+{
+	return sid->client == 0 && sid->seq == 0;
+}
+
+static bool is_client_update(uint16_t type)
+{
+	switch (type) {
+	case MSG_SETATTR:
+	case MSG_CREATE:
+	case MSG_REMOVE:
+	case MSG_RENAME:
+	case MSG_LINK:
+	case MSG_STORE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Before a client update: refuses changes to objects in conflict and
+ * remembers what the directory log needs of the state before. */
+static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc,
+		    const struct msg *req)
+{
+	struct vnode v;
+	int ret;
+
+	if (!is_client_update(req->type))
+		return 0;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret == 0 && (v.flags & ATTR_F_CONFLICT) && !oc->server)
+		return -ERR_CONFLICT;
+	if ((req->type == MSG_RENAME || req->type == MSG_LINK) &&
+	    meta_vnode_get(t, &req->fid2, &v) == 0 && (v.flags & ATTR_F_CONFLICT))
+		return -ERR_CONFLICT;
+	if (req->type == MSG_RENAME && name_valid(req->name2) &&
+	    meta_dirent_get(t, &req->fid2, req->name2, &o->fx.victim) == 0) {
+		struct fid vf = { .vol = req->fid2.vol };
+		memcpy(vf.oid, o->fx.victim.oid, OID_LEN);
+		o->fx.has_victim = true;
+		if (meta_vnode_get(t, &vf, &v) == 0) {
+			o->fx.victim_vv = v.vv;
+			if (o->slot < v.vv.n)
+				o->fx.victim_vv.slot[o->slot]++;
+		}
+	}
+	return 0;
+}
+
+static int log_rec(struct meta_txn *t, const struct fid *dir, uint8_t op, const char *name,
+		   const uint8_t *child, const struct attr *ca, const struct msg *req)
+{
+	struct rlog_rec r;
+
+	memset(&r, 0, sizeof(r));
+	r.op = op;
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	memcpy(r.child, child, OID_LEN);
+	if (ca != NULL) {
+		r.mode = ca->mode;
+		r.uid = ca->uid;
+		r.gid = ca->gid;
+		if (op == RLOG_REMOVE || op == RLOG_RENAME_OUT)
+			r.vv = ca->vv;
+	}
+	r.sid = req->sid;
+	return repl_log_append(t, dir, &r);
+}
+
+/* After a client update: directory resolution log and pending COP2 entry. */
+static int repl_post(struct ops *o, struct meta_txn *t, const struct msg *req,
+		     const struct msg *rep)
+{
+	struct attr ca;
+	struct vnode v;
+	struct dent de;
+	struct fid cf;
+	int ret = 0;
+
+	if (!is_client_update(req->type))
+		return 0;
+	switch (req->type) {
+	case MSG_CREATE:
+		ret = log_rec(t, &req->fid, RLOG_CREATE, req->name, req->fid2.oid, &rep->attr, req);
+		break;
+	case MSG_LINK:
+		ret = log_rec(t, &req->fid2, RLOG_LINK, req->name, req->fid.oid, &rep->attr, req);
+		break;
+	case MSG_REMOVE:
+		ret = log_rec(t, &req->fid, RLOG_REMOVE, req->name, rep->attr.fid.oid, &rep->attr,
+			      req);
+		break;
+	case MSG_SETATTR:
+		if (S_ISDIR(rep->attr.mode))
+			ret = log_rec(t, &req->fid, RLOG_SETATTR, "", req->fid.oid, &rep->attr,
+				      req);
+		break;
+	case MSG_RENAME:
+		ret = meta_dirent_get(t, &req->fid2, req->name2, &de);
+		if (ret < 0)
+			return ret;
+		cf.vol = req->fid.vol;
+		memcpy(cf.oid, de.oid, OID_LEN);
+		ret = meta_vnode_get(t, &cf, &v);
+		if (ret < 0)
+			return ret;
+		vnode_to_attr(&v, &ca);
+		if (o->fx.has_victim && memcmp(o->fx.victim.oid, de.oid, OID_LEN) == 0)
+			break; /* a no-op rename of one object onto itself */
+		if (req->mflags & RENAME_F_EXCHANGE) {
+			struct attr xa = ca;
+			ret = log_rec(t, &req->fid2, RLOG_RENAME_IN, req->name2, de.oid, &ca, req);
+			if (ret == 0 && meta_dirent_get(t, &req->fid, req->name, &de) == 0) {
+				cf.vol = req->fid.vol;
+				memcpy(cf.oid, de.oid, OID_LEN);
+				if (meta_vnode_get(t, &cf, &v) == 0)
+					vnode_to_attr(&v, &xa);
+				ret = log_rec(t, &req->fid, RLOG_RENAME_IN, req->name, de.oid, &xa,
+					      req);
+			}
+			break;
+		}
+		if (o->fx.has_victim) {
+			struct attr va = { .vv = o->fx.victim_vv, .mode = o->fx.victim.type };
+			ret = log_rec(t, &req->fid2, RLOG_REMOVE, req->name2, o->fx.victim.oid,
+				      &va, req);
+			if (ret < 0)
+				return ret;
+		}
+		ret = log_rec(t, &req->fid, RLOG_RENAME_OUT, req->name, ca.fid.oid, &ca, req);
+		if (ret == 0)
+			ret = log_rec(t, &req->fid2, RLOG_RENAME_IN, req->name2, ca.fid.oid, &ca,
+				      req);
+		break;
+	default:
+		break;
+	}
+	if (ret < 0)
+		return ret;
+	if (sid_zero(&req->sid) || o->fx.n_upd == 0)
+		return 0;
+	return repl_cop2_add(t, req->fid.vol, &req->sid, o->fx.upd, o->fx.n_upd);
+}
+
+static int op_volinfo(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct volrec vr;
+	uint32_t slot;
+	int ret = meta_volume_get(t, req->fid.vol, &vr);
+	if (ret < 0)
+		return ret;
+	rep->stamp = vr.stamp;
+	return repl_vsg(t, req->fid.vol, o->info.server_id, &rep->vsg, &slot);
+}
+
+/* Phase two: the members of the update set (mflags: slot mask) performed
+ * the update with this StoreId; count their increments here too. */
+static int op_cop2(struct ops *o, struct meta_txn *t, const struct msg *req)
+{
+	uint8_t oids[REPL_COP2_MAX * 4][OID_LEN];
+	struct vsg vsg;
+	struct vnode v;
+	uint32_t slot;
+	size_t n;
+	int ret;
+
+	ret = repl_vsg(t, req->fid.vol, o->info.server_id, &vsg, &slot);
+	if (ret < 0)
+		return ret;
+	ret = repl_cop2_take(t, req->fid.vol, &req->sid, oids, &n);
+	if (ret == -ENOENT)
+		return 0; /* never performed here, or phase two already done */
+	if (ret < 0)
+		return ret;
+	for (size_t i = 0; i < n; i++) {
+		v.fid.vol = req->fid.vol;
+		memcpy(v.fid.oid, oids[i], OID_LEN);
+		ret = meta_vnode_get(t, &v.fid, &v);
+		if (ret == -ENOENT)
+			continue; /* removed since */
+		if (ret < 0)
+			return ret;
+		if (!storeid_eq(&v.sid, &req->sid))
+			continue; /* updated again since: its vector moved on */
+		while (v.vv.n < vsg.n)
+			v.vv.slot[v.vv.n++] = 0;
+		for (uint32_t s = 0; s < vsg.n; s++)
+			if (s != slot && (req->mflags & (1u << s)))
+				v.vv.slot[s]++;
+		ret = meta_vnode_put(t, &v);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+static int op_conflicts(struct ops *o, struct meta_txn *t, const struct msg *req,
+			struct msg *rep)
+{
+	uint8_t after[OID_LEN], last[OID_LEN];
+	bool eof;
+	int ret;
+
+	if (req->name[0] != '\0') {
+		struct fid f;
+		char buf[FID_STR_LEN + 16];
+		if (strlen(req->name) != 2 * OID_LEN)
+			return -EINVAL;
+		snprintf(buf, sizeof(buf), "00000000.%.32s", req->name);
+		if (fid_parse(buf, &f) < 0)
+			return -EINVAL;
+		memcpy(after, f.oid, OID_LEN);
+	}
+	wr_reset(&o->wr);
+	ret = repl_conflict_list(t, req->fid.vol, req->name[0] != '\0' ? after : NULL, &o->wr,
+				 CHUNK_MAX, last, &eof);
+	if (ret < 0)
+		return ret;
+	rep->mflags = eof ? RES_EOF : 0;
+	rep->data = o->wr.len > 0 ? o->wr.buf : NULL;
+	rep->data_len = (uint32_t)o->wr.len;
+	return 0;
+}
+
+static int op_res_get(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	int ret = meta_vnode_get(t, &req->fid, &v);
+	(void)o;
+	if (ret < 0)
+		return ret;
+	vnode_to_attr(&v, &rep->attr);
+	snprintf(rep->target, sizeof(rep->target), "%s", v.target);
+	rep->fid2.vol = req->fid.vol;
+	if ((req->mflags & RES_GET_PATH) &&
+	    repl_find_name(t, &req->fid, rep->fid2.oid, rep->name) < 0)
+		rep->name[0] = '\0';
+	return 0;
+}
+
+static int op_res_scan(struct ops *o, struct meta_txn *t, const struct msg *req,
+		       struct msg *rep)
+{
+	static const uint8_t zero[OID_LEN];
+	bool start = memcmp(req->fid.oid, zero, OID_LEN) == 0, eof;
+	int ret;
+
+	wr_reset(&o->wr);
+	rep->fid = req->fid;
+	ret = repl_scan(t, req->fid.vol, start ? NULL : req->fid.oid, &o->wr, CHUNK_MAX,
+			rep->fid.oid, &eof);
+	if (ret < 0)
+		return ret;
+	rep->mflags = eof ? RES_EOF : 0;
+	rep->data = o->wr.len > 0 ? o->wr.buf : NULL;
+	rep->data_len = (uint32_t)o->wr.len;
+	return 0;
+}
+
+static int op_res_log(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode d;
+	bool eof;
+	int ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	wr_reset(&o->wr);
+	ret = repl_log_read(t, &req->fid, req->offset, &o->wr, CHUNK_MAX, &rep->offset, &eof);
+	if (ret < 0)
+		return ret;
+	rep->mflags = eof ? RES_EOF : 0;
+	rep->data = o->wr.len > 0 ? o->wr.buf : NULL;
+	rep->data_len = (uint32_t)o->wr.len;
+	vnode_to_attr(&d, &rep->attr);
+	return 0;
+}
+
+static int mark_conflict(struct ops *o, struct meta_txn *t, struct vnode *v)
+{
+	char path[REPL_PATH_MAX];
+	int ret;
+
+	if (v->flags & ATTR_F_CONFLICT)
+		return 0;
+	v->flags |= ATTR_F_CONFLICT;
+	ret = meta_vnode_put(t, v);
+	if (ret < 0)
+		return ret;
+	ret = repl_path(t, &v->fid, path, sizeof(path));
+	if (ret < 0)
+		return ret;
+	log_notice("ops", "'%.128s' is in conflict", path);
+	fx_changed(&o->fx, &v->fid);
+	return repl_conflict_add(t, &v->fid, path);
+}
+
+static int op_res_mark(struct ops *o, struct meta_txn *t, const struct msg *req,
+		       struct msg *rep)
+{
+	struct vnode v;
+	int ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	if (req->mflags & RES_MARK_SET) {
+		ret = mark_conflict(o, t, &v);
+	} else if (v.flags & ATTR_F_CONFLICT) {
+		v.flags &= ~(uint32_t)ATTR_F_CONFLICT;
+		ret = meta_vnode_put(t, &v);
+		if (ret == 0)
+			ret = repl_conflict_del(t, &v.fid);
+		fx_changed(&o->fx, &v.fid);
+	}
+	if (ret < 0)
+		return ret;
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+}
+
+/* Installs a dominant replica's status (and, with chunks, data) with its
+ * vector and StoreId. Idempotent: the same vector and StoreId twice change
+ * nothing. */
+static int op_res_install(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
+			  const struct msg *req, struct msg *rep)
+{
+	const uint32_t fl = req->mflags;
+	const struct attr *a = &req->attr;
+	struct pstore *p = NULL;
+	struct vnode v;
+	int ret;
+
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		goto out_drop;
+	if (!(fl & RES_INSTALL_STATUS)) {
+		p = store_set_find(oc->stores, req->handle);
+		if (fl & STORE_ABORT) {
+			if (p != NULL)
+				store_set_drop(o->store, oc->stores, p);
+			vnode_to_attr(&v, &rep->attr);
+			return 0;
+		}
+		if (!S_ISREG(v.mode)) {
+			ret = -EINVAL;
+			goto out_drop;
+		}
+		if (fl & STORE_FIRST) {
+			if (p != NULL)
+				store_set_drop(o->store, oc->stores, p);
+			ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
+			if (ret < 0)
+				return ret;
+		} else if (p == NULL) {
+			return -EBADF;
+		}
+		ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+		if (ret < 0)
+			goto out_drop;
+		if (!(fl & STORE_LAST)) {
+			vnode_to_attr(&v, &rep->attr);
+			return 0;
+		}
+	}
+	if ((v.mode & S_IFMT) != (a->mode & S_IFMT) || !fid_eq(&a->fid, &req->fid)) {
+		ret = -EINVAL;
+		goto out_drop;
+	}
+	if ((v.flags & ATTR_F_CONFLICT) && !(fl & RES_INSTALL_CLEAR)) {
+		ret = -ERR_CONFLICT;
+		goto out_drop;
+	}
+	if (vv_compare(&v.vv, &a->vv) == VV_EQUAL && storeid_eq(&v.sid, &a->sid) &&
+	    !(fl & RES_INSTALL_CLEAR) && !(fl & RES_INSTALL_STATUS)) {
+		ret = 0; /* installed already */
+		goto out_drop_ok;
+	}
+	if (p != NULL) {
+		uint64_t ndv = v.data_version + 1;
+		if (a->size > (1ull << 52)) {
+			ret = -EFBIG;
+			goto out_drop;
+		}
+		if (ftruncate(p->fd, (off_t)a->size) < 0) {
+			ret = -errno;
+			goto out_drop;
+		}
+		ret = store_install(o->store, p->path, &v.fid, ndv);
+		if (ret < 0)
+			goto out_drop;
+		o->fx.fd = p->fd;
+		o->fx.newc.fid = v.fid;
+		o->fx.newc.dv = ndv;
+		o->fx.has_newc = true;
+		store_set_detach(o->store, oc->stores, p);
+		p = NULL;
+		fx_oldc(&o->fx, &v.fid, v.data_version);
+		v.data_version = ndv;
+		v.size = a->size;
+	}
+	if (!(fl & RES_INSTALL_STATUS) || !S_ISREG(v.mode) || v.size == a->size) {
+		v.mode = a->mode;
+		v.uid = a->uid;
+		v.gid = a->gid;
+		v.rdev = a->rdev;
+		v.atime = a->atime;
+		v.mtime = a->mtime;
+		v.ctime = a->ctime;
+		if (S_ISLNK(v.mode)) {
+			snprintf(v.target, sizeof(v.target), "%s", req->target);
+			v.size = strlen(v.target);
+		}
+	}
+	if (fl & RES_INSTALL_STATUS)
+		vv_merge(&v.vv, &a->vv);
+	else
+		v.vv = a->vv;
+	v.sid = a->sid;
+	if (fl & RES_INSTALL_CLEAR) {
+		v.vv = a->vv;
+		v.flags &= ~(uint32_t)ATTR_F_CONFLICT;
+		ret = repl_conflict_del(t, &v.fid);
+		if (ret < 0)
+			return ret;
+	}
+	ret = meta_vnode_put(t, &v);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &v.fid);
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
+
+out_drop_ok:
+	vnode_to_attr(&v, &rep->attr);
+out_drop:
+	p = store_set_find(oc->stores, req->handle);
+	if (p != NULL && !(fl & RES_INSTALL_STATUS))
+		store_set_drop(o->store, oc->stores, p);
+	return ret;
+}
+
+/* Replays one log record in directory d (RES_APPLY). Already-applied
+ * records change nothing. */
+static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d,
+		     const struct rlog_rec *r, const struct wtime *now)
+{
+	struct dent de;
+	struct vnode c;
+	struct fid cf = { .vol = d->fid.vol };
+	int ret;
+
+	memcpy(cf.oid, r->child, OID_LEN);
+	switch (r->op) {
+	case RLOG_SETATTR:
+		d->mode = (d->mode & S_IFMT) | (r->mode & 07777);
+		d->uid = r->uid;
+		d->gid = r->gid;
+		return 0;
+	case RLOG_CREATE:
+	case RLOG_LINK:
+	case RLOG_RENAME_IN:
+		ret = meta_dirent_get(t, &d->fid, r->name, &de);
+		if (ret == 0)
+			return memcmp(de.oid, r->child, OID_LEN) == 0 ? 0 : -EEXIST;
+		if (ret != -ENOENT)
+			return ret;
+		ret = meta_vnode_get(t, &cf, &c);
+		if (ret == -ENOENT) {
+			/* New here: created empty (zero vector), then resolved as a file. */
+			memset(&c, 0, sizeof(c));
+			c.fid = cf;
+			c.mode = r->mode;
+			c.uid = r->uid;
+			c.gid = r->gid;
+			c.nlink = S_ISDIR(c.mode) ? 2 : 1;
+			c.size = S_ISDIR(c.mode) ? DIR_SIZE : 0;
+			c.atime = c.mtime = c.ctime = *now;
+			c.data_version = 1;
+			c.vv.n = d->vv.n;
+			memcpy(c.parent, d->fid.oid, OID_LEN);
+			o->fx.d_objects++;
+		} else if (ret < 0) {
+			return ret;
+		} else if (r->op == RLOG_LINK || !S_ISDIR(c.mode)) {
+			if (r->op == RLOG_LINK)
+				c.nlink++;
+		}
+		if (S_ISDIR(c.mode)) {
+			memcpy(c.parent, d->fid.oid, OID_LEN);
+			d->nlink++;
+		}
+		ret = meta_vnode_put(t, &c);
+		if (ret < 0)
+			return ret;
+		de.type = c.mode & S_IFMT;
+		memcpy(de.oid, c.fid.oid, OID_LEN);
+		return meta_dirent_put(t, &d->fid, r->name, &de);
+	case RLOG_REMOVE:
+	case RLOG_RENAME_OUT:
+		ret = meta_dirent_get(t, &d->fid, r->name, &de);
+		if (ret == -ENOENT || (ret == 0 && memcmp(de.oid, r->child, OID_LEN) != 0))
+			return 0;
+		if (ret < 0)
+			return ret;
+		ret = meta_vnode_get(t, &cf, &c);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+		if (ret == 0 && S_ISDIR(c.mode) && r->op == RLOG_REMOVE) {
+			ret = meta_dir_empty(t, &cf);
+			if (ret < 0)
+				return ret;
+			if (ret == 0)
+				return -ENOTEMPTY;
+		}
+		ret = meta_dirent_del(t, &d->fid, r->name);
+		if (ret < 0)
+			return ret;
+		if (meta_vnode_get(t, &cf, &c) != 0)
+			return 0;
+		if (S_ISDIR(c.mode) && d->nlink > 2)
+			d->nlink--;
+		if (r->op == RLOG_RENAME_OUT)
+			return 0;
+		o->st.cb_breaks += cb_break(o->cb, &cf, NULL, o->brk, o->brk_arg);
+		if (S_ISDIR(c.mode))
+			c.nlink = 0;
+		else if (c.nlink > 0)
+			c.nlink--;
+		if (c.nlink > 0)
+			return meta_vnode_put(t, &c);
+		o->fx.d_objects--;
+		if (S_ISREG(c.mode) && o->fx.n_oldc < 2)
+			fx_oldc(&o->fx, &c.fid, c.data_version);
+		(void)repl_conflict_del(t, &c.fid);
+		return meta_vnode_del(t, &c.fid);
+	default:
+		return -EINVAL;
+	}
+}
+
+static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req,
+			struct msg *rep)
+{
+	struct rlog_rec r;
+	struct vnode d;
+	struct wtime now;
+	struct rd rd;
+	int ret, n;
+
+	ret = get_dir(t, &req->fid, &d);
+	if (ret < 0)
+		return ret;
+	if ((d.flags & ATTR_F_CONFLICT) && !(req->mflags & RES_APPLY_FORCE))
+		return -ERR_CONFLICT;
+	now_wtime(&now);
+	rd_init(&rd, req->data, req->data_len);
+	while ((n = rlog_decode(&rd, &r)) == 1) {
+		ret = apply_rec(o, t, &d, &r, &now);
+		if (ret < 0)
+			return ret;
+		if (req->mflags & RES_APPLY_TRUNCATE)
+			continue;
+		ret = repl_log_has(t, &d.fid, &r);
+		if (ret == 0)
+			ret = repl_log_append(t, &d.fid, &r);
+		if (ret < 0)
+			return ret;
+	}
+	if (n < 0)
+		return -EPROTO;
+	if (req->mflags & RES_APPLY_TRUNCATE) {
+		ret = repl_log_truncate(t, &d.fid);
+		if (ret < 0)
+			return ret;
+	}
+	if (req->attr.vv.n > 0) {
+		d.vv = req->attr.vv;
+		d.sid = req->attr.sid;
+	}
+	if (req->mflags & RES_APPLY_FORCE) {
+		d.flags &= ~(uint32_t)ATTR_F_CONFLICT;
+		ret = repl_conflict_del(t, &d.fid);
+		if (ret < 0)
+			return ret;
+	}
+	d.mtime = d.ctime = now;
+	d.data_version++;
+	ret = meta_vnode_put(t, &d);
+	if (ret < 0)
+		return ret;
+	fx_changed(&o->fx, &d.fid);
+	vnode_to_attr(&d, &rep->attr);
+	return 0;
+}
+
+static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
+		     const struct msg *req, struct msg *rep)
+{
+	switch (req->type) {
+	case MSG_VOLINFO:
+		return op_volinfo(o, t, req, rep);
+	case MSG_COP2:
+		return op_cop2(o, t, req);
+	case MSG_CONFLICTS:
+		return op_conflicts(o, t, req, rep);
+	case MSG_RES_GET:
+		return op_res_get(o, t, req, rep);
+	case MSG_RES_SCAN:
+		return op_res_scan(o, t, req, rep);
+	case MSG_RES_INSTALL:
+		return op_res_install(o, t, oc, req, rep);
+	case MSG_RES_LOG:
+		return op_res_log(o, t, req, rep);
+	case MSG_RES_APPLY:
+		return op_res_apply(o, t, req, rep);
+	case MSG_RES_MARK:
+		return op_res_mark(o, t, req, rep);
+	default:
+		return -ENOSYS;
+	}
 }

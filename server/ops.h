@@ -29,6 +29,7 @@
 	X(fetch_bytes)       \
 	X(store_calls)       \
 	X(store_bytes)       \
+	X(store_inline)      \
 	X(getattr_calls)     \
 	X(lookup_calls)      \
 	X(readdir_calls)     \
@@ -59,6 +60,7 @@ struct ops_stats {
 struct ops_conn {
 	struct cb_holder *holder; /* its callback promises */
 	struct store_set *stores; /* its partial stores */
+	bool server;		  /* a peer server (HELLO "server:<id>"): may read conflicts */
 };
 
 /* Called for every promise an update breaks (owner is the holder's owner). */
@@ -93,6 +95,6 @@ void ops_conn_release(struct ops *o, struct ops_conn *oc);
 /* Initialises an empty server directory: meta env, server record, the
  * root volume and its root directory. -EEXIST if already initialised. */
 int ops_format(const char *dir, uint32_t server_id, const char *realm, uint32_t vol,
-	       uint32_t root_mode, uint32_t root_uid, uint32_t root_gid);
+	       uint32_t root_mode, uint32_t root_uid, uint32_t root_gid, const struct vsg *vsg);
 
 #endif /* SERVER_OPS_H */

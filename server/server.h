@@ -16,6 +16,7 @@ struct server_cfg {
 	const char *listen;    /* "HOST:PORT" */
 	int ready_fd;	       /* -1 or fd to write "\n" to once serving */
 	const char *port_file; /* NULL or file to write the bound port to */
+	const char *peers;     /* NULL or the realm's peers file (docs/replication.md) */
 	bool trace;	       /* log every message with msg_fmt */
 };
 

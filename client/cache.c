@@ -262,6 +262,51 @@ static int recount_locked(struct cache *c)
 	return rc == MDB_NOTFOUND ? 0 : db_err(rc);
 }
 
+/*
+ * The index is written with MDB_NOSYNC: commits cost no fsync (the cache
+ * holds copies; the server has the durable ones, and containers are not
+ * fsynced either). A process crash loses nothing (the page cache has every
+ * commit), but a machine crash may leave a torn env. So DIR/index.boot
+ * holds the boot id of the session that has the index open, and a clean
+ * close syncs the env and removes it. Found at open with another boot id:
+ * the machine went down with the index open, so the index and the
+ * containers are discarded (the cache refills from the servers).
+ */
+static int boot_guard(const char *dir, const char *index)
+{
+	char mark[4096], cdir[4096], *old = NULL, *cur = NULL;
+	size_t old_len = 0, cur_len = 0;
+	int ret;
+
+	if (snprintf(mark, sizeof(mark), "%s/index.boot", dir) >= (int)sizeof(mark) ||
+	    snprintf(cdir, sizeof(cdir), "%s/containers", dir) >= (int)sizeof(cdir))
+		return -ENAMETOOLONG;
+	ret = fs_read_file("/proc/sys/kernel/random/boot_id", 64, &cur, &cur_len);
+	if (ret < 0)
+		return ret;
+	ret = fs_read_file(mark, 64, &old, &old_len);
+	if (ret == 0 && (old_len != cur_len || memcmp(old, cur, cur_len) != 0)) {
+		log_warn("cache", "cache index of '%s' was open across a reboot: discarding it",
+			 dir);
+		ret = fs_rmtree(index);
+		if (ret == 0 || ret == -ENOENT)
+			ret = fs_rmtree(cdir);
+		if (ret == 0 || ret == -ENOENT)
+			ret = fs_mkdirs(index, 0700);
+		if (ret == 0)
+			ret = fs_mkdirs(cdir, 0700);
+		if (ret < 0)
+			goto out;
+	} else if (ret < 0 && ret != -ENOENT) {
+		goto out;
+	}
+	ret = fs_write_atomic(mark, cur, cur_len, 0600);
+out:
+	free(old);
+	free(cur);
+	return ret;
+}
+
 int cache_open(const char *dir, uint64_t limit, struct cache **out)
 {
 	struct cache *c = xcalloc(1, sizeof(*c));
@@ -290,7 +335,10 @@ int cache_open(const char *dir, uint64_t limit, struct cache **out)
 		goto err_free;
 	}
 	mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE);
-	rc = mdb_env_open(c->env, path, MDB_NOTLS, 0600);
+	ret = boot_guard(dir, path);
+	if (ret < 0)
+		goto err_env;
+	rc = mdb_env_open(c->env, path, MDB_NOTLS | MDB_NOSYNC, 0600);
 	if (rc != 0) {
 		ret = db_err(rc);
 		goto err_env;
@@ -321,8 +369,14 @@ err_free:
 
 void cache_close(struct cache *c)
 {
+	char path[4096];
+
 	if (c == NULL)
 		return;
+	/* A clean close makes the index durable and clears the boot mark. */
+	if (mdb_env_sync(c->env, 1) == 0 &&
+	    snprintf(path, sizeof(path), "%s/index.boot", c->dir) < (int)sizeof(path))
+		unlink(path);
 	mdb_env_close(c->env);
 	pthread_mutex_destroy(&c->lock);
 	free(c->pins);

@@ -532,6 +532,33 @@ static void dir_changed(struct client *cl, struct inode *dir, const struct attr 
 	grant(cl, dir, a, gen);
 }
 
+/* A directory we added name (object a) to. If its cached listing was
+ * current just before our change (callback held throughout, and the
+ * server's data version moved by exactly our update), the listing stays
+ * valid with the new entry, so later lookups of new names (each create
+ * looks its name up first) are answered locally. Otherwise as dir_changed. */
+static void dir_added(struct client *cl, struct inode *dir, const struct attr *da, uint64_t gen,
+		      const char *name, const struct attr *a)
+{
+	pthread_mutex_lock(&dir->lock);
+	if (dir->list_valid && cb_ok_locked(cl, dir) && conn_cb_gen(cl->conn) == gen &&
+	    dir->attr.data_version + 1 == da->data_version &&
+	    inode_find_ent_locked(dir, name) == NULL) {
+		struct dirent_w *d;
+
+		dir->ents = xrealloc(dir->ents, (dir->n_ents + 1) * sizeof(*dir->ents));
+		d = &dir->ents[dir->n_ents++];
+		memset(d, 0, sizeof(*d));
+		snprintf(d->name, sizeof(d->name), "%s", name);
+		d->fid = a->fid;
+		d->mode = a->mode;
+	} else {
+		inode_drop_listing_locked(dir);
+	}
+	pthread_mutex_unlock(&dir->lock);
+	grant(cl, dir, da, gen);
+}
+
 /* Loads the whole listing of dir (all READDIR pages) unless a valid one is cached. */
 static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 {
@@ -891,9 +918,17 @@ static int do_create(struct client *cl, fuse_req_t req, struct inode *dir, const
 	ret = conn_call(cl->conn, &m, &rep, &cc);
 	if (ret < 0)
 		return ret;
-	dir_changed(cl, dir, &rep.attr2, gen);
+	dir_added(cl, dir, &rep.attr2, gen, name, &rep.attr);
 	in = inode_get_or_create(cl->itab, &rep.attr.fid);
 	grant(cl, in, &rep.attr, gen);
+	if (S_ISDIR(rep.attr.mode)) {
+		/* A new directory is empty: its listing is known while the
+		 * callback holds. */
+		pthread_mutex_lock(&in->lock);
+		if (cb_ok_locked(cl, in) && !in->list_valid)
+			inode_set_listing_locked(in, xcalloc(1, sizeof(*in->ents)), 0);
+		pthread_mutex_unlock(&in->lock);
+	}
 	conn_done(cl->conn, &cc);
 	*out = in;
 	return 0;

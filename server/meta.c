@@ -732,8 +732,8 @@ int meta_raw_scan(struct meta_txn *t, bool dirents, const void *prefix, size_t p
 			arg);
 }
 
-int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off,
-		    void *buf, size_t len)
+int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off, void *buf,
+		    size_t len)
 {
 	uint8_t k[FIDKEY_LEN];
 	MDB_val key = { sizeof(k), k }, val;

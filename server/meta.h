@@ -165,8 +165,8 @@ int meta_raw_scan(struct meta_txn *t, bool dirents, const void *prefix, size_t p
 /* Copies up to len bytes at off of fid's inline data of version dv into
  * buf. Returns the count (0 at or past the end), -ENOENT if fid has no
  * inline data of version dv, -EIO for a bad record. */
-int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off,
-		    void *buf, size_t len);
+int meta_inline_get(struct meta_txn *t, const struct fid *fid, uint64_t dv, uint64_t off, void *buf,
+		    size_t len);
 /* Sets fid's inline data to len (<= META_INLINE_MAX) bytes of version dv. */
 int meta_inline_put(struct meta_txn *t, const struct fid *fid, uint64_t dv, const void *data,
 		    size_t len);

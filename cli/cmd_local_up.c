@@ -204,7 +204,7 @@ int cmd_local_up(int argc, char **argv)
 	};
 	const char *dir_arg = LOCAL_DEFAULT_DIR, *mount_arg = NULL;
 	uint64_t n_servers = LOCAL_SERVERS_DEFAULT, n_clients = 1, cache_mib = 0;
-	bool made_mount[LOCAL_CLIENTS_MAX] = { false }, servers_given = false;
+	bool made_mount[LOCAL_CLIENTS_MAX] = { false };
 	char mount[PATH_MAX];
 	struct local_state *st;
 	int c, ret, rc = CLI_FAIL;
@@ -218,7 +218,6 @@ int cmd_local_up(int argc, char **argv)
 			if (!cli_parse_uint(optarg, 1, LOCAL_SERVERS_MAX, &n_servers))
 				return cli_usage("local up", "--servers wants 1..%d, not '%s'",
 						 LOCAL_SERVERS_MAX, optarg);
-			servers_given = true;
 			break;
 		case 'c':
 			if (!cli_parse_uint(optarg, 1, LOCAL_CLIENTS_MAX, &n_clients))
@@ -265,23 +264,13 @@ int cmd_local_up(int argc, char **argv)
 	}
 	/* Find both programs before starting anything. */
 	{
-		char bin[PATH_MAX], tmp[PATH_MAX];
+		char bin[PATH_MAX];
 
-		if (local_find_bin("encore-client", bin) < 0 ||
-		    local_find_bin("encore-server", bin) < 0)
+		if (local_find_bin("encore-server", bin) < 0 ||
+		    local_find_bin("encore-client", bin) < 0)
 			goto out;
-		/* TRANSITION: until encore-server takes --peers and init --vsg,
-		 * start unreplicated servers (one by default). */
-		if (local_path(tmp, st->dir, "server-help.tmp") < 0)
-			goto out;
-		st->replicated = local_server_has_peers(bin, tmp);
-		if (!st->replicated) {
-			cli_note("'%s' has no --peers yet: starting servers without replication",
-				 bin);
-			if (!servers_given)
-				n_servers = 1;
-		}
 	}
+	st->replicated = true;
 
 	if (plan(st, n_servers, n_clients, mount_arg != NULL ? mount : NULL) < 0)
 		goto out;

@@ -653,22 +653,6 @@ static int read_port(const char *path, uint16_t *port)
 	return ret;
 }
 
-bool local_server_has_peers(const char *bin, const char *tmp)
-{
-	const char *argv[] = { bin, "--help", NULL };
-	char *buf = NULL;
-	size_t len;
-	bool has = false;
-
-	unlink(tmp);
-	if (local_run(argv, tmp, LOCAL_READY_TIMEOUT_MS) >= 0 &&
-	    fs_read_file(tmp, 64u * 1024u, &buf, &len) == 0)
-		has = strstr(buf, "--peers") != NULL;
-	free(buf);
-	unlink(tmp);
-	return has;
-}
-
 int local_reserve_ports(size_t n, uint16_t *ports)
 {
 	int fds[LOCAL_SERVERS_MAX];

@@ -105,10 +105,6 @@ int local_find_bin(const char *name, char out[PATH_MAX]);
  * (>= 0), 128 + signal if killed, or -errno. */
 int local_run(const char *const argv[], const char *log, int timeout_ms);
 
-/* True if the encore-server at bin takes --peers (and so init --vsg): its
- * --help output mentions it. tmp is a scratch file for that output. */
-bool local_server_has_peers(const char *bin, const char *tmp);
-
 /* Reserves n distinct free TCP ports on 127.0.0.1 (binds n sockets to port
  * 0 at once, reads the ports, closes them) into ports[]. Another process
  * may take a port before the server binds it: keep the window short.

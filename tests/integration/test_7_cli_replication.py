@@ -97,8 +97,7 @@ def test_local_up_three_servers(local_dir):  # noqa: F811
         assert pid_alive(v["pid"])
         argv = _cmdline(v["pid"])
         assert _flag_values(argv, "--listen") == ["127.0.0.1:%d" % v["port"]]
-        if s.get("replicated"):
-            assert _flag_values(argv, "--peers") == [str(local_dir / "servers.conf")]
+        assert _flag_values(argv, "--peers") == [str(local_dir / "servers.conf")]
 
     # servers.conf names every server at the port it listens on.
     assert _servers_conf(local_dir / "servers.conf") == {1: addrs[0], 2: addrs[1], 3: addrs[2]}
@@ -131,10 +130,10 @@ def test_local_up_three_servers(local_dir):  # noqa: F811
 def test_local_up_default_servers(local_dir):  # noqa: F811
     encore("local", "up", "--dir", local_dir, timeout=180)
     s = encore_json("local", "status", "--dir", local_dir, "--json")
-    # Three replicas by default once encore-server replicates (DESIGN section 10).
-    want = 3 if s.get("replicated") else 1
-    assert len(s["servers"]) == want
-    assert len(_servers_conf(local_dir / "servers.conf")) == want
+    # Three replicas by default (DESIGN section 10).
+    assert s["replicated"] is True
+    assert len(s["servers"]) == 3
+    assert len(_servers_conf(local_dir / "servers.conf")) == 3
 
 
 def test_local_up_one_server_still_works(local_dir):  # noqa: F811
@@ -153,8 +152,7 @@ def test_local_up_one_server_still_works(local_dir):  # noqa: F811
     assert s2["servers"][0]["port"] == port
     argv = _cmdline(s2["servers"][0]["pid"])
     assert _flag_values(argv, "--listen") == ["127.0.0.1:%d" % port]
-    if s2.get("replicated"):
-        assert _flag_values(argv, "--peers") == [str(local_dir / "servers.conf")]
+    assert _flag_values(argv, "--peers") == [str(local_dir / "servers.conf")]
     assert read_bytes(m / "x") == b"x"
 
 

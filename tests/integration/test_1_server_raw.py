@@ -11,7 +11,8 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SERVER = os.environ.get("ENCORE_SERVER", os.path.join(ROOT, "build", "bin", "encore-server"))
+SERVER = os.environ.get("ENCORE_SERVER") or os.path.join(
+    os.environ.get("ENCORE_BIN") or os.path.join(ROOT, "build", "bin"), "encore-server")
 
 (HELLO, GETROOT, GETATTR, LOOKUP, SETATTR, CREATE, REMOVE, RENAME, LINK, READLINK,
  READDIR, FETCH, STORE, STATFS, PING, STATS, CB_BREAK) = range(1, 18)

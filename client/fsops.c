@@ -1213,7 +1213,8 @@ static int dirh_fill(struct client *cl, fuse_req_t req, fuse_ino_t ino, struct d
 		} else {
 			h->n = in->n_ents;
 			h->ents = xcalloc(h->n ? h->n : 1, sizeof(*h->ents));
-			memcpy(h->ents, in->ents, h->n * sizeof(*h->ents));
+			if (h->n > 0) /* in->ents may be NULL for an empty directory */
+				memcpy(h->ents, in->ents, h->n * sizeof(*h->ents));
 			pthread_mutex_unlock(&in->lock);
 		}
 	}

@@ -40,6 +40,8 @@
 #include "server/callback.h"
 #include "server/meta.h"
 #include "server/ops.h"
+#include "server/repl.h"
+#include "server/resolve.h"
 #include "server/store.h"
 
 /* Output bytes queued on a connection above which we stop reading it. */
@@ -92,6 +94,8 @@ struct server {
 	size_t n_work, cap_work;
 	struct conn **touched; /* connections with new output this iteration */
 	size_t n_touched, cap_touched;
+	struct resolver *res; /* resolution thread (server/resolve.c) */
+	int res_tag;	      /* its eventfd's epoll tag is &res_tag */
 	time_t proto_log_at; /* rate limit of protocol error lines */
 	unsigned proto_suppressed;
 };
@@ -225,6 +229,12 @@ static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16
 			break;
 		}
 		c->state = CS_READY;
+		if (strncmp(req->name, "server:", 7) == 0) {
+			/* A peer's resolver. Authentication comes with the security
+			 * work; until then the name is taken at its word. */
+			c->state |= CS_SERVER;
+			c->oc.server = true;
+		}
 		rep->version = PROTO_VERSION;
 		rep->server_id = info->server_id;
 		rep->incarnation = info->incarnation;
@@ -235,11 +245,53 @@ static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16
 	case MSG_CTL:
 		rep->status = -ENOTSUP;
 		break;
+	case MSG_RESOLVE:
+	case MSG_REPAIR: {
+		/* The resolver answers later (deliver_resolved); the loop never
+		 * waits on the network. */
+		struct res_job *j = xcalloc(1, sizeof(*j));
+		j->kind = type == MSG_RESOLVE ? RES_JOB_RESOLVE : RES_JOB_REPAIR;
+		j->fid = req->fid;
+		j->mflags = req->mflags;
+		j->server_id = req->server_id;
+		j->fd = c->fd;
+		j->conn_id = c->id;
+		j->type = type;
+		j->reqid = reqid;
+		resolver_submit(s->res, j);
+		return;
+	}
 	default:
 		ops_exec(s->ops, &c->oc, req, rep);
 		break;
 	}
 	queue_msg(s, c, rep);
+}
+
+static void work(struct server *s, struct conn *c);
+
+/* Sends the replies of finished RESOLVE and REPAIR jobs. */
+static void deliver_resolved(struct server *s)
+{
+	struct res_job *j = resolver_take_done(s->res);
+
+	while (j != NULL) {
+		struct res_job *next = j->next;
+		struct conn *c = (size_t)j->fd < s->n_byfd ? s->byfd[j->fd] : NULL;
+		if (c != NULL && c->id == j->conn_id && !c->dead) {
+			struct msg *rep = s->rep;
+			memset(rep, 0, sizeof(*rep));
+			rep->type = j->type;
+			rep->flags = FRAME_F_REPLY;
+			rep->reqid = j->reqid;
+			rep->status = j->status;
+			rep->attr = j->attr;
+			queue_msg(s, c, rep);
+			work(s, c);
+		}
+		free(j);
+		j = next;
+	}
 }
 
 static struct conn *conn_new(struct server *s, int fd)
@@ -451,6 +503,10 @@ static void iterate(struct server *s, struct epoll_event *evs, int n, struct con
 			accept_all(s);
 			continue;
 		}
+		if (evs[i].data.ptr == &s->res_tag) {
+			deliver_resolved(s);
+			continue;
+		}
 		struct conn *c = evs[i].data.ptr;
 		if (evs[i].events & EPOLLIN)
 			conn_read(c);
@@ -552,6 +608,50 @@ static int announce(struct server *s, uint16_t port)
 	return 0;
 }
 
+/* Starts the resolver over the root volume's VSG, reaching this server
+ * through its own listening address. */
+static int start_resolver(struct server *s, const struct srvinfo *info, uint16_t port)
+{
+	struct resolver_cfg rc;
+	struct meta_txn *t;
+	char host[256];
+	uint32_t slot;
+	int ret;
+
+	memset(&rc, 0, sizeof(rc));
+	rc.peers = s->cfg->peers;
+	rc.self_id = info->server_id;
+	rc.vol = info->root_vol;
+	snprintf(rc.realm, sizeof(rc.realm), "%s", info->realm);
+	ret = meta_begin(s->meta, NULL, true, &t);
+	if (ret < 0)
+		return ret;
+	ret = repl_vsg(t, info->root_vol, info->server_id, &rc.vsg, &slot);
+	meta_abort(t);
+	if (ret < 0) {
+		log_err("loop", "cannot read the root volume: %s", err_str(ret));
+		return ret;
+	}
+	snprintf(host, sizeof(host), "%s", s->cfg->listen);
+	char *colon = strrchr(host, ':');
+	if (colon != NULL)
+		*colon = '\0';
+	if (host[0] == '\0' || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	else if (strcmp(host, "[::]") == 0)
+		snprintf(host, sizeof(host), "[::1]");
+	snprintf(rc.self_addr, sizeof(rc.self_addr), "%s:%u", host, port);
+	ret = resolver_start(&rc, &s->res);
+	if (ret < 0) {
+		log_err("loop", "cannot start the resolver: %s", err_str(ret));
+		return ret;
+	}
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &s->res_tag };
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, resolver_fd(s->res), &ev) < 0)
+		return -errno;
+	return 0;
+}
+
 int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
 {
 	struct server s = { .cfg = cfg, .epfd = -1, .lfd = -1 };
@@ -589,6 +689,9 @@ int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
 	}
 	log_notice("loop", "serving '%s' realm '%s' server %u incarnation %" PRIu64 " on port %u",
 		   cfg->dir, info.realm, info.server_id, info.incarnation, port);
+	ret = start_resolver(&s, &info, port);
+	if (ret < 0)
+		goto out;
 	ret = announce(&s, port);
 	if (ret < 0)
 		goto out;
@@ -617,9 +720,14 @@ int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
 	}
 	log_notice("loop", "stopping");
 out:
+	if (s.lfd >= 0) {
+		close(s.lfd); /* the resolver's reconnects fail at once from now on */
+		s.lfd = -1;
+	}
 	for (size_t fd = 0; fd < s.n_byfd; fd++)
 		if (s.byfd[fd] != NULL)
 			conn_free(&s, s.byfd[fd]);
+	resolver_stop(s.res);
 	free(s.byfd);
 	free(s.work);
 	free(s.touched);

@@ -1710,9 +1710,9 @@ static int op_cop2(struct ops *o, struct meta_txn *t, const struct msg *req)
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < n; i++) {
-		v.fid.vol = req->fid.vol;
-		memcpy(v.fid.oid, oids[i], OID_LEN);
-		ret = meta_vnode_get(t, &v.fid, &v);
+		struct fid f = { .vol = req->fid.vol };
+		memcpy(f.oid, oids[i], OID_LEN);
+		ret = meta_vnode_get(t, &f, &v);
 		if (ret == -ENOENT)
 			continue; /* removed since */
 		if (ret < 0)

@@ -1,0 +1,1160 @@
+/*
+ * resolve.c - the resolver thread of encore-server: resolution of files and
+ * directories, volume passes and repair, coordinated over rpc connections to
+ * every VSG member (docs/replication.md "Resolution (server side)").
+ * Owns:    the thread, its rpc_conns (one per VSG slot; its own slot goes to
+ *          this server's listening address), the job queues, the eventfd.
+ * Borrows: nothing; the loop hands jobs over and takes them back finished.
+ * Locking: lock protects jobs, done and stop; the connections belong to the
+ *          thread alone. LMDB is never touched here: every change, local or
+ *          remote, is a RES_* request the server loop runs in its batch, so
+ *          no write transaction is ever held across network I/O.
+ *
+ * Every step is idempotent (installing the same vector and StoreId twice
+ * changes nothing; replayed log records already present are skipped), so a
+ * coordinator killed at any point simply runs again: a volume pass is queued
+ * at start and whenever a peer comes back.
+ */
+#include "server/resolve.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <sodium.h>
+
+#include "common/err.h"
+#include "common/fid.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/rpc.h"
+#include "common/xalloc.h"
+#include "server/repl.h"
+#include "server/reslogic.h"
+
+/* Connect and HELLO deadline for a peer: a down peer must not stall jobs. */
+#define CONNECT_MS 500
+/* Deadline of one resolution call: a peer's group commit may fsync a lot. */
+#define CALL_MS 30000
+/* Peers are probed this often (docs/replication.md: about every second). */
+#define PROBE_MS 1000
+/* Rounds of a volume pass: each round resolves one more level of new
+ * directories; deeper trees finish in the next pass. */
+#define PASS_ROUNDS 16
+/* Objects resolved per job from a directory's new children (a bound on the
+ * work list). */
+#define WORK_MAX 100000
+/* Log records gathered per replica of one directory. */
+#define LOG_MAX 200000
+
+struct resolver {
+	struct resolver_cfg cfg;
+	pthread_t th;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct res_job *jobs, *jobs_tail; /* protected by lock */
+	struct res_job *done;		  /* protected by lock */
+	bool stop;			  /* protected by lock */
+	int efd;
+	/* thread only */
+	struct rpc_conn *conn[VV_MAX];
+	bool up[VV_MAX];
+	uint32_t self_slot;
+	uint64_t sid_client, sid_seq;
+};
+
+/* ---- peers and connections -------------------------------------------------- */
+
+struct peers_ctx {
+	uint32_t id;
+	char *out;
+	size_t len;
+	bool found;
+};
+
+static int peers_fn(void *arg, const char *section, const char *name, const char *value)
+{
+	struct peers_ctx *c = arg;
+	unsigned long id;
+	char *end;
+
+	if (strncmp(section, "server ", 7) != 0 || strcmp(name, "address") != 0)
+		return 1;
+	errno = 0;
+	id = strtoul(section + 7, &end, 10);
+	if (errno != 0 || *end != '\0' || id != c->id)
+		return 1;
+	snprintf(c->out, c->len, "%s", value);
+	c->found = true;
+	return 1;
+}
+
+static int peer_addr(struct resolver *r, uint32_t id, char *out, size_t len)
+{
+	struct peers_ctx c = { .id = id, .out = out, .len = len };
+	if (r->cfg.peers == NULL)
+		return -ENOENT;
+	int ret = ini_parse(r->cfg.peers, peers_fn, &c);
+	if (ret != 0) {
+		log_warn("resolve", "cannot parse peers file '%s' (line %d)", r->cfg.peers, ret);
+		return -EINVAL;
+	}
+	return c.found ? 0 : -ENOENT;
+}
+
+static void conn_drop(struct resolver *r, uint32_t slot)
+{
+	rpc_close(r->conn[slot]);
+	r->conn[slot] = NULL;
+}
+
+/* True if the slot's server answers (connecting and saying HELLO if needed). */
+static bool conn_ensure(struct resolver *r, uint32_t slot)
+{
+	char addr[300];
+	struct msg req, rep;
+	struct rpc_call *call = NULL;
+	int ret;
+
+	if (r->conn[slot] != NULL && rpc_alive(r->conn[slot]))
+		return true;
+	conn_drop(r, slot);
+	if (slot == r->self_slot)
+		snprintf(addr, sizeof(addr), "%s", r->cfg.self_addr);
+	else if (peer_addr(r, r->cfg.vsg.ids[slot], addr, sizeof(addr)) < 0)
+		return false;
+	ret = rpc_open(addr, CONNECT_MS, NULL, NULL, NULL, &r->conn[slot]);
+	if (ret < 0)
+		return false;
+	msg_init(&req, MSG_HELLO);
+	req.version = PROTO_VERSION;
+	req.client_id = r->sid_client;
+	snprintf(req.realm, sizeof(req.realm), "%s", r->cfg.realm);
+	snprintf(req.name, sizeof(req.name), "server:%u", r->cfg.self_id);
+	ret = rpc_call(r->conn[slot], &req, &rep, CONNECT_MS * 4, &call);
+	if (ret == 0)
+		ret = rep.status;
+	if (ret == 0 && rep.server_id != r->cfg.vsg.ids[slot]) {
+		log_warn("resolve", "'%s' answers as server %u, not %u", addr, rep.server_id,
+			 r->cfg.vsg.ids[slot]);
+		ret = -EINVAL;
+	}
+	rpc_call_free(call);
+	if (ret < 0) {
+		conn_drop(r, slot);
+		return false;
+	}
+	return true;
+}
+
+/* One call; returns the transport error or the reply's status. On success
+ * *callp holds the reply's data until freed. */
+static int call(struct resolver *r, uint32_t slot, struct msg *req, struct msg *rep,
+		struct rpc_call **callp)
+{
+	int ret;
+
+	*callp = NULL;
+	if (!conn_ensure(r, slot))
+		return -ENOTCONN;
+	ret = rpc_call(r->conn[slot], req, rep, CALL_MS, callp);
+	if (ret < 0) {
+		rpc_call_free(*callp);
+		*callp = NULL;
+		conn_drop(r, slot);
+		return ret;
+	}
+	if (rep->status < 0) {
+		rpc_call_free(*callp);
+		*callp = NULL;
+	}
+	return rep->status;
+}
+
+/* call() for replies whose data is not needed. */
+static int call1(struct resolver *r, uint32_t slot, struct msg *req, struct msg *rep)
+{
+	struct rpc_call *c;
+	int ret = call(r, slot, req, rep, &c);
+	rpc_call_free(c);
+	return ret;
+}
+
+static void new_sid(struct resolver *r, struct storeid *sid)
+{
+	sid->client = r->sid_client;
+	sid->seq = ++r->sid_seq;
+}
+
+/* ---- state of one object on every replica -------------------------------- */
+
+struct objstate {
+	uint32_t have; /* slots holding it */
+	struct attr a[VV_MAX];
+	char target[VV_MAX][TARGET_MAX_LEN + 1];
+	uint8_t parent[VV_MAX][OID_LEN];
+	char name[VV_MAX][NAME_MAX_LEN + 1];
+};
+
+static int gather(struct resolver *r, const struct fid *fid, uint32_t flags, struct objstate *st)
+{
+	struct msg req, rep;
+
+	memset(st, 0, sizeof(*st));
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!conn_ensure(r, s))
+			continue;
+		msg_init(&req, MSG_RES_GET);
+		req.fid = *fid;
+		req.mflags = flags;
+		int ret = call1(r, s, &req, &rep);
+		if (ret == -ENOENT)
+			continue;
+		if (ret < 0)
+			return ret;
+		st->have |= 1u << s;
+		st->a[s] = rep.attr;
+		memcpy(st->target[s], rep.target, sizeof(st->target[s]));
+		memcpy(st->parent[s], rep.fid2.oid, OID_LEN);
+		memcpy(st->name[s], rep.name, sizeof(st->name[s]));
+	}
+	return st->have != 0 ? 0 : -ENOENT;
+}
+
+static int mark_all(struct resolver *r, const struct fid *fid, uint32_t have)
+{
+	struct msg req, rep;
+	int ret = 0;
+
+	log_notice("resolve", "marking a conflict in volume %u", fid->vol);
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(have & (1u << s)))
+			continue;
+		msg_init(&req, MSG_RES_MARK);
+		req.fid = *fid;
+		req.mflags = RES_MARK_SET;
+		int e = call1(r, s, &req, &rep);
+		if (e < 0)
+			ret = e;
+	}
+	return ret;
+}
+
+static int install_status(struct resolver *r, uint32_t slot, const struct attr *a,
+			  const char *target, uint32_t extra)
+{
+	struct msg req, rep;
+
+	msg_init(&req, MSG_RES_INSTALL);
+	req.fid = a->fid;
+	req.attr = *a;
+	req.mflags = RES_INSTALL_STATUS | extra;
+	snprintf(req.target, sizeof(req.target), "%s", target);
+	return call1(r, slot, &req, &rep);
+}
+
+/* Copies the data of fid from slot src (version dv, size bytes) to every
+ * slot of dst with status *a (vector and StoreId included) under fid a->fid. */
+static int stream(struct resolver *r, uint32_t src, const struct fid *fid, uint64_t dv,
+		  uint64_t size, uint32_t dst, const struct attr *a, uint32_t extra)
+{
+	struct msg req, rep, frep;
+	uint64_t handle[VV_MAX];
+	uint64_t off = 0;
+	int ret = 0;
+
+	for (uint32_t s = 0; s < VV_MAX; s++)
+		randombytes_buf(&handle[s], sizeof(handle[s]));
+	for (;;) {
+		struct rpc_call *fc = NULL;
+		uint64_t len = size - off < CHUNK_MAX ? size - off : CHUNK_MAX;
+		memset(&frep, 0, sizeof(frep));
+		if (len > 0) {
+			msg_init(&req, MSG_FETCH);
+			req.fid = *fid;
+			req.offset = off;
+			req.length = len;
+			req.expect = dv;
+			ret = call(r, src, &req, &frep, &fc);
+			if (ret < 0)
+				break;
+			if (frep.data_len != len) {
+				rpc_call_free(fc);
+				ret = -EAGAIN; /* changed under us: the next pass retries */
+				break;
+			}
+		}
+		bool last = off + len >= size;
+		for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+			if (!(dst & (1u << s)))
+				continue;
+			msg_init(&req, MSG_RES_INSTALL);
+			req.fid = a->fid;
+			req.attr = *a;
+			req.offset = off;
+			req.length = size;
+			req.handle = handle[s];
+			req.mflags = (off == 0 ? STORE_FIRST : 0) | (last ? STORE_LAST : 0) | extra;
+			req.data = frep.data;
+			req.data_len = len > 0 ? frep.data_len : 0;
+			int e = call1(r, s, &req, &rep);
+			if (e < 0 && ret == 0)
+				ret = e;
+			if (e < 0)
+				dst &= ~(1u << s);
+		}
+		rpc_call_free(fc);
+		off += len;
+		if (last)
+			break;
+	}
+	return ret;
+}
+
+/* ---- files ---------------------------------------------------------------- */
+
+static int resolve_file(struct resolver *r, const struct fid *fid, struct objstate *st)
+{
+	struct vv vvs[VV_MAX], vv;
+	struct storeid sids[VV_MAX];
+	uint32_t slots[VV_MAX];
+	size_t n = 0, w;
+	int ret = 0;
+
+	memset(vvs, 0, sizeof(vvs));
+	memset(sids, 0, sizeof(sids));
+
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(st->have & (1u << s)))
+			continue;
+		slots[n] = s;
+		vvs[n] = st->a[s].vv;
+		sids[n] = st->a[s].sid;
+		n++;
+	}
+	enum res_action act = res_decide(n, vvs, sids, &w, &vv);
+	switch (act) {
+	case RES_SAME:
+		return 0;
+	case RES_CONFLICT:
+		return mark_all(r, fid, st->have);
+	case RES_MERGE:
+		for (size_t i = 0; i < n; i++) {
+			if (vv_compare(&vvs[i], &vv) == VV_EQUAL)
+				continue;
+			struct attr a = st->a[slots[i]];
+			a.vv = vv;
+			int e = install_status(r, slots[i], &a, st->target[slots[i]], 0);
+			if (e < 0)
+				ret = e;
+		}
+		return ret;
+	case RES_DOMINANT:
+		break;
+	}
+	uint32_t ws = slots[w], data_dst = 0;
+	struct attr a = st->a[ws];
+	a.vv = vv;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t s = slots[i];
+		bool same_sid = storeid_eq(&sids[i], &a.sid);
+		if (same_sid && vv_compare(&vvs[i], &vv) == VV_EQUAL)
+			continue;
+		if (same_sid || !S_ISREG(a.mode)) {
+			int e = install_status(r, s, &a, st->target[ws], 0);
+			if (e < 0)
+				ret = e;
+		} else {
+			data_dst |= 1u << s;
+		}
+	}
+	if (data_dst != 0) {
+		int e = stream(r, ws, fid, a.data_version, a.size, data_dst, &a, 0);
+		if (e < 0)
+			ret = e;
+	}
+	return ret;
+}
+
+/* ---- directories ---------------------------------------------------------- */
+
+struct dirlog {
+	struct rlog_rec *log;
+	size_t n_log, cap_log;
+	char (*names)[NAME_MAX_LEN + 1];
+	uint8_t (*oids)[OID_LEN];
+	size_t n_ents, cap_ents;
+};
+
+static void dirlog_free(struct dirlog *d)
+{
+	free(d->log);
+	free(d->names);
+	free(d->oids);
+	memset(d, 0, sizeof(*d));
+}
+
+static int fetch_log(struct resolver *r, uint32_t slot, const struct fid *dir, struct dirlog *d)
+{
+	struct msg req, rep;
+	uint64_t cookie = 0;
+	int ret;
+
+	for (;;) {
+		struct rpc_call *c;
+		msg_init(&req, MSG_RES_LOG);
+		req.fid = *dir;
+		req.offset = cookie;
+		ret = call(r, slot, &req, &rep, &c);
+		if (ret < 0)
+			return ret;
+		struct rd rd;
+		struct rlog_rec rec;
+		rd_init(&rd, rep.data, rep.data_len);
+		while ((ret = rlog_decode(&rd, &rec)) == 1) {
+			if (d->n_log == LOG_MAX) {
+				ret = -EFBIG;
+				break;
+			}
+			if (d->n_log == d->cap_log) {
+				d->cap_log = d->cap_log ? d->cap_log * 2 : 64;
+				d->log = xrealloc(d->log, d->cap_log * sizeof(*d->log));
+			}
+			d->log[d->n_log++] = rec;
+		}
+		bool eof = rep.mflags & RES_EOF;
+		cookie = rep.offset;
+		rpc_call_free(c);
+		if (ret < 0)
+			return ret == -EFBIG ? ret : -EPROTO;
+		if (eof)
+			return 0;
+	}
+}
+
+static int fetch_ents(struct resolver *r, uint32_t slot, const struct fid *dir, struct dirlog *d)
+{
+	struct msg req, rep;
+	char cookie[NAME_MAX_LEN + 1] = "";
+	int ret;
+
+	for (;;) {
+		struct rpc_call *c;
+		msg_init(&req, MSG_READDIR);
+		req.fid = *dir;
+		snprintf(req.name, sizeof(req.name), "%s", cookie);
+		ret = call(r, slot, &req, &rep, &c);
+		if (ret < 0)
+			return ret;
+		struct rd rd;
+		struct dirent_w de;
+		rd_init(&rd, rep.data, rep.data_len);
+		while ((ret = dirent_decode(&rd, &de)) == 1) {
+			if (d->n_ents == d->cap_ents) {
+				d->cap_ents = d->cap_ents ? d->cap_ents * 2 : 64;
+				d->names = xrealloc(d->names, d->cap_ents * sizeof(*d->names));
+				d->oids = xrealloc(d->oids, d->cap_ents * sizeof(*d->oids));
+			}
+			memcpy(d->names[d->n_ents], de.name, sizeof(de.name));
+			memcpy(d->oids[d->n_ents], de.fid.oid, OID_LEN);
+			d->n_ents++;
+			snprintf(cookie, sizeof(cookie), "%s", de.name);
+		}
+		bool eof = (rep.mflags & READDIR_EOF) || rep.data_len == 0;
+		rpc_call_free(c);
+		if (ret < 0)
+			return -EPROTO;
+		if (eof)
+			return 0;
+	}
+}
+
+struct worklist {
+	struct fid *v;
+	size_t n, cap;
+};
+
+static void work_push(struct worklist *w, const struct fid *f)
+{
+	if (w->n >= WORK_MAX)
+		return;
+	if (w->n == w->cap) {
+		w->cap = w->cap ? w->cap * 2 : 64;
+		w->v = xrealloc(w->v, w->cap * sizeof(*w->v));
+	}
+	w->v[w->n++] = *f;
+}
+
+/* Sends recs to slot in RES_APPLY frames that fit; the last carries the
+ * directory's final vector and flags. */
+static int apply_recs(struct resolver *r, uint32_t slot, const struct fid *dir,
+		      const struct rlog_rec *recs, size_t n, const struct attr *fin, uint32_t flags)
+{
+	struct msg req, rep;
+	struct wr w;
+	size_t i = 0;
+	int ret = 0;
+
+	wr_init(&w);
+	do {
+		wr_reset(&w);
+		while (i < n && w.len + RLOG_WIRE_MAX < CHUNK_MAX)
+			rlog_encode(&w, &recs[i++]);
+		msg_init(&req, MSG_RES_APPLY);
+		req.fid = *dir;
+		req.data = w.len > 0 ? w.buf : NULL;
+		req.data_len = (uint32_t)w.len;
+		if (i == n) {
+			req.attr = *fin;
+			req.mflags = flags;
+		}
+		ret = call1(r, slot, &req, &rep);
+	} while (ret == 0 && i < n);
+	wr_release(&w);
+	return ret;
+}
+
+static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstate *st,
+		       struct worklist *wl)
+{
+	struct vv vvs[VV_MAX], vv;
+	struct storeid sids[VV_MAX];
+	uint32_t slots[VV_MAX];
+	struct dirlog dl[VV_MAX];
+	struct res_dirview view[VV_MAX];
+	struct rlog_rec *out[VV_MAX];
+	size_t n_out[VV_MAX];
+	size_t n = 0, w, total = 0;
+	int ret = 0;
+
+	memset(vvs, 0, sizeof(vvs));
+	memset(sids, 0, sizeof(sids));
+
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(st->have & (1u << s)))
+			continue;
+		slots[n] = s;
+		vvs[n] = st->a[s].vv;
+		sids[n] = st->a[s].sid;
+		n++;
+	}
+	enum res_action act = res_decide(n, vvs, sids, &w, &vv);
+	if (act == RES_SAME)
+		return 0;
+	if (act == RES_MERGE) {
+		for (size_t i = 0; i < n; i++) {
+			if (vv_compare(&vvs[i], &vv) == VV_EQUAL)
+				continue;
+			struct attr a = st->a[slots[i]];
+			a.vv = vv;
+			int e = install_status(r, slots[i], &a, "", 0);
+			if (e < 0)
+				ret = e;
+		}
+		return ret;
+	}
+	memset(dl, 0, sizeof(dl));
+	memset(out, 0, sizeof(out));
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		ret = fetch_log(r, slots[i], fid, &dl[i]);
+		if (ret == 0)
+			ret = fetch_ents(r, slots[i], fid, &dl[i]);
+		total += dl[i].n_log;
+		view[i].log = dl[i].log;
+		view[i].n_log = dl[i].n_log;
+		view[i].names = (const char(*)[NAME_MAX_LEN + 1])dl[i].names;
+		view[i].oids = (const uint8_t(*)[OID_LEN])dl[i].oids;
+		view[i].n_ents = dl[i].n_ents;
+	}
+	if (ret < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		out[i] = xmalloc((total + 1) * sizeof(struct rlog_rec));
+	bool conflict = res_dir_merge(n, view, out, n_out);
+	/* Remove/update: the replica changed the child after the other side's
+	 * view of it when removing. */
+	for (size_t i = 0; i < n && !conflict; i++) {
+		for (size_t j = 0; j < n_out[i] && !conflict; j++) {
+			const struct rlog_rec *e = &out[i][j];
+			struct msg req, rep;
+			if (e->op != RLOG_REMOVE)
+				continue;
+			msg_init(&req, MSG_RES_GET);
+			req.fid.vol = fid->vol;
+			memcpy(req.fid.oid, e->child, OID_LEN);
+			if (call1(r, slots[i], &req, &rep) < 0)
+				continue;
+			enum vv_order o = vv_compare(&rep.attr.vv, &e->vv);
+			if ((o == VV_DOMINATES || o == VV_CONFLICT) && !storeid_eq(&rep.attr.sid, &e->sid))
+				conflict = true;
+		}
+	}
+	if (conflict) {
+		ret = mark_all(r, fid, st->have);
+		goto out;
+	}
+	struct attr fin = st->a[slots[0]];
+	fin.vv = vvs[0];
+	for (size_t i = 1; i < n; i++)
+		vv_merge(&fin.vv, &vvs[i]);
+	while (fin.vv.n <= r->self_slot)
+		fin.vv.slot[fin.vv.n++] = 0;
+	fin.vv.slot[r->self_slot]++;
+	new_sid(r, &fin.sid);
+	/* Logs may go once every member holds every entry. */
+	uint32_t flags = n == r->cfg.vsg.n ? RES_APPLY_TRUNCATE : 0;
+	for (size_t i = 0; i < n; i++) {
+		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, flags);
+		if (e == -EEXIST || e == -ENOTEMPTY) {
+			ret = mark_all(r, fid, st->have);
+			goto out;
+		}
+		if (e < 0)
+			ret = e;
+		for (size_t j = 0; j < n_out[i]; j++) {
+			if (out[i][j].op == RLOG_CREATE || out[i][j].op == RLOG_LINK ||
+			    out[i][j].op == RLOG_RENAME_IN) {
+				struct fid cf = { .vol = fid->vol };
+				memcpy(cf.oid, out[i][j].child, OID_LEN);
+				work_push(wl, &cf);
+			}
+		}
+	}
+out:
+	for (size_t i = 0; i < n; i++) {
+		dirlog_free(&dl[i]);
+		free(out[i]);
+	}
+	return ret;
+}
+
+static bool stopping(struct resolver *r)
+{
+	return __atomic_load_n(&r->stop, __ATOMIC_RELAXED);
+}
+
+static int resolve_one(struct resolver *r, const struct fid *fid, struct worklist *wl)
+{
+	struct objstate *st = xmalloc(sizeof(*st));
+	int ret = gather(r, fid, 0, st);
+
+	if (ret < 0)
+		goto out;
+	uint32_t flagged = 0;
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
+		if ((st->have & (1u << s)) && (st->a[s].flags & ATTR_F_CONFLICT))
+			flagged |= 1u << s;
+	if (flagged != 0) {
+		/* Never changed by resolution until repaired; flagged everywhere. */
+		if (flagged != st->have)
+			ret = mark_all(r, fid, st->have & ~flagged);
+		goto out;
+	}
+	uint32_t any = 0;
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
+		if (st->have & (1u << s))
+			any = s;
+	if (S_ISDIR(st->a[any].mode))
+		ret = resolve_dir(r, fid, st, wl);
+	else
+		ret = resolve_file(r, fid, st);
+out:
+	free(st);
+	return ret;
+}
+
+/* Resolves fid, then the objects its directory merge created elsewhere. */
+static int resolve_tree(struct resolver *r, const struct fid *fid)
+{
+	struct worklist wl = { 0 };
+	int ret = resolve_one(r, fid, &wl);
+	for (size_t i = 0; i < wl.n && !stopping(r); i++) {
+		int e = resolve_one(r, &wl.v[i], &wl);
+		if (e < 0 && e != -ENOENT)
+			log_debug("resolve", "resolving a new object: %s", err_str(e));
+	}
+	free(wl.v);
+	return ret;
+}
+
+/* ---- volume pass ---------------------------------------------------------- */
+
+struct scanrow {
+	uint8_t oid[OID_LEN];
+	uint32_t slot;
+	struct scan_ent e;
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct scanrow *)a)->oid, ((const struct scanrow *)b)->oid, OID_LEN);
+}
+
+static int scan_all(struct resolver *r, uint32_t vol, uint32_t up, struct scanrow **rows,
+		    size_t *n_rows)
+{
+	size_t cap = 0;
+	int ret;
+
+	*rows = NULL;
+	*n_rows = 0;
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(up & (1u << s)))
+			continue;
+		struct fid cookie = { .vol = vol };
+		for (;;) {
+			struct msg req, rep;
+			struct rpc_call *c;
+			msg_init(&req, MSG_RES_SCAN);
+			req.fid = cookie;
+			ret = call(r, s, &req, &rep, &c);
+			if (ret < 0)
+				return ret;
+			struct rd rd;
+			struct scan_ent e;
+			rd_init(&rd, rep.data, rep.data_len);
+			while ((ret = scan_ent_decode(&rd, &e)) == 1) {
+				if (*n_rows == cap) {
+					cap = cap ? cap * 2 : 1024;
+					*rows = xrealloc(*rows, cap * sizeof(**rows));
+				}
+				struct scanrow *row = &(*rows)[(*n_rows)++];
+				memcpy(row->oid, e.oid, OID_LEN);
+				row->slot = s;
+				row->e = e;
+			}
+			bool eof = (rep.mflags & RES_EOF) || rep.data_len == 0;
+			cookie = rep.fid;
+			rpc_call_free(c);
+			if (ret < 0)
+				return -EPROTO;
+			if (eof)
+				break;
+		}
+	}
+	qsort(*rows, *n_rows, sizeof(**rows), row_cmp);
+	return 0;
+}
+
+static int volume_pass(struct resolver *r, uint32_t vol)
+{
+	size_t last_diff = SIZE_MAX;
+	int ret = 0;
+
+	for (int round = 0; round < PASS_ROUNDS; round++) {
+		uint32_t up = 0, n_up = 0;
+		for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
+			if (conn_ensure(r, s)) {
+				up |= 1u << s;
+				n_up++;
+			}
+		if (n_up < 2 || !(up & (1u << r->self_slot)))
+			return 0;
+		struct scanrow *rows;
+		size_t n_rows;
+		ret = scan_all(r, vol, up, &rows, &n_rows);
+		if (ret < 0) {
+			free(rows);
+			return ret;
+		}
+		struct fid *dirs = xmalloc((n_rows + 1) * sizeof(*dirs));
+		struct fid *files = xmalloc((n_rows + 1) * sizeof(*files));
+		size_t n_dirs = 0, n_files = 0;
+		for (size_t i = 0; i < n_rows;) {
+			size_t j = i;
+			uint32_t have = 0, flagged = 0;
+			bool differ = false, dir = false;
+			while (j < n_rows && memcmp(rows[j].oid, rows[i].oid, OID_LEN) == 0) {
+				have |= 1u << rows[j].slot;
+				if (rows[j].e.flags & ATTR_F_CONFLICT)
+					flagged |= 1u << rows[j].slot;
+				if (S_ISDIR(rows[j].e.mode))
+					dir = true;
+				if (vv_compare(&rows[j].e.vv, &rows[i].e.vv) != VV_EQUAL ||
+				    !storeid_eq(&rows[j].e.sid, &rows[i].e.sid))
+					differ = true;
+				j++;
+			}
+			if (have != up)
+				differ = true;
+			if (flagged != 0 && flagged == have)
+				differ = false; /* in conflict everywhere: waits for repair */
+			if (differ) {
+				struct fid f = { .vol = vol };
+				memcpy(f.oid, rows[i].oid, OID_LEN);
+				if (dir)
+					dirs[n_dirs++] = f;
+				else
+					files[n_files++] = f;
+			}
+			i = j;
+		}
+		free(rows);
+		size_t diff = n_dirs + n_files;
+		if (diff > 0)
+			log_info("resolve", "volume %u pass round %d: %zu directories, %zu files differ",
+				 vol, round, n_dirs, n_files);
+		/* Root first: a directory's merge creates its new children. */
+		for (size_t i = 0; i < n_dirs; i++) {
+			if (!fid_is_root(&dirs[i]))
+				continue;
+			struct fid t = dirs[0];
+			dirs[0] = dirs[i];
+			dirs[i] = t;
+		}
+		for (size_t i = 0; i < n_dirs && !stopping(r); i++)
+			(void)resolve_tree(r, &dirs[i]);
+		for (size_t i = 0; i < n_files && !stopping(r); i++)
+			(void)resolve_tree(r, &files[i]);
+		free(dirs);
+		free(files);
+		if (diff == 0)
+			return 0;
+		if (diff >= last_diff && round > 2)
+			return 0; /* no progress: objects only some replicas hold */
+		last_diff = diff;
+	}
+	return ret;
+}
+
+/* ---- repair --------------------------------------------------------------- */
+
+static int repair(struct resolver *r, struct res_job *job)
+{
+	struct objstate *st = xmalloc(sizeof(*st));
+	uint32_t w = VV_MAX;
+	struct vv top;
+	int ret;
+
+	ret = gather(r, &job->fid, RES_GET_PATH, st);
+	if (ret < 0)
+		goto out;
+	memset(&top, 0, sizeof(top));
+	top.n = r->cfg.vsg.n;
+	uint32_t any = 0;
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(st->have & (1u << s)))
+			continue;
+		any = s;
+		vv_merge(&top, &st->a[s].vv);
+		if (r->cfg.vsg.ids[s] == job->server_id)
+			w = s;
+	}
+	top.slot[r->self_slot]++;
+	struct storeid sid;
+	new_sid(r, &sid);
+	if (job->mflags & REPAIR_KEEP_ONE) {
+		if (w == VV_MAX) {
+			ret = -ENOENT; /* that server is down or has no version */
+			goto out;
+		}
+		if (S_ISDIR(st->a[w].mode)) {
+			ret = -EOPNOTSUPP;
+			goto out;
+		}
+		struct attr a = st->a[w];
+		a.vv = top;
+		a.sid = sid;
+		uint32_t others = st->have & ~(1u << w);
+		if (S_ISREG(a.mode) && others != 0)
+			ret = stream(r, w, &job->fid, st->a[w].data_version, a.size, others, &a,
+				     RES_INSTALL_CLEAR);
+		else
+			for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
+				if (others & (1u << s))
+					ret = install_status(r, s, &a, st->target[w], RES_INSTALL_CLEAR);
+		if (ret == 0)
+			ret = install_status(r, w, &a, st->target[w], RES_INSTALL_CLEAR);
+		goto out;
+	}
+	if (!(job->mflags & REPAIR_KEEP_ALL)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (S_ISDIR(st->a[any].mode) || st->name[any][0] == '\0') {
+		ret = -EOPNOTSUPP;
+		goto out;
+	}
+	struct fid dir = { .vol = job->fid.vol };
+	memcpy(dir.oid, st->parent[any], OID_LEN);
+	struct rlog_rec recs[VV_MAX];
+	struct fid nf[VV_MAX];
+	uint32_t slot_of[VV_MAX];
+	size_t n = 0;
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(st->have & (1u << s)))
+			continue;
+		struct rlog_rec *e = &recs[n];
+		memset(e, 0, sizeof(*e));
+		e->op = RLOG_CREATE;
+		int len = snprintf(e->name, sizeof(e->name), "%s.conflict-server%u", st->name[any],
+				   r->cfg.vsg.ids[s]);
+		if (len < 0 || (size_t)len >= sizeof(e->name)) {
+			ret = -ENAMETOOLONG;
+			goto out;
+		}
+		nf[n].vol = job->fid.vol;
+		oid_random(nf[n].oid);
+		memcpy(e->child, nf[n].oid, OID_LEN);
+		e->mode = st->a[s].mode;
+		e->uid = st->a[s].uid;
+		e->gid = st->a[s].gid;
+		new_sid(r, &e->sid);
+		slot_of[n] = s;
+		n++;
+	}
+	struct attr keep = { .vv = { 0 } };
+	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
+		if (st->have & (1u << s))
+			ret = apply_recs(r, s, &dir, recs, n, &keep, 0);
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		uint32_t s = slot_of[i];
+		struct attr a = st->a[s];
+		a.fid = nf[i];
+		memset(&a.vv, 0, sizeof(a.vv));
+		a.vv.n = r->cfg.vsg.n;
+		a.vv.slot[r->self_slot] = 1;
+		a.sid = recs[i].sid;
+		a.flags = 0;
+		if (S_ISREG(a.mode))
+			ret = stream(r, s, &job->fid, st->a[s].data_version, a.size, st->have, &a, 0);
+		else
+			for (uint32_t d = 0; d < r->cfg.vsg.n && ret == 0; d++)
+				if (st->have & (1u << d))
+					ret = install_status(r, d, &a, st->target[s], 0);
+	}
+	if (ret < 0)
+		goto out;
+	struct rlog_rec rm;
+	memset(&rm, 0, sizeof(rm));
+	rm.op = RLOG_REMOVE;
+	snprintf(rm.name, sizeof(rm.name), "%s", st->name[any]);
+	memcpy(rm.child, job->fid.oid, OID_LEN);
+	rm.vv = top;
+	rm.sid = sid;
+	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
+		if (st->have & (1u << s))
+			ret = apply_recs(r, s, &dir, &rm, 1, &keep, RES_APPLY_FORCE);
+	if (ret == 0) {
+		/* Every replica of the directory changed alike: resolve it so that
+		 * their vectors match again. */
+		ret = resolve_tree(r, &dir);
+		job->fid = dir;
+	}
+out:
+	free(st);
+	return ret;
+}
+
+/* ---- the thread ------------------------------------------------------------ */
+
+static void finish(struct resolver *r, struct res_job *job)
+{
+	uint64_t one = 1;
+
+	if (job->kind == RES_JOB_VOLUME) {
+		free(job);
+		return;
+	}
+	if (job->status == 0 && conn_ensure(r, r->self_slot)) {
+		struct msg req, rep;
+		msg_init(&req, MSG_RES_GET);
+		req.fid = job->fid;
+		int ret = call1(r, r->self_slot, &req, &rep);
+		if (ret == 0)
+			job->attr = rep.attr;
+		else
+			job->status = ret;
+	}
+	pthread_mutex_lock(&r->lock);
+	job->next = r->done;
+	r->done = job;
+	pthread_mutex_unlock(&r->lock);
+	if (write(r->efd, &one, sizeof(one)) < 0)
+		log_err("resolve", "cannot signal the loop: %s", strerror(errno));
+}
+
+static void queue_pass(struct resolver *r)
+{
+	struct res_job *j = xcalloc(1, sizeof(*j));
+	j->kind = RES_JOB_VOLUME;
+	j->fid.vol = r->cfg.vol;
+	resolver_submit(r, j);
+}
+
+static void probe(struct resolver *r)
+{
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (s == r->self_slot)
+			continue;
+		bool up = conn_ensure(r, s);
+		if (up && !r->up[s]) {
+			log_notice("resolve", "server %u is up", r->cfg.vsg.ids[s]);
+			queue_pass(r);
+		} else if (!up && r->up[s]) {
+			log_notice("resolve", "server %u is down", r->cfg.vsg.ids[s]);
+		}
+		r->up[s] = up;
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	struct resolver *r = arg;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (;;) {
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > next.tv_sec ||
+		    (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec)) {
+			probe(r);
+			clock_gettime(CLOCK_MONOTONIC, &next);
+			next.tv_sec += PROBE_MS / 1000;
+		}
+		pthread_mutex_lock(&r->lock);
+		while (!r->stop && r->jobs == NULL) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_sec += 1;
+			if (pthread_cond_timedwait(&r->cond, &r->lock, &dl) != 0)
+				break;
+		}
+		if (r->stop) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		struct res_job *job = r->jobs;
+		if (job != NULL) {
+			r->jobs = job->next;
+			if (r->jobs == NULL)
+				r->jobs_tail = NULL;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (job == NULL)
+			continue;
+		switch (job->kind) {
+		case RES_JOB_VOLUME:
+			job->status = volume_pass(r, job->fid.vol);
+			break;
+		case RES_JOB_RESOLVE:
+			if (job->mflags & RESOLVE_VOLUME) {
+				job->status = volume_pass(r, job->fid.vol);
+				fid_make_root(&job->fid, job->fid.vol);
+			} else {
+				job->status = resolve_tree(r, &job->fid);
+			}
+			break;
+		case RES_JOB_REPAIR:
+			job->status = repair(r, job);
+			break;
+		}
+		if (job->status < 0)
+			log_debug("resolve", "job %d: %s", (int)job->kind, err_str(job->status));
+		finish(r, job);
+	}
+	return NULL;
+}
+
+int resolver_start(const struct resolver_cfg *cfg, struct resolver **out)
+{
+	struct resolver *r = xcalloc(1, sizeof(*r));
+	int ret;
+
+	*out = NULL;
+	r->cfg = *cfg;
+	for (uint32_t s = 0; s < cfg->vsg.n; s++)
+		if (cfg->vsg.ids[s] == cfg->self_id)
+			r->self_slot = s;
+	r->sid_client = (1ull << 63) | cfg->self_id;
+	/* StoreIds of resolution: unique across restarts (seconds) and within
+	 * one run (a counter). */
+	r->sid_seq = (uint64_t)time(NULL) << 24;
+	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->efd < 0) {
+		ret = -errno;
+		free(r);
+		return ret;
+	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	queue_pass(r);
+	ret = -pthread_create(&r->th, NULL, thread_main, r);
+	if (ret < 0) {
+		close(r->efd);
+		free(r->jobs);
+		free(r);
+		return ret;
+	}
+	*out = r;
+	return 0;
+}
+
+void resolver_stop(struct resolver *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	__atomic_store_n(&r->stop, true, __ATOMIC_RELAXED);
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	/* Calls in flight end when their connections close. */
+	pthread_join(r->th, NULL);
+	for (uint32_t s = 0; s < VV_MAX; s++)
+		conn_drop(r, s);
+	while (r->jobs != NULL) {
+		struct res_job *j = r->jobs;
+		r->jobs = j->next;
+		free(j);
+	}
+	while (r->done != NULL) {
+		struct res_job *j = r->done;
+		r->done = j->next;
+		free(j);
+	}
+	close(r->efd);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
+	free(r);
+}
+
+int resolver_fd(struct resolver *r)
+{
+	return r->efd;
+}
+
+void resolver_submit(struct resolver *r, struct res_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&r->lock);
+	if (r->jobs_tail != NULL)
+		r->jobs_tail->next = job;
+	else
+		r->jobs = job;
+	r->jobs_tail = job;
+	pthread_cond_signal(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct res_job *resolver_take_done(struct resolver *r)
+{
+	uint64_t v;
+	struct res_job *list;
+
+	if (read(r->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		log_err("resolve", "cannot read eventfd: %s", strerror(errno));
+	pthread_mutex_lock(&r->lock);
+	list = r->done;
+	r->done = NULL;
+	pthread_mutex_unlock(&r->lock);
+	return list;
+}

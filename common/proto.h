@@ -47,6 +47,9 @@
 /* Calls a client may have outstanding on one connection; the server stops
  * reading from a connection that exceeds it until replies drain. */
 #define CALLS_IN_FLIGHT_MAX 256
+/* CML records per REINTEGRATE batch: bounds the work of one server
+ * transaction and the reply's per-record status list. */
+#define CML_BATCH_MAX 256
 /* JSON documents on the control socket (CLI <-> encore-client). */
 #define CTL_JSON_MAX (256u * 1024u)
 
@@ -79,6 +82,7 @@ enum msg_type {
 	MSG_RESOLVE = 20,   /* ask a replica to resolve an object or a volume */
 	MSG_CONFLICTS = 21, /* list the objects in conflict in a volume */
 	MSG_REPAIR = 22,    /* resolve a conflict by keeping one or all versions */
+	MSG_REINTEGRATE = 23, /* apply a batch of CML records atomically (docs/disconnected.md) */
 	MSG_CTL = 32,       /* control socket only: JSON request, JSON reply */
 	/* 40..59: server-to-server resolution messages (docs/replication.md). */
 	MSG_RES_GET = 40,
@@ -172,6 +176,7 @@ enum store_flags {
 	STORE_FIRST = 1u << 0, /* first chunk: start a new version under this handle */
 	STORE_LAST = 1u << 1,  /* last chunk: F_LENGTH is the final size; make durable and commit */
 	STORE_ABORT = 1u << 2, /* drop the partial version under this handle */
+	STORE_REINT = 1u << 3, /* with LAST: keep the data under the handle for a REINTEGRATE */
 };
 enum resolve_flags {
 	RESOLVE_VOLUME = 1u << 0, /* resolve every object of fid.vol, not just fid */

@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$work/native" "$work/pt-src" "$work/pt-mnt"
-build/bench/passthrough_ll -o source="$work/pt-src" "$work/pt-mnt" &
+build/bench/passthrough_ll -f -o source="$work/pt-src" "$work/pt-mnt" &
 pt_pid=$!
 for _ in $(seq 50); do grep -q " $work/pt-mnt " /proc/mounts && break; sleep 0.1; done
 build/bin/encore local down --dir "$work/realm" >/dev/null 2>&1 || true

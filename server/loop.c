@@ -96,7 +96,7 @@ struct server {
 	size_t n_touched, cap_touched;
 	struct resolver *res; /* resolution thread (server/resolve.c) */
 	int res_tag;	      /* its eventfd's epoll tag is &res_tag */
-	time_t proto_log_at; /* rate limit of protocol error lines */
+	time_t proto_log_at;  /* rate limit of protocol error lines */
 	unsigned proto_suppressed;
 };
 

@@ -158,7 +158,8 @@ static int cmd_init(int argc, char **argv)
 		}
 	}
 	if (vsg_arg != NULL && parse_vsg(vsg_arg, &vsg) < 0) {
-		fprintf(stderr, "encore-server: bad --vsg '%s' (1 to %d distinct ids, comma-separated)\n",
+		fprintf(stderr,
+			"encore-server: bad --vsg '%s' (1 to %d distinct ids, comma-separated)\n",
 			vsg_arg, VV_MAX);
 		return 2;
 	}

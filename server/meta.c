@@ -40,7 +40,7 @@ struct meta {
 	MDB_dbi dirents;
 	MDB_dbi volumes;
 	MDB_dbi info;
-	MDB_dbi inl; /* inline data of small files */
+	MDB_dbi inl;	       /* inline data of small files */
 	MDB_dbi kv[META_KV_N]; /* replication tables, indexed by enum meta_kv */
 };
 
@@ -673,8 +673,8 @@ int meta_kv_get(struct meta_txn *t, enum meta_kv tab, const void *key, size_t kl
 	return 0;
 }
 
-int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen,
-		const void *val, size_t vlen)
+int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen, const void *val,
+		size_t vlen)
 {
 	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
 	return db_err(mdb_put(t->txn, t->m->kv[tab], &k, &v, 0));

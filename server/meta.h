@@ -136,8 +136,8 @@ enum meta_kv {
  * *len gets its length. -ENOENT if absent. */
 int meta_kv_get(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen, void *buf,
 		size_t cap, size_t *len);
-int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen,
-		const void *val, size_t vlen);
+int meta_kv_put(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen, const void *val,
+		size_t vlen);
 /* -ENOENT if absent. */
 int meta_kv_del(struct meta_txn *t, enum meta_kv tab, const void *key, size_t klen);
 /* Called per record; key and val are valid during the call only (the

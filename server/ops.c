@@ -1232,8 +1232,8 @@ static bool is_update(const struct msg *req)
 	}
 }
 
-static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
-		     const struct msg *req, struct msg *rep);
+static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
+		     struct msg *rep);
 
 static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
 	       struct msg *rep)
@@ -1659,8 +1659,8 @@ static int repl_post(struct ops *o, struct meta_txn *t, const struct msg *req,
 		}
 		if (o->fx.has_victim) {
 			struct attr va = { .vv = o->fx.victim_vv, .mode = o->fx.victim.type };
-			ret = log_rec(t, &req->fid2, RLOG_REMOVE, req->name2, o->fx.victim.oid,
-				      &va, req);
+			ret = log_rec(t, &req->fid2, RLOG_REMOVE, req->name2, o->fx.victim.oid, &va,
+				      req);
 			if (ret < 0)
 				return ret;
 		}
@@ -1731,8 +1731,7 @@ static int op_cop2(struct ops *o, struct meta_txn *t, const struct msg *req)
 	return 0;
 }
 
-static int op_conflicts(struct ops *o, struct meta_txn *t, const struct msg *req,
-			struct msg *rep)
+static int op_conflicts(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	uint8_t after[OID_LEN], last[OID_LEN];
 	bool eof;
@@ -1775,8 +1774,7 @@ static int op_res_get(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	return 0;
 }
 
-static int op_res_scan(struct ops *o, struct meta_txn *t, const struct msg *req,
-		       struct msg *rep)
+static int op_res_scan(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	static const uint8_t zero[OID_LEN];
 	bool start = memcmp(req->fid.oid, zero, OID_LEN) == 0, eof;
@@ -1831,8 +1829,7 @@ static int mark_conflict(struct ops *o, struct meta_txn *t, struct vnode *v)
 	return repl_conflict_add(t, &v->fid, path);
 }
 
-static int op_res_mark(struct ops *o, struct meta_txn *t, const struct msg *req,
-		       struct msg *rep)
+static int op_res_mark(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	struct vnode v;
 	int ret = meta_vnode_get(t, &req->fid, &v);
@@ -1976,8 +1973,8 @@ out_drop:
 
 /* Replays one log record in directory d (RES_APPLY). Already-applied
  * records change nothing. */
-static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d,
-		     const struct rlog_rec *r, const struct wtime *now)
+static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d, const struct rlog_rec *r,
+		     const struct wtime *now)
 {
 	struct dent de;
 	struct vnode c;
@@ -2073,8 +2070,7 @@ static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d,
 	}
 }
 
-static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req,
-			struct msg *rep)
+static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	struct rlog_rec r;
 	struct vnode d;
@@ -2128,8 +2124,8 @@ static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req
 	return 0;
 }
 
-static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
-		     const struct msg *req, struct msg *rep)
+static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
+		     struct msg *rep)
 {
 	switch (req->type) {
 	case MSG_VOLINFO:

@@ -499,15 +499,17 @@ int repl_conflict_list(struct meta_txn *t, uint32_t vol, const uint8_t *after, s
 		       size_t max_bytes, uint8_t last[OID_LEN], bool *eof)
 {
 	uint8_t p[4], s[CF_KEY_LEN];
-	struct cflist_ctx c = { .w = w, .max = max_bytes, .vol = vol, .after = after, .last = last };
+	struct cflist_ctx c = {
+		.w = w, .max = max_bytes, .vol = vol, .after = after, .last = last
+	};
 	int ret;
 
 	put_be32(p, vol);
 	memcpy(s, p, 4);
 	if (after != NULL)
 		memcpy(s + 4, after, OID_LEN);
-	ret = meta_kv_scan(t, META_KV_CONFLICTS, p, sizeof(p), after != NULL ? s : NULL,
-			   sizeof(s), cflist_fn, &c);
+	ret = meta_kv_scan(t, META_KV_CONFLICTS, p, sizeof(p), after != NULL ? s : NULL, sizeof(s),
+			   cflist_fn, &c);
 	if (ret < 0)
 		return ret;
 	*eof = !c.full;

@@ -38,13 +38,13 @@ enum rlog_op {
  * name, child oid (16), u32 mode, u32 uid, u32 gid, vv (u8 n, u32 slots),
  * storeid (16). */
 struct rlog_rec {
-	uint8_t op;		      /* RLOG_* */
-	char name[NAME_MAX_LEN + 1];  /* entry name ("" for SETATTR) */
-	uint8_t child[OID_LEN];	      /* the entry's object (SETATTR: the directory) */
-	uint32_t mode;		      /* the child's type and permissions (SETATTR: the directory's) */
-	uint32_t uid, gid;	      /* the child's owner (SETATTR: the directory's) */
-	struct vv vv;		      /* REMOVE/RENAME_OUT: the child's VV after the operation */
-	struct storeid sid;	      /* StoreId of the update */
+	uint8_t op;		     /* RLOG_* */
+	char name[NAME_MAX_LEN + 1]; /* entry name ("" for SETATTR) */
+	uint8_t child[OID_LEN];	     /* the entry's object (SETATTR: the directory) */
+	uint32_t mode;	    /* the child's type and permissions (SETATTR: the directory's) */
+	uint32_t uid, gid;  /* the child's owner (SETATTR: the directory's) */
+	struct vv vv;	    /* REMOVE/RENAME_OUT: the child's VV after the operation */
+	struct storeid sid; /* StoreId of the update */
 };
 #define RLOG_WIRE_MAX (2 + NAME_MAX_LEN + OID_LEN + 12 + 1 + 4 * VV_MAX + 16)
 

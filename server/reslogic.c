@@ -93,7 +93,7 @@ bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out,
 					continue;
 				for (size_t i = 0; i < v[o].n_log; i++) {
 					const struct rlog_rec *e = &v[o].log[i];
-					bool want = pass == 0   ? is_unbind(e->op)
+					bool want = pass == 0	? is_unbind(e->op)
 						    : pass == 1 ? is_bind(e->op)
 								: e->op == RLOG_SETATTR;
 					if (!want || log_has(&v[r], e))
@@ -110,7 +110,8 @@ bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out,
 						for (size_t j = 0; j < v[r].n_log; j++) {
 							const struct rlog_rec *x = &v[r].log[j];
 							if (x->op == RLOG_RENAME_OUT &&
-							    memcmp(x->child, e->child, OID_LEN) == 0 &&
+							    memcmp(x->child, e->child, OID_LEN) ==
+								    0 &&
 							    !log_has(&v[o], x))
 								return true;
 						}

@@ -570,7 +570,7 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 		total += dl[i].n_log;
 		view[i].log = dl[i].log;
 		view[i].n_log = dl[i].n_log;
-		view[i].names = (const char(*)[NAME_MAX_LEN + 1])dl[i].names;
+		view[i].names = (const char(*)[NAME_MAX_LEN + 1]) dl[i].names;
 		view[i].oids = (const uint8_t(*)[OID_LEN])dl[i].oids;
 		view[i].n_ents = dl[i].n_ents;
 	}
@@ -593,7 +593,8 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 			if (call1(r, slots[i], &req, &rep) < 0)
 				continue;
 			enum vv_order o = vv_compare(&rep.attr.vv, &e->vv);
-			if ((o == VV_DOMINATES || o == VV_CONFLICT) && !storeid_eq(&rep.attr.sid, &e->sid))
+			if ((o == VV_DOMINATES || o == VV_CONFLICT) &&
+			    !storeid_eq(&rep.attr.sid, &e->sid))
 				conflict = true;
 		}
 	}
@@ -800,8 +801,9 @@ static int volume_pass(struct resolver *r, uint32_t vol)
 		free(rows);
 		size_t diff = n_dirs + n_files;
 		if (diff > 0)
-			log_info("resolve", "volume %u pass round %d: %zu directories, %zu files differ",
-				 vol, round, n_dirs, n_files);
+			log_info("resolve",
+				 "volume %u pass round %d: %zu directories, %zu files differ", vol,
+				 round, n_dirs, n_files);
 		/* Root first: a directory's merge creates its new children. */
 		for (size_t i = 0; i < n_dirs; i++) {
 			if (!fid_is_root(&dirs[i]))
@@ -870,7 +872,8 @@ static int repair(struct resolver *r, struct res_job *job)
 		else
 			for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
 				if (others & (1u << s))
-					ret = install_status(r, s, &a, st->target[w], RES_INSTALL_CLEAR);
+					ret = install_status(r, s, &a, st->target[w],
+							     RES_INSTALL_CLEAR);
 		if (ret == 0)
 			ret = install_status(r, w, &a, st->target[w], RES_INSTALL_CLEAR);
 		goto out;
@@ -925,7 +928,8 @@ static int repair(struct resolver *r, struct res_job *job)
 		a.sid = recs[i].sid;
 		a.flags = 0;
 		if (S_ISREG(a.mode))
-			ret = stream(r, s, &job->fid, st->a[s].data_version, a.size, st->have, &a, 0);
+			ret = stream(r, s, &job->fid, st->a[s].data_version, a.size, st->have, &a,
+				     0);
 		else
 			for (uint32_t d = 0; d < r->cfg.vsg.n && ret == 0; d++)
 				if (st->have & (1u << d))

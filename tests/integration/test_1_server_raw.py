@@ -19,7 +19,7 @@ SERVER = os.environ.get("ENCORE_SERVER") or os.path.join(
 
 F = {n: 1 << i for i, n in enumerate(
     "VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
-    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID".split())}
+    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP".split())}
 
 
 def fs(*names):
@@ -31,7 +31,7 @@ def fs(*names):
 
 TAB = {
     HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
-    GETROOT: (fs("CRED", "REALM"), fs("ATTR")),
+    GETROOT: (fs("CRED", "REALM"), fs("ATTR", "VSG")),
     GETATTR: (fs("CRED", "FID"), fs("ATTR")),
     LOOKUP: (fs("CRED", "FID", "NAME"), fs("ATTR", "ATTR2")),
     SETATTR: (fs("CRED", "FID", "SATTR", "STOREID"), fs("ATTR")),
@@ -152,7 +152,7 @@ def dec_reply(rfields, body):
     if m["status"] != 0:
         assert r.p == len(body)
         return m
-    for i in range(24):
+    for i in range(26):
         f = 1 << i
         if not rfields & f:
             continue
@@ -176,6 +176,8 @@ def dec_reply(rfields, body):
             m["fsstat"] = r.take("<IQQQQQI")
         elif f == F["DATA"]:
             m["data"] = r.bytes(r.take("<I"))
+        elif f == F["VSG"]:
+            m["vsg"] = [r.take("<I") for _ in range(r.take("<B"))]
         else:
             raise ValueError(f)
     assert r.p == len(body), "trailing bytes"

@@ -2,20 +2,25 @@
  * conn.c - encore-client's connections to servers.
  * Owns:    one struct conn_server per --server address and its current
  *          rpc_conn (wrapped in a reference-counted struct sconn so that a
- *          replaced connection is closed only after its last call is freed).
+ *          replaced connection is closed only after its last call is freed),
+ *          up/down state, RTT estimates and deadlines, the prober thread.
  * Borrows: nothing; hands breaks and losses to the owner's callbacks.
- * Locking: conn_server.lock protects cur, last_fail_ns, server_id; it is a
- *          leaf lock and is held during connect + HELLO only (bounded by
- *          CONN_CONNECT_TIMEOUT_MS + CONN_CALL_TIMEOUT_MS). Callbacks from
- *          rpc reader threads take no lock of ours.
+ *          Volumes and calls are in conn_repl.c (shared state: conn_i.h).
+ * Locking: conn_server.lock protects cur, last_fail_ns, incarnation, RTT;
+ *          it is held during connect + HELLO only (bounded by the connect
+ *          and HELLO deadlines). Callbacks from rpc reader threads take only
+ *          conn_server.lock, never across I/O.
  */
 #include "client/conn.h"
+#include "client/conn_i.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -26,47 +31,20 @@
 #include "common/rpc.h"
 #include "common/xalloc.h"
 
-struct conn_server;
-
-struct sconn {
-	struct rpc_conn *rpc;
-	atomic_int refs;
-	struct conn_server *srv;
-};
-
-struct conn_server {
-	struct conn *c;
-	int idx;
-	char *addr;
-	pthread_mutex_t lock;
-	struct sconn *cur;     /* protected by lock; holds one reference */
-	uint64_t last_fail_ns; /* protected by lock */
-	uint32_t server_id;    /* protected by lock */
-	uint64_t incarnation;  /* protected by lock */
-	atomic_bool up;
-};
-
-struct conn {
-	char *realm;
-	uint64_t client_id;
-	atomic_uint_fast64_t seq;
-	atomic_uint_fast64_t cb_gen;
-	atomic_uint_fast64_t epoch;
-	atomic_int root_server;
-	conn_break_fn brk;
-	conn_lost_fn lost;
-	void *arg;
-	size_t n_servers;
-	struct conn_server *servers;
-};
-
-static void sconn_put(struct sconn *sc)
+void sconn_put(struct sconn *sc)
 {
 	if (sc != NULL && atomic_fetch_sub(&sc->refs, 1) == 1) {
 		rpc_close(sc->rpc);
 		free(sc);
 	}
 }
+
+/* A callback break to acknowledge; holds a reference to its connection. */
+struct conn_brk {
+	struct sconn *sc;
+	uint16_t type;	/* of the push */
+	uint32_t reqid; /* of the push, non-zero */
+};
 
 static void on_push(void *arg, const struct msg *m)
 {
@@ -79,8 +57,61 @@ static void on_push(void *arg, const struct msg *m)
 		return;
 	}
 	atomic_fetch_add(&c->cb_gen, 1);
-	if (c->brk != NULL)
-		c->brk(c->arg, &m->fid);
+	if (c->brk == NULL) {
+		if (m->reqid != 0)
+			rpc_reply_push(sc->rpc, m, 0);
+		return;
+	}
+	struct conn_brk *brk = NULL;
+	if (m->reqid != 0) {
+		brk = xmalloc(sizeof(*brk));
+		atomic_fetch_add(&sc->refs, 1);
+		brk->sc = sc;
+		brk->type = m->type;
+		brk->reqid = m->reqid;
+	}
+	c->brk(c->arg, &m->fid, brk);
+}
+
+void conn_break_ack(struct conn_brk *brk)
+{
+	struct msg push;
+
+	if (brk == NULL)
+		return;
+	msg_init(&push, brk->type);
+	push.reqid = brk->reqid;
+	rpc_reply_push(brk->sc->rpc, &push, 0);
+	sconn_put(brk->sc);
+	free(brk);
+}
+
+/* Detaches srv->cur (caller holds srv->lock); returns it for the caller
+ * to put once the lock is released. */
+static struct sconn *detach_locked(struct conn_server *srv)
+{
+	struct sconn *sc = srv->cur;
+
+	srv->cur = NULL;
+	if (sc != NULL)
+		atomic_store(&sc->dropped, true);
+	return sc;
+}
+
+/* Server loss: the caller saw it go (dead socket, missed deadline).
+ * Every callback from it is void: bump the epoch. Lock-free (reader
+ * threads call it). Returns true if it was up. */
+static bool mark_lost(struct conn_server *srv, int err)
+{
+	struct conn *c = srv->c;
+
+	if (!atomic_exchange(&srv->up, false))
+		return false;
+	log_notice("conn", "server '%s' (id %u) down: %s", srv->addr, atomic_load(&srv->server_id),
+		   err_str(err));
+	atomic_fetch_add(&c->epoch, 1);
+	atomic_fetch_add(&c->cb_gen, 1);
+	return true;
 }
 
 static void on_dead(void *arg, int err)
@@ -89,20 +120,88 @@ static void on_dead(void *arg, int err)
 	struct conn_server *srv = sc->srv;
 	struct conn *c = srv->c;
 
-	atomic_fetch_add(&c->epoch, 1);
-	atomic_fetch_add(&c->cb_gen, 1);
-	if (atomic_exchange(&srv->up, false))
-		log_notice("conn", "server '%s' down: %s", srv->addr, err_str(err));
-	if (c->lost != NULL)
+	/* Runs on sc's reader thread: takes no lock that is held while a
+	 * connection is closed (closing joins this thread). */
+	if (atomic_load(&sc->dropped))
+		return; /* a connection we already dropped */
+	if (mark_lost(srv, err) && c->lost != NULL)
+		c->lost(c->arg, srv->idx);
+	pthread_mutex_lock(&c->probe_lock);
+	pthread_cond_signal(&c->probe_cond);
+	pthread_mutex_unlock(&c->probe_lock);
+}
+
+void conn_mark_down(struct conn_server *srv, struct sconn *sc, int err)
+{
+	struct conn *c = srv->c;
+	struct sconn *drop = NULL;
+	bool was_up;
+
+	pthread_mutex_lock(&srv->lock);
+	if (srv->cur != NULL && (sc == NULL || srv->cur == sc)) {
+		drop = detach_locked(srv);
+	} else if (sc != NULL && srv->cur != NULL) {
+		/* Already replaced by a fresh connection: that one stands. */
+		pthread_mutex_unlock(&srv->lock);
+		return;
+	}
+	was_up = mark_lost(srv, err);
+	pthread_mutex_unlock(&srv->lock);
+	/* Shuts the socket down now so that every call pending on it fails;
+	 * the memory goes with the last call's reference. */
+	sconn_put(drop);
+	if (was_up && c->lost != NULL)
 		c->lost(c->arg, srv->idx);
 }
 
-static int hello_locked(struct conn_server *srv, struct sconn *sc)
+void conn_rtt_sample(struct conn_server *srv, uint64_t us)
+{
+	pthread_mutex_lock(&srv->lock);
+	if (srv->srtt_us == 0) {
+		srv->srtt_us = us;
+		srv->rttvar_us = us / 2;
+	} else {
+		uint64_t d = us > srv->srtt_us ? us - srv->srtt_us : srv->srtt_us - us;
+
+		srv->rttvar_us = (3 * srv->rttvar_us + d) / 4;
+		srv->srtt_us = (7 * srv->srtt_us + us) / 8;
+	}
+	pthread_mutex_unlock(&srv->lock);
+}
+
+int conn_deadline_ms(struct conn_server *srv, bool update)
+{
+	uint64_t ms;
+	int floor = update ? CONN_UPDATE_FLOOR_MS : CONN_READ_FLOOR_MS;
+
+	pthread_mutex_lock(&srv->lock);
+	ms = (4 * srv->srtt_us + 4 * srv->rttvar_us) / 1000;
+	pthread_mutex_unlock(&srv->lock);
+	if (ms < (uint64_t)floor)
+		ms = (uint64_t)floor;
+	if (ms > CONN_DEADLINE_CAP_MS)
+		ms = CONN_DEADLINE_CAP_MS;
+	return (int)ms;
+}
+
+struct conn_server *conn_server_by_id(struct conn *c, uint32_t id)
+{
+	if (id == 0)
+		return NULL;
+	for (size_t i = 0; i < c->n_servers; i++) {
+		if (atomic_load(&c->servers[i].server_id) == id)
+			return &c->servers[i];
+	}
+	return NULL;
+}
+
+static int hello_locked(struct conn_server *srv, struct sconn *sc, int timeout_ms)
 {
 	struct conn *c = srv->c;
 	struct msg req, rep;
 	struct rpc_call *call = NULL;
 	char host[NAME_MAX_LEN + 1];
+	uint64_t t0 = now_ns();
 	int ret;
 
 	msg_init(&req, MSG_HELLO);
@@ -113,66 +212,216 @@ static int hello_locked(struct conn_server *srv, struct sconn *sc)
 		snprintf(host, sizeof(host), "encore-client");
 	host[sizeof(host) - 1] = '\0';
 	snprintf(req.name, sizeof(req.name), "%s", host);
-	ret = rpc_call(sc->rpc, &req, &rep, CONN_CALL_TIMEOUT_MS, &call);
+	ret = rpc_call(sc->rpc, &req, &rep, timeout_ms, &call);
 	if (ret == 0)
 		ret = rep.status;
 	if (ret == 0) {
-		srv->server_id = rep.server_id;
+		uint32_t old = atomic_exchange(&srv->server_id, rep.server_id);
+
+		if (old != 0 && old != rep.server_id)
+			log_warn("conn", "server '%s' changed its id from %u to %u", srv->addr, old,
+				 rep.server_id);
 		srv->incarnation = rep.incarnation;
+		uint64_t us = (now_ns() - t0) / 1000;
+		if (srv->srtt_us == 0) {
+			srv->srtt_us = us ? us : 1;
+			srv->rttvar_us = srv->srtt_us / 2;
+		}
 	}
 	rpc_call_free(call);
 	return ret;
 }
 
-/* Returns a new reference to a live, HELLO'd connection to srv. */
-static int sconn_get(struct conn_server *srv, bool force, struct sconn **out)
+/* Connects and says HELLO; installs the connection as srv->cur and marks
+ * srv up. Caller holds srv->lock. */
+static int connect_locked(struct conn_server *srv, int connect_ms, int hello_ms, bool *rejoined)
 {
 	struct sconn *sc;
 	int ret;
 
+	*rejoined = false;
+	log_debug("conn", "connecting to '%s'%s", srv->addr,
+		  srv->cur != NULL ? " (replacing)" : "");
+	/* Safe under srv->lock: reader threads never take it. */
+	sconn_put(detach_locked(srv));
+	sc = xcalloc(1, sizeof(*sc));
+	sc->srv = srv;
+	atomic_init(&sc->refs, 1);
+	ret = rpc_open(srv->addr, connect_ms, on_push, on_dead, sc, &sc->rpc);
+	if (ret < 0) {
+		free(sc);
+		return ret;
+	}
+	ret = hello_locked(srv, sc, hello_ms);
+	if (ret < 0) {
+		atomic_store(&sc->dropped, true);
+		sconn_put(sc);
+		return ret;
+	}
+	srv->cur = sc;
+	atomic_store(&srv->last_fail_ns, 0);
+	if (!atomic_exchange(&srv->up, true)) {
+		log_notice("conn", "server '%s' up (id %u)", srv->addr,
+			   atomic_load(&srv->server_id));
+		*rejoined = atomic_exchange(&srv->ever_up, true);
+	}
+	return 0;
+}
+
+int sconn_get(struct conn_server *srv, bool force, struct sconn **out)
+{
+	struct conn *c = srv->c;
+	bool rejoined = false;
+	int ret;
+
 	*out = NULL;
 	pthread_mutex_lock(&srv->lock);
-	if (srv->cur != NULL && rpc_alive(srv->cur->rpc)) {
+	if (srv->cur != NULL && rpc_alive(srv->cur->rpc) && atomic_load(&srv->up)) {
 		atomic_fetch_add(&srv->cur->refs, 1);
 		*out = srv->cur;
 		pthread_mutex_unlock(&srv->lock);
 		return 0;
 	}
-	sconn_put(srv->cur);
-	srv->cur = NULL;
-	if (!force && srv->last_fail_ns != 0 &&
-	    now_ns() - srv->last_fail_ns < CONN_RETRY_MS * 1000000ull) {
+	uint64_t lf = atomic_load(&srv->last_fail_ns);
+	if (!force && lf != 0 && now_ns() - lf < CONN_RETRY_MS * 1000000ull) {
 		pthread_mutex_unlock(&srv->lock);
 		return -ENOTCONN;
 	}
-	sc = xcalloc(1, sizeof(*sc));
-	sc->srv = srv;
-	atomic_init(&sc->refs, 1);
-	ret = rpc_open(srv->addr, CONN_CONNECT_TIMEOUT_MS, on_push, on_dead, sc, &sc->rpc);
+	ret = connect_locked(srv, CONN_CONNECT_TIMEOUT_MS, CONN_CALL_TIMEOUT_MS, &rejoined);
 	if (ret < 0) {
-		free(sc);
-		goto fail;
-	}
-	ret = hello_locked(srv, sc);
-	if (ret < 0) {
-		sconn_put(sc);
-		goto fail;
-	}
-	srv->cur = sc;
-	srv->last_fail_ns = 0;
-	if (!atomic_exchange(&srv->up, true))
-		log_notice("conn", "server '%s' up (id %u)", srv->addr, srv->server_id);
-	atomic_fetch_add(&sc->refs, 1);
-	*out = sc;
-	pthread_mutex_unlock(&srv->lock);
-	return 0;
+		bool was_up = mark_lost(srv, ret);
 
-fail:
-	srv->last_fail_ns = now_ns();
-	if (atomic_exchange(&srv->up, false))
-		log_notice("conn", "server '%s' down: %s", srv->addr, err_str(ret));
+		atomic_store(&srv->last_fail_ns, now_ns());
+		pthread_mutex_unlock(&srv->lock);
+		if (was_up && c->lost != NULL)
+			c->lost(c->arg, srv->idx);
+		log_debug("conn", "cannot connect to '%s': %s", srv->addr, err_str(ret));
+		return ret;
+	}
+	atomic_fetch_add(&srv->cur->refs, 1);
+	*out = srv->cur;
 	pthread_mutex_unlock(&srv->lock);
-	log_debug("conn", "cannot connect to '%s': %s", srv->addr, err_str(ret));
+	if (rejoined) {
+		/* Callbacks it granted before it went away are void. */
+		atomic_fetch_add(&c->epoch, 1);
+		atomic_fetch_add(&c->cb_gen, 1);
+		if (c->lost != NULL)
+			c->lost(c->arg, srv->idx);
+	}
+	return 0;
+}
+
+struct sconn *sconn_cur(struct conn_server *srv)
+{
+	struct sconn *sc = NULL;
+
+	pthread_mutex_lock(&srv->lock);
+	if (srv->cur != NULL && atomic_load(&srv->up) && rpc_alive(srv->cur->rpc)) {
+		sc = srv->cur;
+		atomic_fetch_add(&sc->refs, 1);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return sc;
+}
+
+/* One probe of a down server: connect, HELLO, PING, each with a short
+ * deadline. On success the server is up again. */
+static void probe_one(struct conn_server *srv)
+{
+	struct conn *c = srv->c;
+	struct msg req, rep;
+	struct rpc_call *call = NULL;
+	bool rejoined = false;
+	int ret;
+
+	pthread_mutex_lock(&srv->lock);
+	if (atomic_load(&srv->up) && srv->cur != NULL && rpc_alive(srv->cur->rpc)) {
+		pthread_mutex_unlock(&srv->lock);
+		return;
+	}
+	ret = connect_locked(srv, CONN_PROBE_TIMEOUT_MS, CONN_PROBE_TIMEOUT_MS, &rejoined);
+	if (ret == 0) {
+		msg_init(&req, MSG_PING);
+		uint64_t t0 = now_ns();
+		ret = rpc_call(srv->cur->rpc, &req, &rep, CONN_PROBE_TIMEOUT_MS, &call);
+		if (ret == 0)
+			ret = rep.status;
+		rpc_call_free(call);
+		if (ret == 0) {
+			uint64_t us = (now_ns() - t0) / 1000;
+
+			srv->srtt_us = us ? us : 1;
+			srv->rttvar_us = srv->srtt_us / 2;
+		} else {
+			atomic_store(&srv->up, false);
+			sconn_put(detach_locked(srv));
+		}
+	}
+	if (ret < 0) {
+		/* Not last_fail_ns: that backs off callers' own connects, and a
+		 * caller must be able to try a server that just came back. */
+		atomic_store(&srv->up, false);
+		pthread_mutex_unlock(&srv->lock);
+		log_debug("conn", "probe of '%s' failed: %s", srv->addr, err_str(ret));
+		return;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if (rejoined) {
+		atomic_fetch_add(&c->epoch, 1);
+		atomic_fetch_add(&c->cb_gen, 1);
+		if (c->lost != NULL)
+			c->lost(c->arg, srv->idx);
+		repl_rejoined(c, srv);
+	}
+}
+
+static void *prober_main(void *arg)
+{
+	struct conn *c = arg;
+
+	for (;;) {
+		struct timespec ts;
+
+		for (size_t i = 0; i < c->n_servers; i++) {
+			struct conn_server *srv = &c->servers[i];
+
+			if (!atomic_load(&srv->up))
+				probe_one(srv);
+		}
+		pthread_mutex_lock(&c->probe_lock);
+		if (!c->probe_first_done) {
+			c->probe_first_done = true;
+			pthread_cond_broadcast(&c->probe_cond);
+		}
+		if (c->probe_stop) {
+			pthread_mutex_unlock(&c->probe_lock);
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += CONN_PROBE_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&c->probe_cond, &c->probe_lock, &ts);
+		if (c->probe_stop) {
+			pthread_mutex_unlock(&c->probe_lock);
+			break;
+		}
+		pthread_mutex_unlock(&c->probe_lock);
+	}
+	return NULL;
+}
+
+int conn_start_probes(struct conn *c)
+{
+	sigset_t all, old;
+	int ret;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = -pthread_create(&c->prober, NULL, prober_main, c);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret == 0)
+		c->probe_started = true;
 	return ret;
 }
 
@@ -192,6 +441,10 @@ struct conn *conn_new(const char *realm, const char *const *addrs, size_t n_addr
 	c->brk = brk;
 	c->lost = lost;
 	c->arg = arg;
+	if (n_addrs > CONN_SERVERS_MAX) {
+		log_warn("conn", "using the first %d of %zu servers", CONN_SERVERS_MAX, n_addrs);
+		n_addrs = CONN_SERVERS_MAX;
+	}
 	c->n_servers = n_addrs;
 	c->servers = xcalloc(n_addrs ? n_addrs : 1, sizeof(*c->servers));
 	for (size_t i = 0; i < n_addrs; i++) {
@@ -202,7 +455,17 @@ struct conn *conn_new(const char *realm, const char *const *addrs, size_t n_addr
 		s->addr = xstrdup(addrs[i]);
 		pthread_mutex_init(&s->lock, NULL);
 		atomic_init(&s->up, false);
+		atomic_init(&s->ever_up, false);
+		atomic_init(&s->server_id, 0);
+		atomic_init(&s->last_fail_ns, 0);
 	}
+	pthread_mutex_init(&c->probe_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->probe_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	repl_init(c);
 	return c;
 }
 
@@ -210,13 +473,26 @@ void conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->probe_started) {
+		pthread_mutex_lock(&c->probe_lock);
+		c->probe_stop = true;
+		pthread_cond_broadcast(&c->probe_cond);
+		pthread_mutex_unlock(&c->probe_lock);
+		pthread_join(c->prober, NULL);
+	}
 	for (size_t i = 0; i < c->n_servers; i++) {
 		struct conn_server *s = &c->servers[i];
 
-		sconn_put(s->cur);
+		pthread_mutex_lock(&s->lock);
+		struct sconn *sc = detach_locked(s);
+		pthread_mutex_unlock(&s->lock);
+		sconn_put(sc);
 		pthread_mutex_destroy(&s->lock);
 		free(s->addr);
 	}
+	repl_release(c);
+	pthread_cond_destroy(&c->probe_cond);
+	pthread_mutex_destroy(&c->probe_lock);
 	free(c->servers);
 	free(c->realm);
 	free(c);
@@ -248,77 +524,6 @@ uint64_t conn_epoch(struct conn *c)
 	return atomic_load(&c->epoch);
 }
 
-static int start_on(struct conn_server *srv, bool force, struct msg *req, struct conn_call *cc)
-{
-	struct sconn *sc;
-	int ret;
-
-	cc->sc = NULL;
-	cc->call = NULL;
-	ret = sconn_get(srv, force, &sc);
-	if (ret < 0)
-		return ret;
-	ret = rpc_start(sc->rpc, req, &cc->call);
-	if (ret < 0) {
-		sconn_put(sc);
-		cc->call = NULL;
-		return ret;
-	}
-	cc->sc = sc;
-	return 0;
-}
-
-int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
-{
-	if (c->n_servers == 0)
-		return -ENOTCONN;
-	return start_on(&c->servers[atomic_load(&c->root_server)], false, req, cc);
-}
-
-int conn_wait(struct conn *c, struct conn_call *cc, struct msg *rep)
-{
-	int ret = rpc_wait(cc->call, CONN_CALL_TIMEOUT_MS, rep);
-
-	if (ret == 0)
-		ret = rep->status;
-	if (ret < 0)
-		conn_done(c, cc);
-	return ret;
-}
-
-void conn_done(struct conn *c, struct conn_call *cc)
-{
-	(void)c;
-	rpc_call_free(cc->call);
-	cc->call = NULL;
-	sconn_put(cc->sc);
-	cc->sc = NULL;
-}
-
-int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call *cc)
-{
-	int ret = -ENOTCONN;
-
-	if (req->type == MSG_GETROOT) {
-		/* Any server of the realm may answer; remember the first that does. */
-		for (size_t i = 0; i < c->n_servers; i++) {
-			ret = start_on(&c->servers[i], false, req, cc);
-			if (ret < 0)
-				continue;
-			ret = conn_wait(c, cc, rep);
-			if (ret == 0) {
-				atomic_store(&c->root_server, (int)i);
-				return 0;
-			}
-		}
-		return ret;
-	}
-	ret = conn_start(c, req, cc);
-	if (ret < 0)
-		return ret;
-	return conn_wait(c, cc, rep);
-}
-
 size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t max, bool ping)
 {
 	size_t n = 0;
@@ -326,26 +531,60 @@ size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t m
 	for (size_t i = 0; i < c->n_servers && n < max; i++, n++) {
 		struct conn_server *s = &c->servers[i];
 		struct conn_server_info *o = &out[n];
-		struct conn_call cc;
+		struct rpc_call *call = NULL;
+		struct sconn *sc;
 		struct msg req, rep;
 		uint64_t t0;
 
 		memset(o, 0, sizeof(*o));
 		snprintf(o->addr, sizeof(o->addr), "%s", s->addr);
 		if (ping) {
-			msg_init(&req, MSG_PING);
-			t0 = now_ns();
-			if (start_on(s, true, &req, &cc) == 0 && conn_wait(c, &cc, &rep) == 0) {
-				o->rtt_us = (now_ns() - t0) / 1000;
-				conn_done(c, &cc);
+			/* A forced probe: a down server is tried now, not at the
+			 * next probe round, with the probe's short deadlines. */
+			pthread_mutex_lock(&s->lock);
+			bool have = atomic_load(&s->up) && s->cur != NULL && rpc_alive(s->cur->rpc);
+			pthread_mutex_unlock(&s->lock);
+			if (!have)
+				probe_one(s);
+			sc = sconn_cur(s);
+			if (sc != NULL) {
+				int ret;
+
+				msg_init(&req, MSG_PING);
+				t0 = now_ns();
+				ret = rpc_call(sc->rpc, &req, &rep, conn_deadline_ms(s, false),
+					       &call);
+				if (ret == 0 && rep.status == 0) {
+					o->rtt_us = (now_ns() - t0) / 1000;
+					conn_rtt_sample(s, o->rtt_us ? o->rtt_us : 1);
+				} else if (ret == -ETIMEDOUT || ret == -ENOTCONN ||
+					   ret == -EPROTO) {
+					conn_mark_down(s, sc, ret);
+				}
+				rpc_call_free(call);
+				sconn_put(sc);
 			}
 		}
 		pthread_mutex_lock(&s->lock);
-		o->id = s->server_id;
-		if (!ping && s->cur != NULL)
-			o->rtt_us = rpc_rtt_us(s->cur->rpc);
+		if (!ping)
+			o->rtt_us = s->srtt_us;
 		pthread_mutex_unlock(&s->lock);
+		o->id = atomic_load(&s->server_id);
 		o->up = atomic_load(&s->up);
+	}
+	return n;
+}
+
+size_t conn_up_servers(struct conn *c, uint32_t *ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_servers && n < max; i++) {
+		struct conn_server *s = &c->servers[i];
+		uint32_t id = atomic_load(&s->server_id);
+
+		if (atomic_load(&s->up) && id != 0)
+			ids[n++] = id;
 	}
 	return n;
 }

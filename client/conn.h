@@ -1,10 +1,14 @@
 /*
- * conn.h - encore-client's connections to its servers: one rpc_conn per
- * server, HELLO with PROTO_VERSION and a random client id, reconnect on
- * failure, callback breaks and connection loss handed to the owner.
+ * conn.h - encore-client's connections to its servers and the client side
+ * of replication (docs/replication.md "Client"): one rpc_conn per server,
+ * HELLO with PROTO_VERSION and a random client id, the VSG of every volume
+ * and its AVSG (members up), updates multicast to the AVSG with one
+ * deadline and phase two (COP2), reads from the preferred member with
+ * failover, validation across replicas, background probes of down servers,
+ * callback breaks and server losses handed to the owner.
  *
- * Every call has a deadline (CONN_CALL_TIMEOUT_MS); a dead server fails fast.
- * Lock order: conn_server.lock is a leaf (never held across a call).
+ * Every call has a deadline; a server that misses it while another member
+ * can answer is marked down. Lock order: see conn_i.h.
  */
 #ifndef CLIENT_CONN_H
 #define CLIENT_CONN_H
@@ -25,17 +29,35 @@
 
 struct conn;
 
+/* A callback break the server waits on: the owner acknowledges it with
+ * conn_break_ack once it has invalidated its cache and the kernel's. */
+struct conn_brk;
 /* Called on an rpc reader thread: a callback break for fid. Must not block
- * on the network. */
-typedef void (*conn_break_fn)(void *arg, const struct fid *fid);
+ * on the network. brk (NULL if the server waits for no answer) is handed
+ * over: pass it to conn_break_ack exactly once, after fid is invalidated,
+ * from a thread other than an rpc reader (the ack may close a connection). */
+typedef void (*conn_break_fn)(void *arg, const struct fid *fid, struct conn_brk *brk);
 /* Called on an rpc reader thread when the connection to a server dies:
  * every callback from it is broken. */
 typedef void (*conn_lost_fn)(void *arg, int server);
 
-/* A call in progress or completed; owns a reference to the connection. */
+/* Deadline floors (docs/replication.md): an update waits for a server's
+ * fsync, which shares the server's one thread, so its floor is higher. */
+#define CONN_UPDATE_FLOOR_MS 1000
+#define CONN_READ_FLOOR_MS   300
+/* Cap of the adaptive deadline while another member can answer: an update
+ * must not stall more than ~2 s behind a frozen server. */
+#define CONN_DEADLINE_CAP_MS 1800
+/* Down servers are probed this often, each probe step with this deadline. */
+#define CONN_PROBE_MS	      500
+#define CONN_PROBE_TIMEOUT_MS 1000
+
+struct conn_op;
+
+/* A call in progress or completed (one or several servers). A zeroed
+ * conn_call is "released". */
 struct conn_call {
-	void *sc;	       /* struct sconn, owned reference */
-	struct rpc_call *call; /* owned */
+	struct conn_op *op; /* owned; NULL once released */
 };
 
 struct conn_server_info {
@@ -45,11 +67,24 @@ struct conn_server_info {
 	uint64_t rtt_us;
 };
 
+struct conn_vol_info {
+	uint32_t id;
+	char name[NAME_MAX_LEN + 1];
+	struct vsg vsg;
+	struct vsg avsg; /* members up now, in VSG order */
+};
+
 /* Creates the connection set for addrs (copied). Connects lazily. */
 struct conn *conn_new(const char *realm, const char *const *addrs, size_t n_addrs,
 		      conn_break_fn brk, conn_lost_fn lost, void *arg);
 /* Closes every connection. NULL is a no-op. */
 void conn_free(struct conn *c);
+
+/* Acknowledges a callback break (conn_break_fn) to its server, unless its
+ * connection died meanwhile (the server then gave up on us anyway), and
+ * frees brk. Never waits for the server. NULL is a no-op. Must not be
+ * called on an rpc reader thread. */
+void conn_break_ack(struct conn_brk *brk);
 
 uint64_t conn_client_id(struct conn *c);
 /* Next per-client StoreId (client id, seq). */
@@ -61,11 +96,16 @@ void conn_cb_gen_bump(struct conn *c);
 /* Counter bumped by every connection loss. */
 uint64_t conn_epoch(struct conn *c);
 
-/* Sends req (to the server of req->fid's volume; today the root server)
- * and waits up to CONN_CALL_TIMEOUT_MS. Returns the transport error or
- * the server's status; on 0, rep holds the reply (rep->data valid until
- * conn_done(cc)) and the caller must call conn_done(cc). On error cc is
- * already released. */
+/* Sends req and waits for its reply. Updates (SETATTR CREATE REMOVE
+ * RENAME LINK STORE) go to every AVSG member of req->fid.vol in parallel
+ * (req->sid must be a fresh StoreId; all chunks of a store share one),
+ * followed by COP2 to those that performed it; the reply is a successful
+ * member's, with the version vectors of rep->attr/attr2 as they will be
+ * after COP2. GETATTR asks every member and resolves differences. Other
+ * reads go to the preferred member and fail over. Returns the transport
+ * error or the server's status; on 0, rep holds the reply (rep->data valid
+ * until conn_done(cc)) and the caller must call conn_done(cc). On error cc
+ * is already released. */
 int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call *cc);
 /* Starts a call without waiting (pipelining). 0 or -errno; on 0 call
  * conn_wait then conn_done. */
@@ -77,5 +117,18 @@ void conn_done(struct conn *c, struct conn_call *cc);
 
 /* Sends PING to every server; fills up to max infos. Returns the count. */
 size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t max, bool ping);
+
+/* Sends req to the server with this id only (no failover), waiting up to
+ * CONN_CALL_TIMEOUT_MS. Returns as conn_call; -ENOTCONN if that server is
+ * unknown or unreachable. */
+int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
+		     struct conn_call *cc);
+/* Fills up to max volume infos; returns the count. */
+size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max);
+/* Ids of the servers currently up (at most max); returns the count. */
+size_t conn_up_servers(struct conn *c, uint32_t *ids, size_t max);
+/* Starts the background prober (connects to every server at once, then
+ * probes down servers every CONN_PROBE_MS). Returns 0 or -errno. */
+int conn_start_probes(struct conn *c);
 
 #endif /* CLIENT_CONN_H */

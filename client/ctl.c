@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@
 /* A control client that stalls mid-frame is dropped after this. */
 #define CTL_IO_TIMEOUT_MS 5000
 #define CTL_MAX_SERVERS	  64
+#define CTL_MAX_VOLS	  64
+/* Pages of CONFLICTS asked per volume and server: bounds one ctl op. */
+#define CTL_CONFLICT_PAGES 64
 
 struct ctl {
 	struct client *cl;
@@ -60,6 +64,15 @@ static json_object *servers_json(struct client *cl, bool ping)
 	return arr;
 }
 
+static json_object *ids_json(const struct vsg *v)
+{
+	json_object *a = json_object_new_array();
+
+	for (uint32_t i = 0; i < v->n && i < VV_MAX; i++)
+		json_object_array_add(a, json_object_new_int64(v->ids[i]));
+	return a;
+}
+
 static void add_u64(json_object *o, const char *k, uint64_t v)
 {
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
@@ -81,13 +94,28 @@ static json_object *op_status(struct client *cl)
 	have = cl->have_root;
 	root = cl->root_fid;
 	pthread_mutex_unlock(&cl->root_lock);
-	if (have) {
-		v = json_object_new_object();
-		add_u64(v, "id", root.vol);
-		json_object_object_add(v, "name", json_object_new_string(cl->realm));
-		json_object_object_add(v, "state", json_object_new_string("connected"));
-		json_object_object_add(v, "servers", servers_json(cl, false));
-		json_object_array_add(vols, v);
+	(void)have;
+	(void)root;
+	{
+		struct conn_vol_info vi[CTL_MAX_VOLS];
+		size_t nv = conn_volumes(cl->conn, vi, CTL_MAX_VOLS);
+
+		for (size_t i = 0; i < nv; i++) {
+			v = json_object_new_object();
+			add_u64(v, "id", vi[i].id);
+			json_object_object_add(v, "name", json_object_new_string(vi[i].name));
+			json_object_object_add(v, "vsg", ids_json(&vi[i].vsg));
+			json_object_object_add(v, "avsg", ids_json(&vi[i].avsg));
+			/* Disconnected operation (next issue) adds emulating and
+			 * reintegrating; without it a volume with no member up is
+			 * simply unreachable. */
+			json_object_object_add(v, "state",
+					       json_object_new_string(vi[i].avsg.n > 0
+									      ? "connected"
+									      : "disconnected"));
+			json_object_object_add(v, "servers", servers_json(cl, false));
+			json_object_array_add(vols, v);
+		}
 	}
 	json_object_object_add(r, "volumes", vols);
 	cache_get_stats(cl->cache, &st);
@@ -106,10 +134,251 @@ static json_object *op_status(struct client *cl)
 	add_u64(ctr, "cache_misses", atomic_load(&cl->ctr.cache_misses));
 	add_u64(ctr, "lookup_hits", atomic_load(&cl->ctr.lookup_hits));
 	add_u64(ctr, "cb_breaks", atomic_load(&cl->ctr.cb_breaks));
+	add_u64(ctr, "cb_acks", atomic_load(&cl->ctr.cb_acks));
 	add_u64(ctr, "conn_losses", atomic_load(&cl->ctr.conn_losses));
 	add_u64(ctr, "inodes", itab_count(cl->itab));
 	json_object_object_add(r, "counters", ctr);
 	return r;
+}
+
+struct conflict {
+	struct fid fid;
+	char path[1100];
+	uint32_t servers[VV_MAX];
+	uint32_t n_servers;
+};
+
+/* Asks every reachable VSG member of every known volume for its conflict
+ * table (CONFLICTS, paged by oid cookie) and merges them by fid. */
+static json_object *op_conflicts(struct client *cl, uid_t uid, int *err)
+{
+	struct conn_vol_info vi[CTL_MAX_VOLS];
+	size_t nv = conn_volumes(cl->conn, vi, CTL_MAX_VOLS), n = 0, cap = 0;
+	struct conflict *cs = NULL;
+	json_object *r, *arr;
+	int ret = 0, answered = 0;
+
+	*err = 0;
+	for (size_t v = 0; v < nv; v++) {
+		for (uint32_t k = 0; k < vi[v].avsg.n; k++) {
+			uint32_t sid = vi[v].avsg.ids[k];
+			char cookie[NAME_MAX_LEN + 1] = "";
+
+			for (int page = 0; page < CTL_CONFLICT_PAGES; page++) {
+				struct msg req, rep;
+				struct conn_call cc;
+				struct rd rd;
+				bool eof, any = false;
+
+				msg_init(&req, MSG_CONFLICTS);
+				req.cred.uid = uid;
+				fid_make_root(&req.fid, vi[v].id);
+				snprintf(req.name, sizeof(req.name), "%s", cookie);
+				ret = conn_call_server(cl->conn, sid, &req, &rep, &cc);
+				if (ret < 0)
+					break;
+				answered++;
+				eof = rep.mflags & RES_EOF;
+				rd_init(&rd, rep.data, rep.data_len);
+				while (rd.pos < rd.len) {
+					struct conflict c;
+					uint16_t plen;
+					size_t i;
+
+					memset(&c, 0, sizeof(c));
+					c.fid.vol = rd_u32(&rd);
+					const uint8_t *oid = rd_bytes(&rd, OID_LEN);
+
+					if (oid != NULL)
+						memcpy(c.fid.oid, oid, OID_LEN);
+					plen = rd_u16(&rd);
+					if (rd.err || plen >= sizeof(c.path) ||
+					    plen > rd.len - rd.pos) {
+						rd.err = -EPROTO;
+						break;
+					}
+					if (plen > 0)
+						memcpy(c.path, rd_bytes(&rd, plen), plen);
+					c.path[plen] = '\0';
+					any = true;
+					for (i = 0; i < n; i++) {
+						if (fid_eq(&cs[i].fid, &c.fid))
+							break;
+					}
+					if (i == n) {
+						if (n == cap) {
+							cap = cap ? 2 * cap : 16;
+							cs = xrealloc(cs, cap * sizeof(*cs));
+						}
+						cs[n++] = c;
+					}
+					if (cs[i].n_servers < VV_MAX)
+						cs[i].servers[cs[i].n_servers++] = sid;
+					/* Cookie: 32 hex digits of the last oid. */
+					for (int b = 0; b < OID_LEN; b++)
+						snprintf(cookie + 2 * b, 3, "%02x", c.fid.oid[b]);
+				}
+				if (rd.err)
+					log_warn("ctl", "malformed CONFLICTS reply from server %u",
+						 sid);
+				conn_done(cl->conn, &cc);
+				if (eof || !any || rd.err)
+					break;
+			}
+		}
+	}
+	if (answered == 0 && nv > 0) {
+		free(cs);
+		*err = ret < 0 ? ret : -ENOTCONN;
+		return NULL;
+	}
+	r = json_object_new_object();
+	arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = json_object_new_object(), *sv = json_object_new_array();
+		char fs[FID_STR_LEN], full[PATH_MAX + 1200];
+		struct fid rootf;
+		bool root_vol;
+
+		pthread_mutex_lock(&cl->root_lock);
+		rootf = cl->root_fid;
+		root_vol = cl->have_root && rootf.vol == cs[i].fid.vol;
+		pthread_mutex_unlock(&cl->root_lock);
+		if (root_vol)
+			snprintf(full, sizeof(full), "%s/%s%s", cl->mount, cl->realm, cs[i].path);
+		else
+			snprintf(full, sizeof(full), "%s", cs[i].path);
+		fid_fmt(&cs[i].fid, fs);
+		json_object_object_add(o, "path", json_object_new_string(full));
+		json_object_object_add(o, "vpath", json_object_new_string(cs[i].path));
+		json_object_object_add(o, "fid", json_object_new_string(fs));
+		add_u64(o, "volume", cs[i].fid.vol);
+		for (uint32_t k = 0; k < cs[i].n_servers; k++)
+			json_object_array_add(sv, json_object_new_int64(cs[i].servers[k]));
+		json_object_object_add(o, "servers", sv);
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(r, "conflicts", arr);
+	free(cs);
+	return r;
+}
+
+static json_object *vv_json(const struct vv *v)
+{
+	json_object *a = json_object_new_array();
+
+	for (uint32_t i = 0; i < v->n && i < VV_MAX; i++)
+		json_object_array_add(a, json_object_new_int64(v->slot[i]));
+	return a;
+}
+
+/* "repair": without "keep", every reachable replica's version (GETATTR at
+ * each); with "keep": N or "all", REPAIR at one member, then the cached
+ * copies are dropped. */
+static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino, uid_t uid,
+			      int *err)
+{
+	struct conn_vol_info vi[CTL_MAX_VOLS];
+	size_t nv = conn_volumes(cl->conn, vi, CTL_MAX_VOLS);
+	struct conn_vol_info *vol = NULL;
+	json_object *jkeep, *r;
+	struct fid fid;
+	int ret;
+
+	*err = fsops_ino_fid(cl, ino, &fid);
+	if (*err < 0)
+		return NULL;
+	for (size_t i = 0; i < nv; i++) {
+		if (vi[i].id == fid.vol)
+			vol = &vi[i];
+	}
+	if (vol == NULL || vol->avsg.n == 0) {
+		*err = -ENOTCONN;
+		return NULL;
+	}
+	if (!json_object_object_get_ex(jreq, "keep", &jkeep) ||
+	    json_object_is_type(jkeep, json_type_null)) {
+		json_object *arr = json_object_new_array();
+
+		for (uint32_t k = 0; k < vol->avsg.n; k++) {
+			struct msg req, rep;
+			struct conn_call cc;
+			char ss[64];
+			json_object *o;
+
+			msg_init(&req, MSG_GETATTR);
+			req.cred.uid = uid;
+			req.fid = fid;
+			ret = conn_call_server(cl->conn, vol->avsg.ids[k], &req, &rep, &cc);
+			if (ret < 0)
+				continue;
+			o = json_object_new_object();
+			add_u64(o, "server", vol->avsg.ids[k]);
+			add_u64(o, "size", rep.attr.size);
+			add_u64(o, "mtime", (uint64_t)rep.attr.mtime.sec);
+			add_u64(o, "mtime_nsec", rep.attr.mtime.nsec);
+			snprintf(ss, sizeof(ss), "%016llx.%llu",
+				 (unsigned long long)rep.attr.sid.client,
+				 (unsigned long long)rep.attr.sid.seq);
+			json_object_object_add(o, "storeid", json_object_new_string(ss));
+			json_object_object_add(o, "vv", vv_json(&rep.attr.vv));
+			json_object_object_add(
+				o, "conflict",
+				json_object_new_boolean((rep.attr.flags & ATTR_F_CONFLICT) != 0));
+			json_object_array_add(arr, o);
+			conn_done(cl->conn, &cc);
+		}
+		r = json_object_new_object();
+		char fs[FID_STR_LEN];
+		fid_fmt(&fid, fs);
+		json_object_object_add(r, "fid", json_object_new_string(fs));
+		json_object_object_add(r, "versions", arr);
+		return r;
+	}
+	{
+		struct msg req, rep;
+		struct conn_call cc;
+		struct fid dir;
+
+		msg_init(&req, MSG_REPAIR);
+		req.cred.uid = uid;
+		req.fid = fid;
+		if (json_object_is_type(jkeep, json_type_string) &&
+		    strcmp(json_object_get_string(jkeep), "all") == 0) {
+			req.mflags = REPAIR_KEEP_ALL;
+		} else if (json_object_is_type(jkeep, json_type_int) &&
+			   json_object_get_int64(jkeep) > 0 &&
+			   json_object_get_int64(jkeep) <= UINT32_MAX) {
+			req.mflags = REPAIR_KEEP_ONE;
+			req.server_id = (uint32_t)json_object_get_int64(jkeep);
+		} else {
+			*err = -EINVAL;
+			return NULL;
+		}
+		conn_next_storeid(cl->conn, &req.sid);
+		/* Ask the kept server itself when it is up: it has the version. */
+		uint32_t at = vol->avsg.ids[0];
+		for (uint32_t k = 0; k < vol->avsg.n; k++) {
+			if (vol->avsg.ids[k] == req.server_id)
+				at = req.server_id;
+		}
+		ret = conn_call_server(cl->conn, at, &req, &rep, &cc);
+		if (ret < 0) {
+			*err = ret;
+			return NULL;
+		}
+		dir = rep.attr.fid;
+		conn_done(cl->conn, &cc);
+		/* Our cached copies (and the kernel's) are of a version that may
+		 * be gone: drop them as if the servers had broken the callbacks. */
+		fsops_on_break(cl, &fid, NULL);
+		if (!fid_eq(&dir, &fid))
+			fsops_on_break(cl, &dir, NULL);
+		fsops_flush_ino(cl, ino);
+		r = json_object_new_object();
+		add_u64(r, "server", at);
+		return r;
+	}
 }
 
 static int req_ino(json_object *req, uint64_t *ino)
@@ -140,7 +409,6 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 	char *out;
 	int err = 0;
 
-	(void)uid;
 	json_tokener_free(tok);
 	if (jreq == NULL || !json_object_is_type(jreq, json_type_object) ||
 	    !json_object_object_get_ex(jreq, "op", &jop) ||
@@ -169,6 +437,19 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 		r = json_object_new_object();
 		add_u64(r, "flushed", ret == 1);
 		add_u64(r, "busy", ret == 0);
+	} else if (strcmp(op, "conflicts") == 0) {
+		r = op_conflicts(cl, uid, &err);
+		if (err < 0)
+			goto out;
+	} else if (strcmp(op, "repair") == 0) {
+		uint64_t ino;
+
+		err = req_ino(jreq, &ino);
+		if (err < 0)
+			goto out;
+		r = op_repair(cl, jreq, ino, uid, &err);
+		if (err < 0)
+			goto out;
 	} else if (strcmp(op, "whereis") == 0) {
 		struct fid fid;
 		char s[FID_STR_LEN];

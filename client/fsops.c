@@ -59,20 +59,43 @@ enum note_kind {
 	NOTE_ALL,   /* a connection was lost: invalidate every inode */
 };
 
+/* How long a callback break's acknowledgement waits for the kernel to drop
+ * the names under a directory. fuse_lowlevel_notify_inval_entry takes the
+ * directory's i_rwsem, which the kernel holds while one of our own updates
+ * in that directory waits for its server reply, and the server may hold
+ * that reply until another client acknowledges a break that waits on us:
+ * past this bound we acknowledge anyway, and the names follow as soon as
+ * our update returns (it is concurrent with the breaking one). Well below
+ * the server's break deadline (LOOP_BREAK_DEADLINE_MS, 2 s). */
+#define NAMES_WAIT_MS 200
+
 struct note {
 	struct note *next;
 	enum note_kind kind;
-	uint64_t ino;
+	uint64_t ino; /* 0: nothing cached, only acknowledge */
 	char **names; /* owned */
 	size_t n_names;
+	struct conn_brk *brk; /* owned: acknowledged once invalidated; may be NULL */
 };
 
+/* Two threads, so that a name invalidation blocked on a directory lock
+ * cannot hold up every later acknowledgement: the notifier invalidates
+ * attributes and pages (never blocks on a FUSE request of ours that waits
+ * for a server), hands names to the names thread, waits for them at most
+ * NAMES_WAIT_MS and then acknowledges the break. */
 struct fsops_notifier {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct note *head, *tail; /* protected by lock */
-	bool stop;		  /* protected by lock */
+	pthread_cond_t cond;	  /* signalled when head or names_head gets a note, or stop */
+	pthread_cond_t done_cond; /* signalled when names_done moves */
+	struct note *head, *tail; /* protected by lock: for the notifier */
+	struct note *names_head, *names_tail; /* protected by lock: for the names thread */
+	uint64_t names_queued;		      /* protected by lock: notes handed over */
+	uint64_t names_done;		      /* protected by lock: notes finished */
+	uint64_t names_stuck; /* notifier only: names_queued when a wait timed out */
+	bool stop;	      /* protected by lock */
 	pthread_t thread;
+	pthread_t names_thread;
+	bool names_started;
 };
 
 static void note_free(struct note *n)
@@ -80,6 +103,7 @@ static void note_free(struct note *n)
 	for (size_t i = 0; i < n->n_names; i++)
 		free(n->names[i]);
 	free(n->names);
+	conn_break_ack(n->brk);
 	free(n);
 }
 
@@ -97,7 +121,7 @@ static void note_push(struct client *cl, struct note *n)
 	else
 		nt->head = n;
 	nt->tail = n;
-	pthread_cond_signal(&nt->cond);
+	pthread_cond_broadcast(&nt->cond); /* the notifier, not the names thread */
 	pthread_mutex_unlock(&nt->lock);
 }
 
@@ -120,30 +144,133 @@ static struct note *break_inode(struct client *cl, struct inode *in)
 	return n;
 }
 
-static void send_inval(struct client *cl, struct note *n)
+/* Attributes and pages: the kernel takes no directory lock for this. */
+static void send_inval_inode(struct client *cl, struct note *n)
 {
 	int ret;
 
-	if (cl->se == NULL)
+	if (cl->se == NULL || n->ino == 0)
 		return;
 	ret = fuse_lowlevel_notify_inval_inode(cl->se, n->ino, 0, 0);
 	if (ret < 0 && ret != -ENOENT)
 		log_debug("fsops", "inval inode %llu: %s", (unsigned long long)n->ino,
 			  strerror(-ret));
+}
+
+/* Names: each call takes the directory's i_rwsem (names thread only). */
+static void send_inval_names(struct client *cl, struct note *n)
+{
+	if (cl->se == NULL)
+		return;
 	for (size_t i = 0; i < n->n_names; i++)
 		fuse_lowlevel_notify_inval_entry(cl->se, n->ino, n->names[i], strlen(n->names[i]));
+}
+
+/* Hands n's names to the names thread (takes ownership of n, whose brk the
+ * caller has taken out). Returns its sequence number. */
+static uint64_t names_push(struct fsops_notifier *nt, struct note *n)
+{
+	uint64_t seq;
+
+	n->next = NULL;
+	pthread_mutex_lock(&nt->lock);
+	if (nt->names_tail != NULL)
+		nt->names_tail->next = n;
+	else
+		nt->names_head = n;
+	nt->names_tail = n;
+	seq = ++nt->names_queued;
+	pthread_cond_broadcast(&nt->cond);
+	pthread_mutex_unlock(&nt->lock);
+	return seq;
+}
+
+/* Waits until the names thread finished note seq, at most NAMES_WAIT_MS,
+ * and not at all while an earlier wait timed out and the names thread has
+ * not caught up since (one blocked directory costs one wait, not one per
+ * break). */
+static void names_wait(struct fsops_notifier *nt, uint64_t seq)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)NAMES_WAIT_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&nt->lock);
+	if (nt->names_stuck != 0 && nt->names_done >= nt->names_stuck)
+		nt->names_stuck = 0;
+	while (nt->names_stuck == 0 && nt->names_done < seq && !nt->stop) {
+		if (pthread_cond_timedwait(&nt->done_cond, &nt->lock, &ts) == ETIMEDOUT &&
+		    nt->names_done < seq) {
+			nt->names_stuck = seq;
+			log_debug("fsops", "name invalidation blocked, acknowledging break");
+		}
+	}
+	pthread_mutex_unlock(&nt->lock);
+}
+
+/* Invalidates n in the kernel (attributes and pages here, names through
+ * the names thread), then acknowledges its break. Takes ownership of n. */
+static void note_run(struct client *cl, struct note *n, bool wait)
+{
+	struct fsops_notifier *nt = cl->notifier;
+	struct conn_brk *brk = n->brk;
+
+	n->brk = NULL;
+	send_inval_inode(cl, n);
+	if (n->n_names > 0) {
+		uint64_t seq = names_push(nt, n);
+		if (wait && brk != NULL)
+			names_wait(nt, seq);
+	} else {
+		note_free(n);
+	}
+	if (brk != NULL) {
+		conn_break_ack(brk);
+		CTR_ADD(cl, cb_acks, 1);
+	}
 }
 
 static void inval_all_cb(void *arg, struct inode *in)
 {
 	struct client *cl = arg;
-	struct note *n;
 
 	if (in->ino == INODE_TOP)
 		return;
-	n = break_inode(cl, in);
-	send_inval(cl, n);
-	note_free(n);
+	note_run(cl, break_inode(cl, in), false);
+}
+
+static void *names_main(void *arg)
+{
+	struct client *cl = arg;
+	struct fsops_notifier *nt = cl->notifier;
+
+	for (;;) {
+		struct note *n;
+
+		pthread_mutex_lock(&nt->lock);
+		while (nt->names_head == NULL && !nt->stop)
+			pthread_cond_wait(&nt->cond, &nt->lock);
+		n = nt->names_head;
+		if (n == NULL) {
+			pthread_mutex_unlock(&nt->lock);
+			break;
+		}
+		nt->names_head = n->next;
+		if (nt->names_head == NULL)
+			nt->names_tail = NULL;
+		pthread_mutex_unlock(&nt->lock);
+		send_inval_names(cl, n);
+		note_free(n);
+		pthread_mutex_lock(&nt->lock);
+		nt->names_done++;
+		pthread_cond_broadcast(&nt->done_cond);
+		pthread_mutex_unlock(&nt->lock);
+	}
+	return NULL;
 }
 
 static void *notifier_main(void *arg)
@@ -166,65 +293,106 @@ static void *notifier_main(void *arg)
 		if (nt->head == NULL)
 			nt->tail = NULL;
 		pthread_mutex_unlock(&nt->lock);
-		if (n->kind == NOTE_ALL)
+		if (n->kind == NOTE_ALL) {
 			itab_foreach(cl->itab, inval_all_cb, cl);
-		else
-			send_inval(cl, n);
-		note_free(n);
+			note_free(n);
+		} else {
+			note_run(cl, n, true);
+		}
 	}
 	return NULL;
 }
 
+static void notes_free(struct note *n)
+{
+	while (n != NULL) {
+		struct note *next = n->next;
+
+		note_free(n);
+		n = next;
+	}
+}
+
+static void fsops_stop_threads(struct client *cl, bool notifier_started);
+
 int fsops_start(struct client *cl)
 {
 	struct fsops_notifier *nt = xcalloc(1, sizeof(*nt));
+	pthread_condattr_t ca;
 	int ret;
 
 	pthread_mutex_init(&nt->lock, NULL);
 	pthread_cond_init(&nt->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&nt->done_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	cl->notifier = nt;
-	ret = pthread_create(&nt->thread, NULL, notifier_main, cl);
+	ret = pthread_create(&nt->names_thread, NULL, names_main, cl);
+	if (ret == 0) {
+		nt->names_started = true;
+		ret = pthread_create(&nt->thread, NULL, notifier_main, cl);
+	}
 	if (ret != 0) {
-		cl->notifier = NULL;
-		free(nt);
+		fsops_stop_threads(cl, false);
 		return -ret;
 	}
 	return 0;
 }
 
-void fsops_stop(struct client *cl)
+/* Stops the threads that were started and frees the notifier; pending
+ * breaks are acknowledged unprocessed (the session is going away). */
+static void fsops_stop_threads(struct client *cl, bool notifier_started)
 {
 	struct fsops_notifier *nt = cl->notifier;
 
-	if (nt == NULL)
-		return;
 	pthread_mutex_lock(&nt->lock);
 	nt->stop = true;
-	pthread_cond_signal(&nt->cond);
+	pthread_cond_broadcast(&nt->cond);
+	pthread_cond_broadcast(&nt->done_cond);
 	pthread_mutex_unlock(&nt->lock);
-	pthread_join(nt->thread, NULL);
-	while (nt->head != NULL) {
-		struct note *n = nt->head;
-
-		nt->head = n->next;
-		note_free(n);
-	}
+	if (notifier_started)
+		pthread_join(nt->thread, NULL);
+	if (nt->names_started)
+		pthread_join(nt->names_thread, NULL);
+	notes_free(nt->head);
+	notes_free(nt->names_head);
 	cl->notifier = NULL;
 	pthread_mutex_destroy(&nt->lock);
 	pthread_cond_destroy(&nt->cond);
+	pthread_cond_destroy(&nt->done_cond);
 	free(nt);
 }
 
-void fsops_on_break(void *arg, const struct fid *fid)
+void fsops_stop(struct client *cl)
+{
+	if (cl->notifier == NULL)
+		return;
+	fsops_stop_threads(cl, true);
+}
+
+void fsops_on_break(void *arg, const struct fid *fid, struct conn_brk *brk)
 {
 	struct client *cl = arg;
 	struct inode *in;
+	struct note *n;
 
 	CTR_ADD(cl, cb_breaks, 1);
 	in = inode_get_fid(cl->itab, fid);
-	if (in == NULL)
+	if (in == NULL) {
+		if (brk != NULL) {
+			/* Nothing cached; acknowledge from the notifier (not here:
+			 * the ack may close the connection this thread reads). */
+			n = xcalloc(1, sizeof(*n));
+			n->kind = NOTE_INODE;
+			n->brk = brk;
+			note_push(cl, n);
+		}
 		return;
-	note_push(cl, break_inode(cl, in));
+	}
+	n = break_inode(cl, in);
+	n->brk = brk;
+	note_push(cl, n);
 	/* Attributes only (offset < 0): the kernel takes no page or directory
 	 * lock for this, so it cannot wait on a FUSE worker and is safe on the
 	 * reader thread. Doing it here, before the next reply is delivered,
@@ -485,6 +653,9 @@ static void reply_entry(struct client *cl, fuse_req_t req, struct inode *parent,
 		if (dir_cb)
 			tracked = inode_add_kname_locked(parent, name);
 		pthread_mutex_unlock(&parent->lock);
+		pthread_mutex_lock(&in->lock);
+		inode_set_name_locked(in, parent->ino, name);
+		pthread_mutex_unlock(&in->lock);
 	} else {
 		tracked = dir_cb = true; /* the top directory never changes */
 	}
@@ -1598,6 +1769,30 @@ static void set_container_fd(struct client *cl, struct inode *in, int fd, uint64
 		cache_pin(cl->cache, &in->fid);
 }
 
+/* An object in conflict (replicas disagree, docs/replication.md): reading it
+ * fails with EIO until `encore repair`; says so once per object. */
+static int conflict_eio(struct client *cl, struct inode *in)
+{
+	char path[1024], fs[FID_STR_LEN];
+	bool first;
+
+	pthread_mutex_lock(&in->lock);
+	first = !in->conflict_logged;
+	in->conflict_logged = true;
+	pthread_mutex_unlock(&in->lock);
+	if (first) {
+		inode_path(cl->itab, in, cl->realm, path, sizeof(path));
+		if (path[0] != '\0') {
+			log_warn("fsops", "'%s%s' is in conflict: run 'encore repair %s%s'",
+				 cl->mount, path, cl->mount, path);
+		} else {
+			fid_fmt(&in->fid, fs);
+			log_warn("fsops", "'%s' is in conflict: run 'encore repair PATH'", fs);
+		}
+	}
+	return -EIO;
+}
+
 /* Makes in->fd the current container for a new handle, fetching if needed.
  * Caller holds io_lock. Sets *keep if the kernel's page cache is valid. */
 static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int flags, bool *keep)
@@ -1630,6 +1825,8 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 	pthread_mutex_unlock(&in->lock);
 	if (!S_ISREG(a.mode))
 		return -EINVAL;
+	if ((a.flags & ATTR_F_CONFLICT) && !shared)
+		return conflict_eio(cl, in);
 	if (!shared) {
 		ret = cache_get(cl->cache, &in->fid, &e);
 		if (ret == 0 && (e.dirty || (e.has_data && e.data_version == a.data_version))) {
@@ -1772,6 +1969,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	pthread_mutex_lock(&in->io_lock);
 	ret = open_data(cl, req, in, fi->flags, &keep);
+	if (ret == -ERR_CONFLICT)
+		ret = conflict_eio(cl, in);
 	if (ret == 0) {
 		h = handle_new(cl, req, in, fi->flags);
 		if (h == NULL)

@@ -7,6 +7,7 @@
  */
 #include "client/inode.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +64,7 @@ static void inode_destroy(struct inode *in)
 		free(in->knames[i]);
 	free(in->knames);
 	free(in->target);
+	free(in->name);
 	pthread_mutex_destroy(&in->lock);
 	pthread_mutex_destroy(&in->io_lock);
 	free(in);
@@ -328,4 +330,63 @@ const struct dirent_w *inode_find_ent_locked(struct inode *in, const char *name)
 		if (strcmp(in->ents[i].name, name) == 0)
 			return &in->ents[i];
 	return NULL;
+}
+
+void inode_set_name_locked(struct inode *in, uint64_t parent_ino, const char *name)
+{
+	if (in->name != NULL && in->parent_ino == parent_ino && strcmp(in->name, name) == 0)
+		return;
+	free(in->name);
+	in->name = xstrdup(name);
+	in->parent_ino = parent_ino;
+}
+
+void inode_path(struct itab *t, struct inode *in, const char *realm, char *out, size_t len)
+{
+	/* Bounded: a path deeper than this is not worth a log line. */
+	enum { DEPTH_MAX = 64 };
+	char *parts[DEPTH_MAX];
+	size_t n = 0, pos = 0;
+	struct inode *cur = in;
+	bool complete = false;
+
+	out[0] = '\0';
+	inode_ref(t, cur);
+	while (n < DEPTH_MAX) {
+		uint64_t parent;
+		struct inode *next;
+
+		pthread_mutex_lock(&cur->lock);
+		if (fid_is_root(&cur->fid)) {
+			complete = true;
+			pthread_mutex_unlock(&cur->lock);
+			break;
+		}
+		if (cur->name == NULL) {
+			pthread_mutex_unlock(&cur->lock);
+			break;
+		}
+		parts[n++] = xstrdup(cur->name);
+		parent = cur->parent_ino;
+		pthread_mutex_unlock(&cur->lock);
+		next = inode_get_ino(t, parent);
+		inode_put(t, cur);
+		cur = next;
+		if (cur == NULL)
+			break;
+	}
+	inode_put(t, cur);
+	if (complete) {
+		int w = snprintf(out, len, "/%s", realm);
+
+		pos = w < 0 ? 0 : (size_t)w;
+		for (size_t i = n; i > 0 && pos < len; i--) {
+			w = snprintf(out + pos, len - pos, "/%s", parts[i - 1]);
+			pos += w < 0 ? 0 : (size_t)w;
+		}
+		if (pos >= len)
+			out[0] = '\0';
+	}
+	for (size_t i = 0; i < n; i++)
+		free(parts[i]);
 }

@@ -66,6 +66,11 @@ struct inode {
 	size_t cap_knames;
 	/* Symlink target cache (owned; NULL if none). */
 	char *target;
+	/* Last name the kernel looked it up by (owned; NULL if none) and the
+	 * directory it is in: enough to name it in a log line. */
+	char *name;
+	uint64_t parent_ino;
+	bool conflict_logged; /* "is in conflict" was logged once */
 };
 
 struct itab;
@@ -101,6 +106,12 @@ void inode_drop_listing_locked(struct inode *in);
 bool inode_add_kname_locked(struct inode *in, const char *name);
 /* Moves the recorded names to the caller (*names, *n; free each and the array). */
 void inode_take_knames_locked(struct inode *in, char ***names, size_t *n);
+/* Records name and parent_ino as in's last known name (caller holds in->lock). */
+void inode_set_name_locked(struct inode *in, uint64_t parent_ino, const char *name);
+/* Formats a path for in relative to the mount ("/realm/dir/name") by
+ * walking the last known names up to the realm root; "" if unknown.
+ * Takes inode locks one at a time (none may be held). */
+void inode_path(struct itab *t, struct inode *in, const char *realm, char *out, size_t len);
 /* Finds name in the cached listing; NULL if absent. */
 const struct dirent_w *inode_find_ent_locked(struct inode *in, const char *name);
 

@@ -195,6 +195,9 @@ int main(int argc, char **argv)
 	cl.itab = itab_new();
 	cl.conn = conn_new(cl.realm, (const char *const *)cl.servers, cl.n_servers, fsops_on_break,
 			   fsops_on_lost, &cl);
+	ret = conn_start_probes(cl.conn);
+	if (ret < 0)
+		fatal(1, "cannot start server probes: %s", err_str(ret));
 
 	if (snprintf(optbuf, sizeof(optbuf),
 		     "-oallow_other,default_permissions,fsname=encore:%s,subtype=encore",

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,6 +216,8 @@ static void *reader_main(void *arg)
 		if (err == 0 && (flags & FRAME_F_PUSH) != 0) {
 			if (c->push != NULL)
 				c->push(c->arg, &m);
+			else if (m.reqid != 0) /* nothing cached: nothing to invalidate */
+				rpc_reply_push(c, &m, 0);
 			free(buf);
 			continue;
 		}
@@ -312,6 +315,26 @@ bool rpc_alive(struct rpc_conn *c)
 	alive = c->err == 0;
 	pthread_mutex_unlock(&c->lock);
 	return alive;
+}
+
+void rpc_kill(struct rpc_conn *c, int err)
+{
+	pthread_mutex_lock(&c->lock);
+	conn_fail_locked(c, err);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int rpc_set_send_timeout(struct rpc_conn *c, int timeout_ms)
+{
+	struct timeval tv = { .tv_sec = timeout_ms / 1000,
+			      .tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000 };
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->fd >= 0 && setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+		ret = -errno;
+	pthread_mutex_unlock(&c->lock);
+	return ret;
 }
 
 int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out)
@@ -444,6 +467,32 @@ int rpc_call(struct rpc_conn *c, struct msg *req, struct msg *rep, int timeout_m
 	}
 	*callp = call;
 	return 0;
+}
+
+int rpc_reply_push(struct rpc_conn *c, const struct msg *push, int status)
+{
+	struct msg rep;
+	struct wr w;
+	int ret;
+
+	if (push->reqid == 0)
+		return -EINVAL;
+	msg_init_reply(&rep, push, status);
+	wr_init(&w);
+	ret = msg_encode(&w, &rep);
+	if (ret == 0) {
+		pthread_mutex_lock(&c->send_lock);
+		ret = send_full(c->fd, w.buf, w.len);
+		pthread_mutex_unlock(&c->send_lock);
+		if (ret < 0) {
+			pthread_mutex_lock(&c->lock);
+			conn_fail_locked(c, ret);
+			pthread_mutex_unlock(&c->lock);
+			ret = -ENOTCONN;
+		}
+	}
+	wr_release(&w);
+	return ret;
 }
 
 uint64_t rpc_rtt_us(struct rpc_conn *c)

@@ -22,7 +22,10 @@ struct rpc_call;
 
 /* Called on the reader thread for every pushed frame. m and its data are
  * valid only during the call. Must not call rpc_call on the same connection
- * synchronously (it would deadlock the reader). */
+ * synchronously (it would deadlock the reader). A push with a non-zero reqid
+ * (MSG_CB_BREAK) wants an answer: the owner sends it with rpc_reply_push,
+ * from this callback or later from any thread (copy m->type and m->reqid).
+ * With no push callback, rpc.c answers such pushes itself with ST_OK. */
 typedef void (*rpc_push_fn)(void *arg, const struct msg *m);
 /* Called once on the reader thread when the connection dies (err < 0: -EPROTO
  * for a malformed frame, -ENOTCONN for EOF, or the socket's -errno). Not
@@ -42,6 +45,15 @@ int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dea
 void rpc_close(struct rpc_conn *c);
 /* True until the connection has failed. */
 bool rpc_alive(struct rpc_conn *c);
+/* Poisons the connection now as if the socket had failed with err: every
+ * waiting and later call fails at once; the reader thread exits (the dead
+ * callback runs). Unlike rpc_close it drops no reference, so other threads
+ * may keep using c (their calls fail). */
+void rpc_kill(struct rpc_conn *c, int err);
+/* Bounds how long one send may block on a full socket buffer (a peer that
+ * stopped reading): past it the send fails and the connection dies.
+ * 0 = no bound (the default). Returns 0 or -errno. */
+int rpc_set_send_timeout(struct rpc_conn *c, int timeout_ms);
 
 /* Starts a call: assigns req->reqid, encodes and sends. Blocks while
  * CALLS_IN_FLIGHT_MAX calls are pending on the connection. *out is the handle to
@@ -61,6 +73,15 @@ void rpc_call_free(struct rpc_call *call);
  * transport error, or 0 (then check rep->status). */
 int rpc_call(struct rpc_conn *c, struct msg *req, struct msg *rep, int timeout_ms,
 	     struct rpc_call **callp);
+
+/* Answers a push that carries a non-zero reqid: sends a reply frame with
+ * push->type, push->reqid and status (0 or -errno; the frame carries no
+ * fields), e.g. to acknowledge a callback break once the caches are
+ * invalidated. Only push->type and push->reqid are read. Any thread, also
+ * the push callback; never waits for the server. Returns 0, -EINVAL for a
+ * push without a reqid, -ENOTCONN if the connection is dead (then the
+ * server treats every break as acknowledged anyway). */
+int rpc_reply_push(struct rpc_conn *c, const struct msg *push, int status);
 
 /* Measured smoothed round-trip time in microseconds (0 before the first reply). */
 uint64_t rpc_rtt_us(struct rpc_conn *c);

@@ -160,6 +160,8 @@ class Server:
         self.port_file = Path(base) / ("server%d.port" % sid)
         self.port = None
         self.proc = None
+        self.start_args = []  # extra options for start(), e.g. --peers FILE
+        self.init_args = []  # extra options for init(), e.g. --vsg 1,2,3
 
     @property
     def addr(self):
@@ -174,6 +176,7 @@ class Server:
             cmd += ["--root-mode", "%o" % root_mode]
         if root_owner is not None:
             cmd += ["--root-owner", "%d:%d" % root_owner]
+        cmd += list(self.init_args)
         with open(self.log, "ab") as lf:
             r = subprocess.run(cmd, stdout=lf, stderr=subprocess.STDOUT, timeout=60)
         if r.returncode != 0:
@@ -188,7 +191,7 @@ class Server:
         rfd, wfd = os.pipe()
         cmd = [require_binary("encore-server"), "--dir", str(self.dir),
                "--listen", "127.0.0.1:%d" % (port or 0), "--port-file", str(self.port_file),
-               "--ready-fd", str(wfd)]
+               "--ready-fd", str(wfd)] + list(self.start_args)
         with open(self.log, "ab") as lf:
             try:
                 self.proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL,
@@ -372,6 +375,72 @@ class Cluster:
 
 
 # --- helpers shared by test modules ---------------------------------------
+
+def free_ports(n):
+    """n distinct free loopback TCP ports (bound, read, released)."""
+    import socket
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def replicated_servers(cluster, n=3, start=True):
+    """n servers whose root volume is replicated on all of them: a peers
+    file naming every server, `init --vsg 1,...,n`, `--peers FILE` on start
+    (docs/replication.md). Returns the Server objects (ids 1..n)."""
+    ports = free_ports(n)
+    peers = cluster.base / "servers.conf"
+    peers.write_text("".join("[server %d]\naddress = 127.0.0.1:%d\n" % (i + 1, p)
+                             for i, p in enumerate(ports)))
+    vsg = ",".join(str(i + 1) for i in range(n))
+    out = []
+    for i in range(n):
+        s = Server(cluster.base, i + 1)
+        cluster.servers.append(s)
+        s.init_args = ["--vsg", vsg]
+        s.start_args = ["--peers", str(peers)]
+        s.port = ports[i]
+        s.init()
+        out.append(s)
+    if start:
+        for s in out:
+            s.start(port=s.port)
+    return out
+
+
+def ctl(client, op, timeout=30.0, **kw):
+    """One control-socket request (MSG_CTL, JSON) to a client; returns the
+    reply as a dict ({"ok": true, ...} or {"ok": false, "error": ...})."""
+    import socket
+    req = dict(op=op, **kw)
+    body = wire.blob(json.dumps(req).encode())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
+        so.settimeout(timeout)
+        so.connect(str(client.socket))
+        so.sendall(wire.frame(wire.MSG_CTL, body))
+        hdr = b""
+        while len(hdr) < 12:
+            chunk = so.recv(12 - len(hdr))
+            assert chunk, "control socket closed"
+            hdr += chunk
+        blen = int.from_bytes(hdr[:4], "little")
+        data = b""
+        while len(data) < blen:
+            chunk = so.recv(blen - len(data))
+            assert chunk, "control socket closed"
+            data += chunk
+    assert int.from_bytes(data[:4], "little") == 0, "ctl status %r" % data[:4]
+    n = int.from_bytes(data[4:8], "little")
+    return json.loads(data[8:8 + n].decode())
+
 
 def run_as(uid, gid, code, *args, groups=None, timeout=60):
     """Runs python code as another user via setpriv. The code runs with

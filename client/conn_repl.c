@@ -1,0 +1,1135 @@
+/*
+ * conn_repl.c - the client side of replication (docs/replication.md
+ * "Client"): volumes and their VSG, calls to the AVSG.
+ * Owns:    the volume table (VSG per volume, slots that missed updates),
+ *          the table of stores in progress, every struct conn_op.
+ * Borrows: servers and their connections from conn.c (conn_i.h).
+ * Locking: conn.vol_lock protects the volume table, conn.store_lock the
+ *          store table; both are leaves and never held across a wait.
+ *
+ * Calls come in four kinds:
+ *   single:   HELLO, GETROOT, PING, STATS and the repair messages: one
+ *             server, no failover.
+ *   read:     LOOKUP READDIR FETCH READLINK STATFS: the preferred AVSG
+ *             member (lowest smoothed RTT); a member that fails or misses
+ *             its read deadline while another can answer is marked down
+ *             and the call moves on (the request is kept for that).
+ *   validate: GETATTR (asked only without a callback): every AVSG member;
+ *             replicas that differ in (StoreId; VV) get RESOLVE(fid) at the
+ *             preferred member, which is then asked again.
+ *   update:   SETATTR CREATE REMOVE RENAME LINK STORE: every AVSG member in
+ *             parallel with one deadline, then COP2 to those that did it.
+ */
+#include "client/conn.h"
+#include "client/conn_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/fid.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/rpc.h"
+#include "common/xalloc.h"
+
+/* How long a volume resolution or an object resolution may take: the
+ * server gathers every replica's state before it answers. */
+#define RESOLVE_TIMEOUT_MS 10000
+/* Poll step while waiting for the first answer of a multicast past its
+ * deadline (nobody answered yet: there is no one to move on to). */
+#define POLL_STEP_MS 20
+
+enum op_kind {
+	OP_SINGLE,
+	OP_READ,
+	OP_VALIDATE,
+	OP_UPDATE,
+};
+
+struct member {
+	struct conn_server *srv;
+	struct sconn *sc;      /* owned reference */
+	struct rpc_call *call; /* owned */
+	int slot;	       /* VSG slot, -1 if unknown */
+	bool answered;	       /* ret is final */
+	int ret;	       /* transport error, or the server's status */
+};
+
+struct conn_op {
+	enum op_kind kind;
+	uint16_t type;
+	struct msg *req; /* owned copy for failover (reads), F_DATA not kept */
+	struct fid fid;	 /* of the request */
+	struct storeid sid;
+	uint32_t mflags;
+	uint64_t handle;
+	struct cvol vol; /* snapshot of the volume's VSG */
+	uint64_t t0;	 /* now_ns() at start */
+	uint64_t tried;	 /* servers (by index) this call was sent to */
+	size_t n;
+	struct member m[VV_MAX];
+	int chosen; /* member whose reply the caller gets, -1 */
+};
+
+static bool is_update(uint16_t type)
+{
+	switch (type) {
+	case MSG_SETATTR:
+	case MSG_CREATE:
+	case MSG_REMOVE:
+	case MSG_RENAME:
+	case MSG_LINK:
+	case MSG_STORE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool is_read(uint16_t type)
+{
+	switch (type) {
+	case MSG_LOOKUP:
+	case MSG_READDIR:
+	case MSG_FETCH:
+	case MSG_READLINK:
+	case MSG_STATFS:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool transport_err(int ret)
+{
+	return ret == -ENOTCONN || ret == -EPROTO || ret == -ETIMEDOUT || ret == -ECONNRESET ||
+	       ret == -EPIPE || ret == -ECONNREFUSED;
+}
+
+/* ---------- volumes ---------- */
+
+void repl_init(struct conn *c)
+{
+	pthread_mutex_init(&c->vol_lock, NULL);
+	pthread_mutex_init(&c->store_lock, NULL);
+}
+
+void repl_release(struct conn *c)
+{
+	pthread_mutex_destroy(&c->vol_lock);
+	pthread_mutex_destroy(&c->store_lock);
+}
+
+static struct cvol *vol_find_locked(struct conn *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->n_vols; i++) {
+		if (c->vols[i].id == id)
+			return &c->vols[i];
+	}
+	return NULL;
+}
+
+static bool vol_get(struct conn *c, uint32_t id, struct cvol *out)
+{
+	struct cvol *v;
+
+	pthread_mutex_lock(&c->vol_lock);
+	v = vol_find_locked(c, id);
+	if (v != NULL)
+		*out = *v;
+	pthread_mutex_unlock(&c->vol_lock);
+	return v != NULL;
+}
+
+static void vol_set(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg)
+{
+	struct cvol *v;
+
+	if (vsg->n == 0 || vsg->n > VV_MAX)
+		return;
+	pthread_mutex_lock(&c->vol_lock);
+	v = vol_find_locked(c, id);
+	if (v == NULL && c->n_vols < CONN_VOLS_MAX) {
+		v = &c->vols[c->n_vols++];
+		memset(v, 0, sizeof(*v));
+		v->id = id;
+	}
+	if (v != NULL) {
+		if (name != NULL && name[0] != '\0')
+			snprintf(v->name, sizeof(v->name), "%s", name);
+		if (v->vsg.n != vsg->n ||
+		    memcmp(v->vsg.ids, vsg->ids, vsg->n * sizeof(vsg->ids[0])))
+			log_info("conn", "volume %u: VSG of %u server(s)", id, vsg->n);
+		v->vsg = *vsg;
+	}
+	pthread_mutex_unlock(&c->vol_lock);
+}
+
+static void vol_missed(struct conn *c, uint32_t id, uint32_t slots)
+{
+	struct cvol *v;
+
+	if (slots == 0)
+		return;
+	pthread_mutex_lock(&c->vol_lock);
+	v = vol_find_locked(c, id);
+	if (v != NULL)
+		v->missed |= slots;
+	pthread_mutex_unlock(&c->vol_lock);
+}
+
+static int vsg_slot(const struct vsg *vsg, uint32_t id)
+{
+	for (uint32_t i = 0; i < vsg->n; i++) {
+		if (vsg->ids[i] == id)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* The server for calls that belong to no volume (or before its VSG is
+ * known): the one that answered GETROOT, else the first up. */
+static struct conn_server *any_server(struct conn *c)
+{
+	int r = atomic_load(&c->root_server);
+
+	if (c->n_servers == 0)
+		return NULL;
+	if (atomic_load(&c->servers[r].up))
+		return &c->servers[r];
+	for (size_t i = 0; i < c->n_servers; i++) {
+		if (atomic_load(&c->servers[i].up))
+			return &c->servers[i];
+	}
+	return &c->servers[r];
+}
+
+/* Fire and forget: the reply, if any, is dropped by rpc.c. */
+static void send_async(struct sconn *sc, struct msg *req)
+{
+	struct rpc_call *call = NULL;
+
+	if (rpc_start(sc->rpc, req, &call) == 0)
+		rpc_call_free(call);
+}
+
+/* Calls srv once with a deadline; returns transport error or status. The
+ * reply is copied to rep without its data. */
+static int call_once(struct conn_server *srv, struct msg *req, struct msg *rep, int timeout_ms)
+{
+	struct rpc_call *call = NULL;
+	struct sconn *sc = sconn_cur(srv);
+	int ret;
+
+	if (sc == NULL)
+		return -ENOTCONN;
+	ret = rpc_call(sc->rpc, req, rep, timeout_ms, &call);
+	if (ret == 0)
+		ret = rep->status;
+	else if (ret == -ETIMEDOUT || ret == -ENOTCONN || ret == -EPROTO)
+		conn_mark_down(srv, sc, ret);
+	rep->data = NULL;
+	rep->data_len = 0;
+	rpc_call_free(call);
+	sconn_put(sc);
+	return ret;
+}
+
+/* The VSG of fid's volume: known, or asked with VOLINFO, or (a server
+ * without replication) the one server that answers. */
+static void vol_for(struct conn *c, const struct fid *fid, struct cvol *out)
+{
+	struct conn_server *srv;
+	struct msg req, rep;
+	int ret;
+
+	if (vol_get(c, fid->vol, out))
+		return;
+	memset(out, 0, sizeof(*out));
+	out->id = fid->vol;
+	srv = any_server(c);
+	if (srv == NULL)
+		return;
+	msg_init(&req, MSG_VOLINFO);
+	fid_make_root(&req.fid, fid->vol);
+	ret = call_once(srv, &req, &rep, CONN_CALL_TIMEOUT_MS);
+	if (ret == 0 && rep.vsg.n > 0 && rep.vsg.n <= VV_MAX) {
+		vol_set(c, fid->vol, NULL, &rep.vsg);
+		vol_get(c, fid->vol, out);
+		return;
+	}
+	if (atomic_load(&srv->server_id) != 0) {
+		out->vsg.n = 1;
+		out->vsg.ids[0] = atomic_load(&srv->server_id);
+	}
+}
+
+/* ---------- ops ---------- */
+
+static struct conn_op *op_new(enum op_kind kind, const struct msg *req)
+{
+	struct conn_op *op = xcalloc(1, sizeof(*op));
+
+	op->kind = kind;
+	op->type = req->type;
+	op->t0 = now_ns();
+	op->chosen = -1;
+	op->fid = req->fid;
+	op->sid = req->sid;
+	op->mflags = req->mflags;
+	op->handle = req->handle;
+	if (kind == OP_READ || kind == OP_VALIDATE) {
+		op->req = xmalloc(sizeof(*op->req));
+		*op->req = *req;
+		op->req->data = NULL;
+		op->req->data_len = 0;
+	}
+	return op;
+}
+
+static void member_release(struct member *m)
+{
+	rpc_call_free(m->call);
+	m->call = NULL;
+	sconn_put(m->sc);
+	m->sc = NULL;
+}
+
+static void op_free(struct conn_op *op)
+{
+	if (op == NULL)
+		return;
+	for (size_t i = 0; i < op->n; i++)
+		member_release(&op->m[i]);
+	free(op->req);
+	free(op);
+}
+
+/* Adds srv as a member (takes the reference sc) and sends req to it. */
+static int op_send(struct conn_op *op, struct conn_server *srv, struct sconn *sc, struct msg *req)
+{
+	struct member *m;
+	int ret;
+
+	ASSERT(op->n < VV_MAX);
+	m = &op->m[op->n++];
+	memset(m, 0, sizeof(*m));
+	m->srv = srv;
+	m->sc = sc;
+	m->slot = vsg_slot(&op->vol.vsg, atomic_load(&srv->server_id));
+	op->tried |= 1ull << srv->idx;
+	ret = rpc_start(sc->rpc, req, &m->call);
+	if (ret < 0) {
+		m->answered = true;
+		m->ret = ret;
+		conn_mark_down(srv, sc, ret);
+	}
+	return ret;
+}
+
+/* The AVSG members of vol not in skip, best (lowest smoothed RTT) first.
+ * Fills srvs/scs (new references); returns the count. */
+static size_t avsg(struct conn *c, const struct cvol *vol, uint64_t skip, struct conn_server **srvs,
+		   struct sconn **scs)
+{
+	size_t n = 0;
+
+	for (uint32_t i = 0; i < vol->vsg.n; i++) {
+		struct conn_server *srv = conn_server_by_id(c, vol->vsg.ids[i]);
+		struct sconn *sc;
+
+		if (srv == NULL || (skip & (1ull << srv->idx)) || !atomic_load(&srv->up))
+			continue;
+		sc = sconn_cur(srv);
+		if (sc == NULL)
+			continue;
+		srvs[n] = srv;
+		scs[n] = sc;
+		n++;
+	}
+	/* Insertion sort by srtt: n <= VV_MAX. */
+	for (size_t i = 1; i < n; i++) {
+		for (size_t j = i; j > 0; j--) {
+			uint64_t a, b;
+
+			pthread_mutex_lock(&srvs[j - 1]->lock);
+			a = srvs[j - 1]->srtt_us;
+			pthread_mutex_unlock(&srvs[j - 1]->lock);
+			pthread_mutex_lock(&srvs[j]->lock);
+			b = srvs[j]->srtt_us;
+			pthread_mutex_unlock(&srvs[j]->lock);
+			if (a <= b)
+				break;
+			struct conn_server *ts = srvs[j];
+			struct sconn *tc = scs[j];
+			srvs[j] = srvs[j - 1];
+			scs[j] = scs[j - 1];
+			srvs[j - 1] = ts;
+			scs[j - 1] = tc;
+		}
+	}
+	return n;
+}
+
+/* No member of the AVSG is up: try to (re)connect to one, with the old
+ * single-server backoff, so that a restarted lone server is used at once. */
+static int fallback(struct conn *c, const struct cvol *vol, uint64_t skip,
+		    struct conn_server **srv_out, struct sconn **sc_out)
+{
+	int ret = -ENOTCONN;
+
+	for (size_t i = 0; i < c->n_servers; i++) {
+		struct conn_server *srv = &c->servers[i];
+		uint32_t id = atomic_load(&srv->server_id);
+		struct sconn *sc;
+
+		if (skip & (1ull << i))
+			continue;
+		if (id != 0 && vol->vsg.n > 0 && vsg_slot(&vol->vsg, id) < 0)
+			continue;
+		ret = sconn_get(srv, false, &sc);
+		if (ret < 0)
+			continue;
+		id = atomic_load(&srv->server_id);
+		if (vol->vsg.n > 0 && vsg_slot(&vol->vsg, id) < 0) {
+			sconn_put(sc);
+			ret = -ENOTCONN;
+			continue;
+		}
+		*srv_out = srv;
+		*sc_out = sc;
+		return 0;
+	}
+	return ret;
+}
+
+/* ---------- stores in progress ---------- */
+
+static struct cstore *store_find_locked(struct conn *c, uint64_t handle)
+{
+	for (size_t i = 0; i < CONN_STORES_MAX; i++) {
+		if (c->stores[i].handle == handle)
+			return &c->stores[i];
+	}
+	return NULL;
+}
+
+static void store_begin(struct conn *c, uint64_t handle, uint64_t members)
+{
+	struct cstore *s, *old = &c->stores[0];
+
+	pthread_mutex_lock(&c->store_lock);
+	s = store_find_locked(c, handle);
+	if (s == NULL)
+		s = store_find_locked(c, 0);
+	if (s == NULL) {
+		/* Evict the least recently used: an abandoned store. */
+		for (size_t i = 1; i < CONN_STORES_MAX; i++) {
+			if (c->stores[i].t_ns < old->t_ns)
+				old = &c->stores[i];
+		}
+		s = old;
+	}
+	s->handle = handle;
+	s->members = members;
+	s->failed = 0;
+	s->t_ns = now_ns();
+	pthread_mutex_unlock(&c->store_lock);
+}
+
+/* Members of a store in progress, minus those that failed a chunk. */
+static bool store_members(struct conn *c, uint64_t handle, uint64_t *members, uint64_t *failed)
+{
+	struct cstore *s;
+
+	pthread_mutex_lock(&c->store_lock);
+	s = handle != 0 ? store_find_locked(c, handle) : NULL;
+	if (s != NULL) {
+		*members = s->members;
+		*failed = s->failed;
+		s->t_ns = now_ns();
+	}
+	pthread_mutex_unlock(&c->store_lock);
+	return s != NULL;
+}
+
+static void store_failed(struct conn *c, uint64_t handle, uint64_t failed, bool end)
+{
+	struct cstore *s;
+
+	pthread_mutex_lock(&c->store_lock);
+	s = handle != 0 ? store_find_locked(c, handle) : NULL;
+	if (s != NULL) {
+		s->failed |= failed;
+		if (end)
+			memset(s, 0, sizeof(*s));
+	}
+	pthread_mutex_unlock(&c->store_lock);
+}
+
+/* ---------- starting calls ---------- */
+
+static int start_single(struct conn *c, struct msg *req, struct conn_op *op)
+{
+	struct conn_server *srv = any_server(c);
+	struct sconn *sc;
+	int ret;
+
+	if (srv == NULL)
+		return -ENOTCONN;
+	ret = sconn_get(srv, false, &sc);
+	if (ret < 0)
+		return ret;
+	return op_send(op, srv, sc, req);
+}
+
+static int start_read(struct conn *c, struct msg *req, struct conn_op *op)
+{
+	struct conn_server *srvs[VV_MAX];
+	struct sconn *scs[VV_MAX];
+	size_t n;
+	int ret = -ENOTCONN;
+
+	for (;;) {
+		n = avsg(c, &op->vol, op->tried, srvs, scs);
+		if (n == 0)
+			break;
+		for (size_t i = 1; i < n; i++)
+			sconn_put(scs[i]);
+		ret = op_send(op, srvs[0], scs[0], req);
+		if (ret == 0)
+			return 0;
+	}
+	if (op->n > 0 && ret < 0)
+		return ret;
+	ret = fallback(c, &op->vol, op->tried, &srvs[0], &scs[0]);
+	if (ret < 0)
+		return ret;
+	return op_send(op, srvs[0], scs[0], req);
+}
+
+/* Sends req to every member given; 0 if at least one send worked. */
+static int start_all(struct conn_op *op, struct msg *req, struct conn_server **srvs,
+		     struct sconn **scs, size_t n)
+{
+	int ret = -ENOTCONN;
+	bool any = false;
+
+	for (size_t i = 0; i < n; i++) {
+		/* A member whose socket stays full (a frozen server) must not
+		 * hold the others: bound the send while others can answer. */
+		rpc_set_send_timeout(scs[i]->rpc, n > 1 ? CONN_DEADLINE_CAP_MS : 0);
+		ret = op_send(op, srvs[i], scs[i], req);
+		any |= ret == 0;
+	}
+	return any ? 0 : ret;
+}
+
+static int start_multi(struct conn *c, struct msg *req, struct conn_op *op)
+{
+	struct conn_server *srvs[VV_MAX];
+	struct sconn *scs[VV_MAX];
+	size_t n;
+	int ret;
+
+	if (req->type == MSG_STORE && !(req->mflags & STORE_FIRST)) {
+		uint64_t members, failed;
+
+		/* Later chunks go where the first went, minus failures. */
+		if (store_members(c, req->handle, &members, &failed))
+			op->tried = ~members | failed;
+	}
+	n = avsg(c, &op->vol, op->tried, srvs, scs);
+	op->tried = 0;
+	if (n == 0) {
+		ret = fallback(c, &op->vol, 0, &srvs[0], &scs[0]);
+		if (ret < 0)
+			return ret;
+		n = 1;
+	}
+	ret = start_all(op, req, srvs, scs, n);
+	if (req->type == MSG_STORE && (req->mflags & STORE_FIRST))
+		store_begin(c, req->handle, op->tried);
+	return ret;
+}
+
+int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
+{
+	enum op_kind kind = OP_SINGLE;
+	struct conn_op *op;
+	int ret;
+
+	cc->op = NULL;
+	if (c->n_servers == 0)
+		return -ENOTCONN;
+	if (is_update(req->type))
+		kind = OP_UPDATE;
+	else if (req->type == MSG_GETATTR)
+		kind = OP_VALIDATE;
+	else if (is_read(req->type))
+		kind = OP_READ;
+	op = op_new(kind, req);
+	if (kind != OP_SINGLE)
+		vol_for(c, &req->fid, &op->vol);
+	switch (kind) {
+	case OP_SINGLE:
+		ret = start_single(c, req, op);
+		break;
+	case OP_READ:
+		ret = start_read(c, req, op);
+		break;
+	case OP_VALIDATE:
+	case OP_UPDATE:
+		ret = start_multi(c, req, op);
+		break;
+	default:
+		ret = -EINVAL;
+		break;
+	}
+	if (ret < 0) {
+		op_free(op);
+		return ret;
+	}
+	cc->op = op;
+	return 0;
+}
+
+/* ---------- waiting ---------- */
+
+static int ms_left(uint64_t deadline_ns)
+{
+	uint64_t now = now_ns();
+
+	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* Waits for m until deadline_ns; records the outcome. */
+static void member_wait(struct conn_op *op, struct member *m, uint64_t deadline_ns)
+{
+	struct msg rep;
+	int ret;
+
+	if (m->answered)
+		return;
+	ret = rpc_wait(m->call, ms_left(deadline_ns), &rep);
+	if (ret == -ETIMEDOUT)
+		return;
+	m->answered = true;
+	m->ret = ret == 0 ? rep.status : ret;
+	if (ret == 0)
+		conn_rtt_sample(m->srv, (now_ns() - op->t0) / 1000 + 1);
+}
+
+/* Multicast wait: every member until the common deadline; if nobody has
+ * answered by then, until the first answer (or CONN_CALL_TIMEOUT_MS).
+ * Members still silent then, or whose connection failed, are marked down. */
+static void wait_all(struct conn *c, struct conn_op *op, bool update)
+{
+	uint64_t deadline = op->t0, hard = op->t0 + CONN_CALL_TIMEOUT_MS * 1000000ull;
+	bool any = false;
+
+	(void)c;
+	for (size_t i = 0; i < op->n; i++) {
+		uint64_t d = op->t0 + (uint64_t)conn_deadline_ms(op->m[i].srv, update) * 1000000ull;
+
+		if (d > deadline)
+			deadline = d;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		member_wait(op, &op->m[i], deadline);
+		any |= op->m[i].answered && !transport_err(op->m[i].ret);
+	}
+	while (!any && now_ns() < hard) {
+		bool pending = false;
+
+		for (size_t i = 0; i < op->n && !any; i++) {
+			struct member *m = &op->m[i];
+
+			if (m->answered)
+				continue;
+			pending = true;
+			member_wait(op, m, now_ns() + POLL_STEP_MS * 1000000ull);
+			any |= m->answered && !transport_err(m->ret);
+		}
+		if (!pending)
+			break;
+	}
+	for (size_t i = 0; i < op->n; i++) {
+		struct member *m = &op->m[i];
+
+		if (!m->answered) {
+			m->answered = true;
+			m->ret = -ETIMEDOUT;
+		}
+		if (transport_err(m->ret))
+			conn_mark_down(m->srv, m->sc, m->ret);
+	}
+}
+
+/* The vector a replica of the update set will hold after COP2: the
+ * chosen reply's plus one in every other member's slot. */
+static void vv_after_cop2(struct attr *a, const struct cvol *vol, uint32_t mask, int own)
+{
+	static const uint8_t zero[OID_LEN];
+
+	if (memcmp(a->fid.oid, zero, OID_LEN) == 0 || a->vv.n != vol->vsg.n)
+		return;
+	for (uint32_t j = 0; j < a->vv.n; j++) {
+		if ((mask & (1u << j)) && (int)j != own)
+			a->vv.slot[j]++;
+	}
+}
+
+static void request_resolve(struct conn_server *srv, struct sconn *sc, const struct fid *fid,
+			    uint32_t flags)
+{
+	struct msg req;
+	char s[FID_STR_LEN];
+
+	fid_fmt(fid, s);
+	log_info("conn", "replicas of %s differ: asking server %u to resolve", s,
+		 atomic_load(&srv->server_id));
+	msg_init(&req, MSG_RESOLVE);
+	req.fid = *fid;
+	req.mflags = flags;
+	send_async(sc, &req);
+}
+
+static int wait_update(struct conn *c, struct conn_op *op, struct msg *rep)
+{
+	const struct fid *fid = &op->fid;
+	const struct storeid *sid = &op->sid;
+	uint32_t mflags = op->mflags;
+	uint64_t handle = op->handle;
+	uint64_t failed = 0;
+	uint32_t mask;
+	int ret = 0, err = 0;
+	bool mixed = false, store = op->type == MSG_STORE, last = !store || (mflags & STORE_LAST);
+
+	wait_all(c, op, true);
+	for (size_t i = 0; i < op->n; i++) {
+		struct member *m = &op->m[i];
+
+		if (m->ret == 0) {
+			if (op->chosen < 0)
+				op->chosen = (int)i;
+			continue;
+		}
+		failed |= 1ull << m->srv->idx;
+		if (err == 0 || (transport_err(err) && !transport_err(m->ret)))
+			err = m->ret;
+		if (!transport_err(m->ret))
+			mixed = true;
+	}
+	if (store) {
+		uint64_t members = 0, before = 0;
+
+		if (store_members(c, handle, &members, &before))
+			failed |= before;
+		store_failed(c, handle, failed, last);
+	}
+	if (op->chosen < 0) {
+		if (store && !last)
+			store_failed(c, handle, 0, true);
+		return err != 0 ? err : -EIO;
+	}
+	mask = 0;
+	for (size_t i = 0; i < op->n; i++) {
+		struct member *m = &op->m[i];
+
+		if (m->ret == 0 && m->slot >= 0 && !(failed & (1ull << m->srv->idx)))
+			mask |= 1u << m->slot;
+	}
+	if (mixed && last) {
+		struct member *m = &op->m[op->chosen];
+
+		request_resolve(m->srv, m->sc, fid, 0);
+	}
+	if (last && op->vol.vsg.n > 1 && mask != 0) {
+		struct msg cop2;
+
+		msg_init(&cop2, MSG_COP2);
+		cop2.fid = *fid;
+		cop2.mflags = mask;
+		cop2.sid = *sid;
+		for (size_t i = 0; i < op->n; i++) {
+			struct member *m = &op->m[i];
+
+			if (m->slot >= 0 && (mask & (1u << m->slot)))
+				send_async(m->sc, &cop2);
+		}
+	}
+	if (last && op->vol.vsg.n > 0) {
+		uint32_t all = op->vol.vsg.n >= 32 ? ~0u : (1u << op->vol.vsg.n) - 1;
+
+		vol_missed(c, op->vol.id, all & ~mask);
+	}
+	ret = rpc_wait(op->m[op->chosen].call, 0, rep);
+	if (ret < 0)
+		return ret;
+	if (last && mask != 0) {
+		int own = op->m[op->chosen].slot;
+
+		vv_after_cop2(&rep->attr, &op->vol, mask, own);
+		vv_after_cop2(&rep->attr2, &op->vol, mask, own);
+	}
+	return rep->status;
+}
+
+/* Moves a read to the next AVSG member; 0 if it was sent somewhere. */
+static int read_next(struct conn *c, struct conn_op *op)
+{
+	struct conn_server *srvs[VV_MAX];
+	struct sconn *scs[VV_MAX];
+	size_t n;
+
+	for (;;) {
+		if (op->n >= VV_MAX)
+			return -ENOTCONN;
+		n = avsg(c, &op->vol, op->tried, srvs, scs);
+		if (n == 0)
+			return -ENOTCONN;
+		for (size_t i = 1; i < n; i++)
+			sconn_put(scs[i]);
+		if (op_send(op, srvs[0], scs[0], op->req) == 0)
+			return 0;
+	}
+}
+
+static bool others_up(struct conn *c, const struct conn_op *op)
+{
+	for (uint32_t i = 0; i < op->vol.vsg.n; i++) {
+		struct conn_server *srv = conn_server_by_id(c, op->vol.vsg.ids[i]);
+
+		if (srv != NULL && !(op->tried & (1ull << srv->idx)) && atomic_load(&srv->up))
+			return true;
+	}
+	return false;
+}
+
+static int wait_read(struct conn *c, struct conn_op *op, struct msg *rep)
+{
+	for (;;) {
+		struct member *m = &op->m[op->n - 1];
+		bool others = op->kind != OP_SINGLE && others_up(c, op);
+		uint64_t t = now_ns();
+		int timeout = others ? conn_deadline_ms(m->srv, false) : CONN_CALL_TIMEOUT_MS;
+		int ret;
+
+		if (m->answered) {
+			ret = m->ret; /* the send failed */
+		} else {
+			ret = rpc_wait(m->call, timeout, rep);
+			if (ret == 0) {
+				m->answered = true;
+				m->ret = rep->status;
+				op->chosen = (int)op->n - 1;
+				conn_rtt_sample(m->srv, (now_ns() - t) / 1000 + 1);
+				return rep->status;
+			}
+			m->answered = true;
+			m->ret = ret;
+			if (ret == -ETIMEDOUT && !others)
+				return ret;
+			conn_mark_down(m->srv, m->sc, ret);
+		}
+		if (op->kind == OP_SINGLE || read_next(c, op) < 0)
+			return ret;
+		log_debug("conn", "%s moved from server %u after %s", msg_name(op->type),
+			  atomic_load(&m->srv->server_id), err_str(ret));
+	}
+}
+
+static bool attr_same(const struct attr *a, const struct attr *b)
+{
+	/* Equal StoreIds mean equal contents even if a COP2 was lost. */
+	if (storeid_eq(&a->sid, &b->sid))
+		return true;
+	return vv_compare(&a->vv, &b->vv) == VV_EQUAL;
+}
+
+static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
+{
+	struct msg r;
+	struct attr first;
+	bool differ = false, have = false;
+	int ret = 0, err = 0;
+
+	if (op->n == 1)
+		return wait_read(c, op, rep);
+	wait_all(c, op, false);
+	for (size_t i = 0; i < op->n; i++) {
+		struct member *m = &op->m[i];
+
+		if (transport_err(m->ret))
+			continue;
+		if (m->ret != 0) {
+			if (err == 0)
+				err = m->ret;
+			differ |= have;
+			continue;
+		}
+		if (rpc_wait(m->call, 0, &r) < 0)
+			continue;
+		if (op->chosen < 0)
+			op->chosen = (int)i;
+		if (!have) {
+			first = r.attr;
+			have = true;
+			differ |= err != 0;
+		} else if (!attr_same(&first, &r.attr)) {
+			differ = true;
+		}
+		if (r.attr.flags & ATTR_F_CONFLICT)
+			differ = false; /* resolution leaves it alone: repair does */
+	}
+	if (op->chosen < 0)
+		return err != 0 ? err : -ETIMEDOUT;
+	if (differ) {
+		struct member *m = &op->m[op->chosen];
+		struct msg req, rr;
+
+		msg_init(&req, MSG_RESOLVE);
+		req.fid = op->req->fid;
+		char s[FID_STR_LEN];
+		fid_fmt(&req.fid, s);
+		log_info("conn", "replicas of %s differ: resolving at server %u", s,
+			 atomic_load(&m->srv->server_id));
+		ret = call_once(m->srv, &req, &rr, RESOLVE_TIMEOUT_MS);
+		if (ret < 0)
+			log_debug("conn", "resolve of %s: %s", s, err_str(ret));
+		/* Ask again: the preferred member's answer after resolution. */
+		member_release(m);
+		m->answered = false;
+		m->ret = 0;
+		m->sc = sconn_cur(m->srv);
+		if (m->sc != NULL && rpc_start(m->sc->rpc, op->req, &m->call) == 0) {
+			ret = rpc_wait(m->call, CONN_CALL_TIMEOUT_MS, rep);
+			if (ret == 0)
+				return rep->status;
+		}
+		/* Fall back to what it said before. */
+		for (size_t i = 0; i < op->n; i++) {
+			if (i != (size_t)op->chosen && op->m[i].ret == 0 && op->m[i].call != NULL) {
+				op->chosen = (int)i;
+				ret = rpc_wait(op->m[i].call, 0, rep);
+				return ret < 0 ? ret : rep->status;
+			}
+		}
+		return ret < 0 ? ret : -EIO;
+	}
+	ret = rpc_wait(op->m[op->chosen].call, 0, rep);
+	return ret < 0 ? ret : rep->status;
+}
+
+int conn_wait(struct conn *c, struct conn_call *cc, struct msg *rep)
+{
+	struct conn_op *op = cc->op;
+	int ret;
+
+	if (op == NULL)
+		return -ENOTCONN;
+	switch (op->kind) {
+	case OP_UPDATE:
+		ret = wait_update(c, op, rep);
+		break;
+	case OP_VALIDATE:
+		ret = wait_validate(c, op, rep);
+		break;
+	default:
+		ret = wait_read(c, op, rep);
+		break;
+	}
+	if (ret < 0)
+		conn_done(c, cc);
+	return ret;
+}
+
+void conn_done(struct conn *c, struct conn_call *cc)
+{
+	(void)c;
+	op_free(cc->op);
+	cc->op = NULL;
+}
+
+int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call *cc)
+{
+	int ret = -ENOTCONN;
+
+	cc->op = NULL;
+	if (req->type == MSG_GETROOT) {
+		struct timespec ts;
+
+		/* Let the first probe round learn every server's id, so that the
+		 * first update already reaches the whole AVSG. */
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (2 * CONN_PROBE_TIMEOUT_MS + 1000) / 1000;
+		pthread_mutex_lock(&c->probe_lock);
+		while (c->probe_started && !c->probe_first_done) {
+			if (pthread_cond_timedwait(&c->probe_cond, &c->probe_lock, &ts) != 0)
+				break;
+		}
+		pthread_mutex_unlock(&c->probe_lock);
+		/* Any server of the realm may answer: up ones first. */
+		for (int pass = 0; pass < 2; pass++) {
+			for (size_t i = 0; i < c->n_servers; i++) {
+				struct conn_server *srv = &c->servers[i];
+				struct conn_op *op;
+				struct sconn *sc;
+
+				if (atomic_load(&srv->up) != (pass == 0))
+					continue;
+				ret = sconn_get(srv, false, &sc);
+				if (ret < 0)
+					continue;
+				op = op_new(OP_SINGLE, req);
+				if (op_send(op, srv, sc, req) < 0) {
+					ret = op->m[0].ret;
+					op_free(op);
+					continue;
+				}
+				cc->op = op;
+				ret = wait_read(c, op, rep);
+				if (ret == 0) {
+					struct vsg v = rep->vsg;
+
+					atomic_store(&c->root_server, (int)i);
+					if (v.n == 0) {
+						v.n = 1;
+						v.ids[0] = atomic_load(&srv->server_id);
+					}
+					vol_set(c, rep->attr.fid.vol, c->realm, &v);
+					return 0;
+				}
+				conn_done(c, cc);
+			}
+		}
+		return ret;
+	}
+	ret = conn_start(c, req, cc);
+	if (ret < 0)
+		return ret;
+	return conn_wait(c, cc, rep);
+}
+
+int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
+		     struct conn_call *cc)
+{
+	struct conn_server *srv = conn_server_by_id(c, server_id);
+	struct conn_op *op;
+	struct sconn *sc;
+	int ret;
+
+	cc->op = NULL;
+	if (srv == NULL)
+		return -ENOTCONN;
+	ret = sconn_get(srv, false, &sc);
+	if (ret < 0)
+		return ret;
+	op = op_new(OP_SINGLE, req);
+	ret = op_send(op, srv, sc, req);
+	if (ret < 0) {
+		op_free(op);
+		return ret;
+	}
+	cc->op = op;
+	ret = rpc_wait(op->m[0].call, CONN_CALL_TIMEOUT_MS, rep);
+	if (ret == 0)
+		ret = rep->status;
+	else if (transport_err(ret))
+		conn_mark_down(srv, op->m[0].sc, ret);
+	if (ret < 0)
+		conn_done(c, cc);
+	return ret;
+}
+
+size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max)
+{
+	struct cvol vols[CONN_VOLS_MAX];
+	size_t n;
+
+	pthread_mutex_lock(&c->vol_lock);
+	n = c->n_vols < max ? c->n_vols : max;
+	memcpy(vols, c->vols, n * sizeof(vols[0]));
+	pthread_mutex_unlock(&c->vol_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct conn_vol_info *o = &out[i];
+
+		memset(o, 0, sizeof(*o));
+		o->id = vols[i].id;
+		snprintf(o->name, sizeof(o->name), "%s", vols[i].name);
+		o->vsg = vols[i].vsg;
+		for (uint32_t j = 0; j < vols[i].vsg.n; j++) {
+			struct conn_server *srv = conn_server_by_id(c, vols[i].vsg.ids[j]);
+
+			if (srv != NULL && atomic_load(&srv->up))
+				o->avsg.ids[o->avsg.n++] = vols[i].vsg.ids[j];
+		}
+	}
+	return n;
+}
+
+/* Stamp of vol at srv; 0 with *ok false if it cannot say. */
+static uint64_t stamp_of(struct conn_server *srv, uint32_t vol, bool *ok)
+{
+	struct msg req, rep;
+
+	msg_init(&req, MSG_VOLINFO);
+	fid_make_root(&req.fid, vol);
+	*ok = call_once(srv, &req, &rep, CONN_PROBE_TIMEOUT_MS) == 0;
+	return *ok ? rep.stamp : 0;
+}
+
+void repl_rejoined(struct conn *c, struct conn_server *srv)
+{
+	struct cvol vols[CONN_VOLS_MAX];
+	uint32_t id = atomic_load(&srv->server_id);
+	size_t n;
+
+	pthread_mutex_lock(&c->vol_lock);
+	n = c->n_vols;
+	memcpy(vols, c->vols, n * sizeof(vols[0]));
+	pthread_mutex_unlock(&c->vol_lock);
+	for (size_t i = 0; i < n; i++) {
+		struct cvol *v = &vols[i];
+		int slot = vsg_slot(&v->vsg, id);
+		bool need, ok, ok2 = false;
+		uint64_t mine, other = 0;
+		struct sconn *sc;
+
+		if (slot < 0 || v->vsg.n < 2)
+			continue;
+		need = (v->missed & (1u << slot)) != 0;
+		mine = stamp_of(srv, v->id, &ok);
+		for (uint32_t j = 0; j < v->vsg.n && !ok2; j++) {
+			struct conn_server *o = conn_server_by_id(c, v->vsg.ids[j]);
+
+			if (o != NULL && o != srv && atomic_load(&o->up))
+				other = stamp_of(o, v->id, &ok2);
+		}
+		if (ok && ok2 && mine != other)
+			need = true;
+		log_info("conn", "server %u rejoined volume %u: stamps %llu/%llu%s", id, v->id,
+			 (unsigned long long)mine, (unsigned long long)other,
+			 need ? ", resolving" : "");
+		if (!need)
+			continue;
+		sc = sconn_cur(srv);
+		if (sc != NULL) {
+			struct fid root;
+
+			fid_make_root(&root, v->id);
+			request_resolve(srv, sc, &root, RESOLVE_VOLUME);
+			sconn_put(sc);
+		}
+		pthread_mutex_lock(&c->vol_lock);
+		struct cvol *cv = vol_find_locked(c, v->id);
+		if (cv != NULL)
+			cv->missed &= ~(1u << slot);
+		pthread_mutex_unlock(&c->vol_lock);
+	}
+}

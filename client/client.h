@@ -30,6 +30,7 @@ struct client_counters {
 	atomic_uint_fast64_t cache_misses; /* opens that had to fetch */
 	atomic_uint_fast64_t lookup_hits;  /* lookups answered from a cached listing */
 	atomic_uint_fast64_t cb_breaks;	   /* callback breaks received */
+	atomic_uint_fast64_t cb_acks;	   /* breaks acknowledged after invalidation */
 	atomic_uint_fast64_t conn_losses;  /* server connections lost */
 };
 

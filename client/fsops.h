@@ -9,17 +9,19 @@
 #include "client/client.h"
 
 struct fuse_lowlevel_ops;
+struct conn_brk;
 
 /* The operations table; the session's userdata must be the struct client. */
 const struct fuse_lowlevel_ops *fsops_ops(void);
 
-/* Starts the notifier thread (after cl->se is set). 0 or -errno. */
+/* Starts the notifier threads (after cl->se is set). 0 or -errno. */
 int fsops_start(struct client *cl);
-/* Stops and joins the notifier thread. */
+/* Stops and joins the notifier threads; breaks still queued are
+ * acknowledged without invalidation (the session is going away). */
 void fsops_stop(struct client *cl);
 
 /* conn_break_fn / conn_lost_fn for conn_new (arg is the struct client). */
-void fsops_on_break(void *arg, const struct fid *fid);
+void fsops_on_break(void *arg, const struct fid *fid, struct conn_brk *brk);
 void fsops_on_lost(void *arg, int server);
 
 /* Drops cached data of the object with this inode number if it is neither

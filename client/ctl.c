@@ -78,24 +78,10 @@ static void add_u64(json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_int64((int64_t)v));
 }
 
-static json_object *op_status(struct client *cl)
+/* Per volume: id, name, VSG, AVSG (members up now) and state. */
+static json_object *volumes_json(struct client *cl)
 {
-	json_object *r = json_object_new_object();
-	json_object *vols = json_object_new_array(), *v, *cache, *ctr;
-	struct cache_stats st;
-	struct fid root;
-	bool have;
-
-	json_object_object_add(r, "realm", json_object_new_string(cl->realm));
-	json_object_object_add(r, "mount", json_object_new_string(cl->mount));
-	add_u64(r, "pid", (uint64_t)getpid());
-	json_object_object_add(r, "servers", servers_json(cl, false));
-	pthread_mutex_lock(&cl->root_lock);
-	have = cl->have_root;
-	root = cl->root_fid;
-	pthread_mutex_unlock(&cl->root_lock);
-	(void)have;
-	(void)root;
+	json_object *vols = json_object_new_array(), *v;
 	{
 		struct conn_vol_info vi[CTL_MAX_VOLS];
 		size_t nv = conn_volumes(cl->conn, vi, CTL_MAX_VOLS);
@@ -117,7 +103,29 @@ static json_object *op_status(struct client *cl)
 			json_object_array_add(vols, v);
 		}
 	}
-	json_object_object_add(r, "volumes", vols);
+	return vols;
+}
+
+static json_object *op_status(struct client *cl)
+{
+	json_object *r = json_object_new_object();
+	json_object *vols = json_object_new_array(), *cache, *ctr;
+	struct cache_stats st;
+	struct fid root;
+	bool have;
+
+	json_object_object_add(r, "realm", json_object_new_string(cl->realm));
+	json_object_object_add(r, "mount", json_object_new_string(cl->mount));
+	add_u64(r, "pid", (uint64_t)getpid());
+	json_object_object_add(r, "servers", servers_json(cl, false));
+	pthread_mutex_lock(&cl->root_lock);
+	have = cl->have_root;
+	root = cl->root_fid;
+	pthread_mutex_unlock(&cl->root_lock);
+	(void)have;
+	(void)root;
+	json_object_put(vols);
+	json_object_object_add(r, "volumes", volumes_json(cl));
 	cache_get_stats(cl->cache, &st);
 	cache = json_object_new_object();
 	add_u64(cache, "bytes_used", st.bytes_used);
@@ -281,7 +289,8 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 	struct conn_vol_info vi[CTL_MAX_VOLS];
 	size_t nv = conn_volumes(cl->conn, vi, CTL_MAX_VOLS);
 	struct conn_vol_info *vol = NULL;
-	json_object *jkeep, *r;
+	json_object *jkeep = NULL, *jka, *r;
+	bool keep_all = false;
 	struct fid fid;
 	int ret;
 
@@ -296,8 +305,12 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		*err = -ENOTCONN;
 		return NULL;
 	}
-	if (!json_object_object_get_ex(jreq, "keep", &jkeep) ||
-	    json_object_is_type(jkeep, json_type_null)) {
+	if (json_object_object_get_ex(jreq, "keep_all", &jka) &&
+	    json_object_is_type(jka, json_type_boolean))
+		keep_all = json_object_get_boolean(jka);
+	if (!keep_all && !json_object_object_get_ex(jreq, "keep", &jkeep))
+		jkeep = NULL;
+	if (!keep_all && (jkeep == NULL || json_object_is_type(jkeep, json_type_null))) {
 		json_object *arr = json_object_new_array();
 
 		for (uint32_t k = 0; k < vol->avsg.n; k++) {
@@ -343,8 +356,8 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		msg_init(&req, MSG_REPAIR);
 		req.cred.uid = uid;
 		req.fid = fid;
-		if (json_object_is_type(jkeep, json_type_string) &&
-		    strcmp(json_object_get_string(jkeep), "all") == 0) {
+		if (keep_all || (json_object_is_type(jkeep, json_type_string) &&
+				 strcmp(json_object_get_string(jkeep), "all") == 0)) {
 			req.mflags = REPAIR_KEEP_ALL;
 		} else if (json_object_is_type(jkeep, json_type_int) &&
 			   json_object_get_int64(jkeep) > 0 &&
@@ -377,6 +390,20 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		fsops_flush_ino(cl, ino);
 		r = json_object_new_object();
 		add_u64(r, "server", at);
+		if (req.mflags & REPAIR_KEEP_ALL) {
+			/* The server names each replica's version NAME.conflict-server<N>. */
+			json_object *names = json_object_new_array();
+			char base[NAME_MAX_LEN + 1], nm[NAME_MAX_LEN + 64];
+
+			if (fsops_ino_name(cl, ino, base, sizeof(base)) == 0) {
+				for (uint32_t k = 0; k < vol->vsg.n; k++) {
+					snprintf(nm, sizeof(nm), "%s.conflict-server%u", base,
+						 vol->vsg.ids[k]);
+					json_object_array_add(names, json_object_new_string(nm));
+				}
+			}
+			json_object_object_add(r, "names", names);
+		}
 		return r;
 	}
 }
@@ -422,6 +449,7 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 	} else if (strcmp(op, "check-servers") == 0) {
 		r = json_object_new_object();
 		json_object_object_add(r, "servers", servers_json(cl, true));
+		json_object_object_add(r, "volumes", volumes_json(cl));
 	} else if (strcmp(op, "flush") == 0) {
 		uint64_t ino;
 		int ret;

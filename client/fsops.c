@@ -2313,3 +2313,20 @@ int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid)
 	inode_put(cl->itab, in);
 	return 0;
 }
+
+int fsops_ino_name(struct client *cl, uint64_t ino, char *out, size_t len)
+{
+	struct inode *in = inode_get_ino(cl->itab, ino);
+	int ret = -ENOENT;
+
+	if (in == NULL)
+		return ret;
+	pthread_mutex_lock(&in->lock);
+	if (in->name != NULL && len > 0) {
+		snprintf(out, len, "%s", in->name);
+		ret = 0;
+	}
+	pthread_mutex_unlock(&in->lock);
+	inode_put(cl->itab, in);
+	return ret;
+}

@@ -29,5 +29,8 @@ void fsops_on_lost(void *arg, int server);
 int fsops_flush_ino(struct client *cl, uint64_t ino);
 /* Fid of an inode number; 0 or -ENOENT. */
 int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid);
+/* Copies the last name ino was looked up by (len bytes at most, NUL
+ * included). 0, or -ENOENT if ino or its name is unknown. */
+int fsops_ino_name(struct client *cl, uint64_t ino, char *out, size_t len);
 
 #endif /* CLIENT_FSOPS_H */

@@ -397,7 +397,7 @@ int meta_open(const char *path, bool create, struct meta **out)
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "inline", MDB_CREATE, &m->inl);
 	/* Replication tables appeared after the foundation: created on demand. */
-	static const char *const kv_names[META_KV_N] = { "cop2", "reslog", "conflicts" };
+	static const char *const kv_names[META_KV_N] = { "cop2", "reslog", "conflicts", "reint" };
 	for (int i = 0; i < META_KV_N && rc == 0; i++)
 		rc = mdb_dbi_open(txn, kv_names[i], MDB_CREATE, &m->kv[i]);
 	if (rc != 0) {

@@ -130,6 +130,7 @@ enum meta_kv {
 	META_KV_COP2,	   /* pending phase-two entries */
 	META_KV_RESLOG,	   /* directory resolution logs */
 	META_KV_CONFLICTS, /* objects in conflict */
+	META_KV_REINT,	   /* reintegration marks per (volume, client) (server/reint.c) */
 	META_KV_N,
 };
 /* Copies the value of key into buf (cap bytes; a larger value is -EIO);

@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/msgtab.h"
 #include "common/xalloc.h"
+#include "server/reint.h"
 #include "server/repl.h"
 
 /* Hard links per object and subdirectories per directory, as ext4. */
@@ -1137,7 +1138,7 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 	ret = perm(&req->cred, &v, PERM_W);
 	if (ret < 0)
 		goto out_drop;
-	if ((fl & STORE_FIRST) && (fl & STORE_LAST) && req->offset == 0 &&
+	if ((fl & STORE_FIRST) && (fl & STORE_LAST) && !(fl & STORE_REINT) && req->offset == 0 &&
 	    req->data_len == req->length && req->length <= META_INLINE_MAX) {
 		/* A small file in one chunk: inline, no container. */
 		if (p != NULL)
@@ -1170,6 +1171,15 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 		goto out_drop;
 	o->st.store_bytes += req->data_len;
 	if (!(fl & STORE_LAST)) {
+		vnode_to_attr(&v, &rep->attr);
+		return 0;
+	}
+	if (fl & STORE_REINT) {
+		/* Complete, kept under the handle for a REINTEGRATE store record
+		 * (server/reint.c), which installs it atomically with its batch. */
+		ret = reint_store_done(p, req->length);
+		if (ret < 0)
+			goto out_drop;
 		vnode_to_attr(&v, &rep->attr);
 		return 0;
 	}
@@ -1219,7 +1229,7 @@ static bool is_update(const struct msg *req)
 	case MSG_LINK:
 		return true;
 	case MSG_STORE:
-		return (req->mflags & STORE_LAST) && !(req->mflags & STORE_ABORT);
+		return (req->mflags & STORE_LAST) && !(req->mflags & (STORE_ABORT | STORE_REINT));
 	case MSG_COP2:
 	case MSG_RES_APPLY:
 	case MSG_RES_MARK:
@@ -1343,6 +1353,15 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 			return upd;
 		}
 		o->st.batches++;
+	}
+	if (req->type == MSG_REINTEGRATE) {
+		/* server/reint.c: its records run through ops_exec, each an update of
+		 * this batch; it also writes the client's mark in the batch txn. */
+		if (reint_exec(o, o->txn, oc, req, rep, &o->wr))
+			o->dirty = true;
+		if (rep->status < 0)
+			o->st.errors++;
+		return true;
 	}
 	if (!upd) {
 		ret = run(o, o->txn, oc, req, rep);

@@ -9,7 +9,10 @@
  * All integers are little-endian. A reply has FRAME_F_REPLY set, the
  * request's type and reqid, and a body that starts with a u32 wire status
  * (ST_*); on ST_OK the reply's fields follow, otherwise nothing does.
- * Server-pushed messages (MSG_CB_BREAK) have FRAME_F_PUSH and reqid 0.
+ * Server-pushed messages (MSG_CB_BREAK) have FRAME_F_PUSH and a reqid of the
+ * server's own numbering (0 = no answer wanted); the client acknowledges a
+ * break with a reply frame of that type and reqid (docs/protocol.md
+ * "Callback breaks").
  *
  * Every message body is the list of fields named by its field set (see
  * msgtab.h), encoded in ascending bit order of enum msg_field. Which fields a

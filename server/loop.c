@@ -10,7 +10,12 @@
  * frame of every ready connection and run it inside one LMDB write txn (the
  * batch), appending replies and callback breaks to the output queues;
  * fsync the containers written and commit (ops_batch_end); only then write
- * the queues out. Nothing leaves before its commit. A connection whose
+ * the queues out. Nothing leaves before its commit. The reply to an update
+ * that broke callbacks of other connections is held (struct held) until
+ * each of them acknowledges its MSG_CB_BREAK (a reply frame with the
+ * push's reqid, sent once its client has invalidated its caches and the
+ * kernel's) or is closed, at the latest after BREAK_DEADLINE_MS: then
+ * close-to-open holds for every client still connected. A connection whose
  * output queue is large, or that sent CALLS_IN_FLIGHT_MAX frames in this
  * iteration, is not read from until it drains.
  */
@@ -55,6 +60,35 @@
 #define LISTEN_BACKLOG 1024
 /* Idle buffers larger than this are freed so 1000s of idle connections stay small. */
 #define IDLE_BUF_KEEP (64u << 10)
+/* How long an updater's reply waits for a client to acknowledge a callback
+ * break before we give up on that client and close its connection (it then
+ * treats every callback as broken). A healthy client answers within a
+ * round trip plus a few kernel notifications; a client blocked on a
+ * directory lock answers after its own bound (200 ms, client/fsops.c). */
+#define BREAK_DEADLINE_MS 2000
+
+struct conn;
+
+/* A reply held until the callback breaks of its update are acknowledged.
+ * The updater is named by fd and id, not by pointer: it may close first. */
+struct held {
+	int fd;
+	uint64_t conn_id;
+	unsigned n_wait; /* breaks not yet acknowledged or given up on */
+	struct wr frame; /* owned: the encoded reply */
+};
+
+/* A MSG_CB_BREAK pushed with reqid, awaiting the holder's acknowledgement.
+ * Linked in the server's list (creation order = deadline order) and in the
+ * holder connection's list (the order it acknowledges in). */
+struct pbrk {
+	uint32_t reqid;
+	struct conn *holder;
+	struct held *h; /* NULL if no reply waits on it */
+	uint64_t deadline_ns;
+	struct pbrk *sprev, *snext;
+	struct pbrk *cprev, *cnext;
+};
 
 struct conn {
 	int fd;
@@ -72,6 +106,7 @@ struct conn {
 	bool listed;	 /* on srv->work this iteration */
 	bool pending;	 /* complete frames still buffered */
 	uint32_t events; /* registered with epoll */
+	struct pbrk *brk_head, *brk_tail; /* breaks it has not acknowledged, oldest first */
 	struct cb_holder holder;
 	struct store_set stores;
 	struct ops_conn oc;
@@ -98,6 +133,10 @@ struct server {
 	int res_tag;	      /* its eventfd's epoll tag is &res_tag */
 	time_t proto_log_at;  /* rate limit of protocol error lines */
 	unsigned proto_suppressed;
+	struct pbrk *brk_head, *brk_tail; /* unacknowledged breaks, earliest deadline first */
+	uint32_t next_brk_reqid;
+	struct conn *cur;      /* connection whose request ops_exec runs, or NULL */
+	struct held *cur_held; /* the reply of that request, once it breaks a callback */
 };
 
 static void push_conn(struct conn ***v, size_t *n, size_t *cap, struct conn *c)
@@ -178,6 +217,128 @@ static void proto_error(struct server *s, struct conn *c, uint16_t type, uint32_
 	s->proto_suppressed = 0;
 }
 
+/* One waiter of h is done: once none is left, queues the reply on its
+ * updater (if still connected) and frees h. */
+static void held_put(struct server *s, struct held *h)
+{
+	struct conn *c = NULL;
+
+	if (h == NULL || --h->n_wait > 0)
+		return;
+	if ((size_t)h->fd < s->n_byfd)
+		c = s->byfd[h->fd];
+	if (c != NULL && c->id == h->conn_id && !c->dead) {
+		wr_bytes(&c->out, h->frame.buf, h->frame.len);
+		touch(s, c);
+	}
+	wr_release(&h->frame);
+	free(h);
+}
+
+/* Break b is acknowledged or given up on: unlinks and frees it. */
+static void pbrk_done(struct server *s, struct pbrk *b)
+{
+	struct conn *c = b->holder;
+
+	if (b->sprev != NULL)
+		b->sprev->snext = b->snext;
+	else
+		s->brk_head = b->snext;
+	if (b->snext != NULL)
+		b->snext->sprev = b->sprev;
+	else
+		s->brk_tail = b->sprev;
+	if (b->cprev != NULL)
+		b->cprev->cnext = b->cnext;
+	else
+		c->brk_head = b->cnext;
+	if (b->cnext != NULL)
+		b->cnext->cprev = b->cprev;
+	else
+		c->brk_tail = b->cprev;
+	held_put(s, b->h);
+	free(b);
+}
+
+/* c closes (or is given up on): its breaks count as acknowledged, since
+ * its client must treat every callback as broken once it sees the loss. */
+static void brk_conn_gone(struct server *s, struct conn *c)
+{
+	while (c->brk_head != NULL)
+		pbrk_done(s, c->brk_head);
+}
+
+/* Records a break pushed to c; returns its reqid. The reply of the request
+ * running now (s->cur), if any, waits for it. */
+static uint32_t brk_new(struct server *s, struct conn *c)
+{
+	struct pbrk *b = xcalloc(1, sizeof(*b));
+
+	if (s->next_brk_reqid == 0)
+		s->next_brk_reqid = 1;
+	b->reqid = s->next_brk_reqid++;
+	b->holder = c;
+	b->deadline_ns = now_ns() + (uint64_t)BREAK_DEADLINE_MS * 1000000u;
+	if (s->cur != NULL) {
+		if (s->cur_held == NULL) {
+			s->cur_held = xcalloc(1, sizeof(*s->cur_held));
+			s->cur_held->fd = s->cur->fd;
+			s->cur_held->conn_id = s->cur->id;
+			wr_init(&s->cur_held->frame);
+		}
+		b->h = s->cur_held;
+		b->h->n_wait++;
+	}
+	b->sprev = s->brk_tail;
+	if (s->brk_tail != NULL)
+		s->brk_tail->snext = b;
+	else
+		s->brk_head = b;
+	s->brk_tail = b;
+	b->cprev = c->brk_tail;
+	if (c->brk_tail != NULL)
+		c->brk_tail->cnext = b;
+	else
+		c->brk_head = b;
+	c->brk_tail = b;
+	return b->reqid;
+}
+
+/* Milliseconds until the earliest break deadline, at most max_ms. */
+static int brk_timeout_ms(const struct server *s, int max_ms)
+{
+	uint64_t now = now_ns(), left;
+
+	if (s->brk_head == NULL)
+		return max_ms;
+	if (s->brk_head->deadline_ns <= now)
+		return 0;
+	left = (s->brk_head->deadline_ns - now + 999999u) / 1000000u;
+	return left < (uint64_t)max_ms ? (int)left : max_ms;
+}
+
+/* A client acknowledged break reqid (a MSG_CB_BREAK reply frame). */
+static void brk_reply(struct server *s, struct conn *c, uint32_t reqid, const uint8_t *body,
+		      size_t len)
+{
+	struct msg *m = s->req;
+
+	if (msg_decode(m, MSG_CB_BREAK, FRAME_F_REPLY, reqid, body, len) < 0) {
+		proto_error(s, c, MSG_CB_BREAK, reqid, "malformed break acknowledgement", body,
+			    len);
+		return;
+	}
+	trace(s, "<-", c, m);
+	for (struct pbrk *b = c->brk_head; b != NULL; b = b->cnext) {
+		if (b->reqid == reqid) {
+			ops_stats(s->ops)->cb_acks++;
+			pbrk_done(s, b);
+			return;
+		}
+	}
+	log_debug("loop", "%s acknowledged unknown break %u", c->peer, reqid);
+}
+
 static void on_break(void *arg, void *owner, const struct fid *fid)
 {
 	struct server *s = arg;
@@ -189,7 +350,30 @@ static void on_break(void *arg, void *owner, const struct fid *fid)
 	msg_init(&m, MSG_CB_BREAK);
 	m.flags = FRAME_F_PUSH;
 	m.fid = *fid;
+	/* A connection that stopped reading will never answer: reqid 0. */
+	if (!c->closing && !c->broken)
+		m.reqid = brk_new(s, c);
 	queue_msg(s, c, &m);
+}
+
+/* Keeps rep, the reply of an update that broke callbacks, in s->cur_held
+ * until they are acknowledged (held_put sends it). */
+static void hold_reply(struct server *s, struct conn *c, const struct msg *rep)
+{
+	struct held *h = s->cur_held;
+	int ret;
+
+	s->cur_held = NULL;
+	ret = msg_encode(&h->frame, rep);
+	if (ret < 0) {
+		log_err("loop", "cannot encode %s reply: %s", msg_name(rep->type), err_str(ret));
+		struct msg e;
+		msg_init_reply(&e, rep, -EIO);
+		if (msg_encode(&h->frame, &e) < 0)
+			c->dead = true;
+	}
+	trace(s, "-> (held)", c, rep);
+	touch(s, c); /* a failed commit must kill it, reply held or not */
 }
 
 static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16_t flags,
@@ -198,6 +382,11 @@ static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16
 	struct msg *req = s->req, *rep = s->rep;
 	int ret;
 
+	if (flags == FRAME_F_REPLY && type == MSG_CB_BREAK && (c->state & CS_READY) &&
+	    !c->oc.server) {
+		brk_reply(s, c, reqid, body, len);
+		return;
+	}
 	if (flags != 0) {
 		proto_error(s, c, type, reqid, "reply or push flag on a request", body, len);
 		return;
@@ -262,10 +451,15 @@ static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16
 		return;
 	}
 	default:
+		s->cur = c;
 		ops_exec(s->ops, &c->oc, req, rep);
+		s->cur = NULL;
 		break;
 	}
-	queue_msg(s, c, rep);
+	if (s->cur_held != NULL)
+		hold_reply(s, c, rep);
+	else
+		queue_msg(s, c, rep);
 }
 
 static void work(struct server *s, struct conn *c);
@@ -323,6 +517,7 @@ static void conn_free(struct server *s, struct conn *c)
 	struct ops_stats *st = ops_stats(s->ops);
 
 	ops_conn_release(s->ops, &c->oc);
+	brk_conn_gone(s, c);
 	s->byfd[c->fd] = NULL;
 	close(c->fd);
 	free(c->in);
@@ -491,10 +686,28 @@ static void work(struct server *s, struct conn *c)
 	}
 }
 
+/* Closes every connection that let a break pass its deadline. */
+static void brk_expire(struct server *s)
+{
+	uint64_t now = now_ns();
+
+	while (s->brk_head != NULL && s->brk_head->deadline_ns <= now) {
+		struct conn *c = s->brk_head->holder;
+
+		log_warn("loop", "%s did not acknowledge a callback break in %d ms, closing",
+			 c->peer, BREAK_DEADLINE_MS);
+		ops_stats(s->ops)->cb_timeouts++;
+		c->dead = true;
+		brk_conn_gone(s, c);
+		work(s, c); /* freed at the end of this iteration */
+	}
+}
+
 /* One loop iteration after epoll_wait returned n events. */
 static void iterate(struct server *s, struct epoll_event *evs, int n, struct conn **carry,
 		    size_t n_carry)
 {
+	brk_expire(s);
 	for (size_t i = 0; i < n_carry; i++)
 		if (carry[i] != NULL)
 			work(s, carry[i]);
@@ -697,7 +910,10 @@ int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
 		goto out;
 
 	while (!*stop) {
-		int n = epoll_wait(s.epfd, evs, MAX_EVENTS, n_carry > 0 ? 0 : 1000);
+		/* Touched outside an iteration: a held reply released when its
+		 * last waiter closed. */
+		int tmo = n_carry > 0 || s.n_touched > 0 ? 0 : brk_timeout_ms(&s, 1000);
+		int n = epoll_wait(s.epfd, evs, MAX_EVENTS, tmo);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

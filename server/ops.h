@@ -46,6 +46,8 @@
 	X(connections)       \
 	X(connections_total) \
 	X(cb_breaks)         \
+	X(cb_acks)           \
+	X(cb_timeouts)       \
 	X(batches)           \
 	X(commits)           \
 	X(fsyncs)

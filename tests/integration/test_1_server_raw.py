@@ -199,6 +199,8 @@ class Conn:
         self.s.settimeout(10)
         self.reqid = 0
         self.pushes = []
+        self.ack = True
+        self.push_rids = []
         self.buf = b""
         if hello:
             r = self.call(HELLO, version=1, realm="test", name="pytest")
@@ -223,15 +225,30 @@ class Conn:
                 raise EOFError
             self.buf += d
 
+    def push(self, t, r, body):
+        assert t == CB_BREAK
+        self.pushes.append(Rd(body).fid())
+        self.push_rids.append(r)
+        if r != 0 and self.ack:
+            # acknowledge: a reply frame with the push's reqid, status OK
+            self.s.sendall(struct.pack("<IHHII", 4, CB_BREAK, 1, r, 0))
+
     def wait(self, rid):
         while True:
             t, fl, r, body = self.recv_frame()
             if fl & 2:
-                assert t == CB_BREAK
-                self.pushes.append(Rd(body).fid())
+                self.push(t, r, body)
                 continue
             assert fl & 1 and r == rid
             return dec_reply(TAB[t][1], body)
+
+    def wait_push(self, fid):
+        """Reads (and acknowledges) pushes until a break for fid arrives."""
+        while fid not in self.pushes:
+            t, fl, r, body = self.recv_frame()
+            assert fl & 2, "reply without a request"
+            self.push(t, r, body)
+
 
     def call(self, t, **m):
         return self.wait(self.send(t, **m))
@@ -517,13 +534,16 @@ def test_callbacks_and_group_commit(server):
     f, _ = mk(a, rt, "f", S_IFREG | 0o644)
     assert b.call(GETATTR, cred=(0, 0, []), fid=f)["status"] == 0
     assert b.call(READDIR, cred=(0, 0, []), fid=rt, name="", length=0)["status"] == 0
-    assert write(a, f, b"new")["status"] == 0
+    # a's reply waits until b has acknowledged the break
+    rid = a.send(STORE, cred=(0, 0, []), fid=f, offset=0, length=3, handle=1, expect=0,
+                 mflags=STORE_FIRST | STORE_LAST, data=b"new")
+    b.wait_push(f)
+    assert a.wait(rid)["status"] == 0
     assert a.pushes == []
-    b.call(PING)
-    assert f in b.pushes
-    mk(a, rt, "g", S_IFREG)
-    b.call(PING)
-    assert rt in b.pushes
+    rid = a.send(CREATE, cred=(0, 0, []), fid=rt, fid2=(1, new_oid()), name="g",
+                 mode=S_IFREG, mflags=1)
+    b.wait_push(rt)
+    assert a.wait(rid)["status"] == 0
     # pipelined creates share commits
     n = 200
     rids = [a.send(CREATE, cred=(0, 0, []), fid=rt, fid2=(1, new_oid()), name="p%d" % i,
@@ -533,3 +553,37 @@ def test_callbacks_and_group_commit(server):
     st = dict(l.split() for l in a.call(STATS)["data"].decode().splitlines())
     assert int(st["commits"]) < int(st["create_calls"])
     assert int(st["objects"]) == n + 3
+    assert st["cb_breaks"] == st["cb_acks"] == "2" and st["cb_timeouts"] == "0"
+
+
+def test_break_held_until_acknowledged(server):
+    a, b = Conn(server.port), Conn(server.port)
+    rt = root(a)
+    f, _ = mk(a, rt, "f", S_IFREG | 0o644)
+    assert b.call(GETATTR, cred=(0, 0, []), fid=f)["status"] == 0
+    b.ack = False
+    rid = a.send(SETATTR, cred=(0, 0, []), fid=f, sattr=(SA_MODE, 0o600, 0, 0, 0, (0, 0), (0, 0)))
+    b.wait_push(f)
+    a.s.settimeout(0.5)
+    with pytest.raises(socket.timeout):
+        a.recv_frame()  # held: b has not acknowledged
+    a.s.settimeout(10)
+    assert b.push_rids[-1] != 0
+    b.s.sendall(struct.pack("<IHHII", 4, CB_BREAK, 1, b.push_rids[-1], 0))  # a's reply follows
+    assert a.wait(rid)["status"] == 0
+    assert b.call(PING)["status"] == 0
+
+
+def test_break_unacknowledged_closes_holder(server):
+    a, b = Conn(server.port), Conn(server.port)
+    rt = root(a)
+    f, _ = mk(a, rt, "f", S_IFREG | 0o644)
+    assert b.call(GETATTR, cred=(0, 0, []), fid=f)["status"] == 0
+    b.ack = False
+    r = a.call(SETATTR, cred=(0, 0, []), fid=f, sattr=(SA_MODE, 0o600, 0, 0, 0, (0, 0), (0, 0)))
+    assert r["status"] == 0  # after the deadline, the server gave up on b
+    b.wait_push(f)
+    with pytest.raises((EOFError, ConnectionResetError)):
+        b.recv_frame()
+    st = dict(l.split() for l in a.call(STATS)["data"].decode().splitlines())
+    assert st["cb_timeouts"] == "1" and st["cb_acks"] == "0"

@@ -133,8 +133,6 @@ def test_replace_by_rename_visible(client, client2):
     assert os.listdir(b) == ["doc"]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: callback break races the updater's reply; B's kernel "
-                   "attribute cache serves stale mode/size right after A's chmod/truncate returns")
 def test_attributes_visible(client, client2):
     a, b = client.root, client2.root
     write_bytes(a / "f", b"x")

@@ -3,11 +3,13 @@ sharing a peers file (docs/replication.md). Two-phase updates (COP2), RESOLVE of
 files and directories, conflicts, CONFLICTS and REPAIR, the volume pass of a
 server that comes back, and a server killed in the middle of resolution."""
 import os
+import queue
 import signal
 import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -158,27 +160,46 @@ def dec(rf, body):
 class Conn:
     def __init__(self, port, name="pytest"):
         self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.settimeout(60)
-        self.reqid, self.buf = 0, b""
+        self.reqid = 0
+        # A reader thread acknowledges callback breaks at once (the server
+        # holds an updater's reply until every holder has: docs/protocol.md
+        # "Callback breaks"), even while this test waits on another Conn.
+        self.q, self.wlock = queue.Queue(), threading.Lock()
+        threading.Thread(target=self._reader, daemon=True).start()
         assert self.call(HELLO, name=name)["status"] == 0
 
     def send(self, t, **m):
         self.reqid += 1
         body = b"".join(enc(1 << i, m) for i in range(len(NAMES)) if TAB[t][0] & (1 << i))
-        self.s.sendall(struct.pack("<IHHI", len(body), t, 0, self.reqid) + body)
+        with self.wlock:
+            self.s.sendall(struct.pack("<IHHI", len(body), t, 0, self.reqid) + body)
         return self.reqid
 
+    def _reader(self):
+        buf = b""
+        try:
+            while True:
+                while len(buf) >= 12 and len(buf) >= 12 + struct.unpack_from("<I", buf)[0]:
+                    ln, t, fl, rid = struct.unpack_from("<IHHI", buf)
+                    body, buf = buf[12:12 + ln], buf[12 + ln:]
+                    if fl & 2 and rid != 0:
+                        with self.wlock:
+                            self.s.sendall(struct.pack("<IHHII", 4, t, 1, rid, 0))
+                    self.q.put((t, fl, rid, body))
+                d = self.s.recv(1 << 20)
+                if not d:
+                    break
+                buf += d
+        except OSError:
+            pass
+        self.q.put(None)
+
     def frame(self):
-        while True:
-            if len(self.buf) >= 12:
-                ln, t, fl, rid = struct.unpack_from("<IHHI", self.buf)
-                if len(self.buf) >= 12 + ln:
-                    body, self.buf = self.buf[12:12 + ln], self.buf[12 + ln:]
-                    return t, fl, rid, body
-            d = self.s.recv(1 << 20)
-            if not d:
-                raise EOFError
-            self.buf += d
+        f = self.q.get(timeout=60)
+        if f is None:
+            self.q.put(None)
+            raise EOFError
+        return f
 
     def call(self, t, **m):
         rid = self.send(t, **m)
@@ -190,6 +211,10 @@ class Conn:
             return dec(TAB[t][1], body)
 
     def close(self):
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.s.close()
 
 

@@ -7,7 +7,9 @@
  *   PING     reply server_id 7, incarnation = reqid; then any held FETCH
  *   GETATTR  reply attr.fid = fid, attr.size = fid.vol * 3
  *   FETCH    held until the next PING (reply after it: out of order)
- *   STATFS   push CB_BREAK(fid) first, then reply bsize 4096
+ *   STATFS   push CB_BREAK(fid) first, then reply bsize 4096; with fid.vol
+ *            43 the push has reqid 77 and the reply (bsize 8192) waits for
+ *            its acknowledgement (a CB_BREAK reply frame, reqid 77, ST_OK)
  *   LOOKUP   never answered
  *   READLINK server closes the connection
  *   STATS    server sends a malformed frame
@@ -106,9 +108,24 @@ static void serve(int fd)
 			msg_init(&push, MSG_CB_BREAK);
 			push.flags = FRAME_F_PUSH;
 			push.fid = req.fid;
+			if (req.fid.vol == 43)
+				push.reqid = 77;
 			send_msg(fd, &push);
 			msg_init_reply(&rep, &req, 0);
 			rep.fsstat.bsize = 4096;
+			if (req.fid.vol == 43) {
+				struct msg ack;
+				uint8_t b[4];
+				assert_int_equal(read_full(fd, hdr, sizeof(hdr)), 0);
+				assert_int_equal(frame_parse_header(hdr, &type, &flags, &reqid), 4);
+				assert_int_equal(type, MSG_CB_BREAK);
+				assert_int_equal(flags, FRAME_F_REPLY);
+				assert_int_equal(reqid, 77);
+				assert_int_equal(read_full(fd, b, sizeof(b)), 0);
+				assert_int_equal(msg_decode(&ack, type, flags, reqid, b, 4), 0);
+				assert_int_equal(ack.status, 0);
+				rep.fsstat.bsize = 8192;
+			}
 			send_msg(fd, &rep);
 			break;
 		}
@@ -174,6 +191,7 @@ static int teardown(void **state)
 static pthread_mutex_t cb_lock = PTHREAD_MUTEX_INITIALIZER;
 static int n_push, n_dead, dead_err;
 static struct fid push_fid;
+static struct rpc_conn *ack_conn; /* acknowledges pushes with a reqid */
 
 static void on_push(void *arg, const struct msg *m)
 {
@@ -183,6 +201,12 @@ static void on_push(void *arg, const struct msg *m)
 	assert_int_equal(m->flags, FRAME_F_PUSH);
 	push_fid = m->fid;
 	n_push++;
+	if (m->reqid != 0) {
+		assert_non_null(ack_conn);
+		assert_int_equal(rpc_reply_push(ack_conn, m, 0), 0);
+	} else {
+		assert_int_equal(rpc_reply_push(ack_conn, m, 0), -EINVAL);
+	}
 	pthread_mutex_unlock(&cb_lock);
 }
 
@@ -336,6 +360,46 @@ static void test_push(void **state)
 	rpc_close(c);
 }
 
+/* A push with a reqid is acknowledged with rpc_reply_push (from the push
+ * callback), or by rpc.c itself on a connection without one. */
+static void test_push_ack(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	struct rpc_call *call;
+	struct msg req, rep;
+
+	pthread_mutex_lock(&cb_lock);
+	ack_conn = c;
+	pthread_mutex_unlock(&cb_lock);
+	msg_init(&req, MSG_STATFS);
+	req.fid.vol = 43;
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &call), 0);
+	assert_int_equal(rep.fsstat.bsize, 8192);
+	rpc_call_free(call);
+	pthread_mutex_lock(&cb_lock);
+	assert_int_equal(n_push, 1);
+	ack_conn = NULL;
+	pthread_mutex_unlock(&cb_lock);
+	rpc_close(c);
+}
+
+static void test_push_auto_ack(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c;
+	struct rpc_call *call;
+	struct msg req, rep;
+
+	assert_int_equal(rpc_open(s->addr, 2000, NULL, NULL, NULL, &c), 0);
+	msg_init(&req, MSG_STATFS);
+	req.fid.vol = 43;
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &call), 0);
+	assert_int_equal(rep.fsstat.bsize, 8192);
+	rpc_call_free(call);
+	rpc_close(c);
+}
+
 struct waiter {
 	struct rpc_call *call;
 	int ret;
@@ -483,6 +547,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_push_auto_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_encode_error, setup, teardown),

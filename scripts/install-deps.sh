@@ -10,11 +10,11 @@ set -euo pipefail
 #   libinih-dev   configuration files
 #   libjson-c-dev --json output and the control protocol
 #   libcmocka-dev unit tests; clang + libclang-rt-14-dev: libFuzzer, sanitizers
-# Tests: python3-pytest (integration), iproute2 (network namespaces),
+# Tests: python3-pytest (integration), iproute2 + nftables (network namespaces, partitions),
 #   psmisc (fuser), util-linux (setpriv), lmdb-utils (mdb_stat for debugging).
 pkgs=(build-essential pkg-config libfuse3-dev fuse3 liblmdb-dev lmdb-utils libsodium-dev
 	libinih-dev libjson-c-dev libcmocka-dev clang libclang-rt-14-dev llvm python3-pytest
-	iproute2 psmisc util-linux procps clang-format)
+	iproute2 nftables psmisc util-linux procps clang-format)
 
 missing=()
 for p in "${pkgs[@]}"; do

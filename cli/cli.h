@@ -47,6 +47,15 @@ int cmd_flush(int argc, char **argv);
 int cmd_whereis(int argc, char **argv);
 int cmd_conflicts(int argc, char **argv);
 int cmd_repair(int argc, char **argv);
+int cmd_hoard(int argc, char **argv);
+int cmd_disconnect(int argc, char **argv);
+int cmd_reconnect(int argc, char **argv);
+int cmd_write_disconnect(int argc, char **argv);
+
+/* cmd_hoard.c: abs (an absolute, normalised path) relative to mount point
+ * mount_point, into out ("REALM/a/b"). 0, -EINVAL if abs is not below
+ * mount_point (or is its top directory), -ENAMETOOLONG. */
+int cli_mount_rel(const char *mount_point, const char *abs, char *out, size_t len);
 
 /* Prints "encore: <message>\n" to stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -25,6 +25,27 @@ static void usage(FILE *fp)
 		"ENCORE_SOCKET=PATH talks to that control socket instead.\n");
 }
 
+/* Disconnected operation: per volume, the CML records and bytes pending
+ * (a table only if the client reports them). */
+static void print_cml(json_object *vols)
+{
+	size_t n = json_object_is_type(vols, json_type_array) ? json_object_array_length(vols) : 0;
+	bool header = false;
+
+	for (size_t i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(vols, i), *x;
+
+		if (!json_object_object_get_ex(v, "cml_records", &x))
+			continue;
+		if (!header) {
+			printf("\nVOLUME\tCML_RECORDS\tCML_BYTES\n");
+			header = true;
+		}
+		printf("%s\t%s\t%s\n", cli_json_str(v, "id", "-"),
+		       cli_json_str(v, "cml_records", "0"), cli_json_str(v, "cml_bytes", "0"));
+	}
+}
+
 static void print_text(json_object *r)
 {
 	json_object *cache = NULL, *vols = NULL, *servers = NULL;
@@ -43,6 +64,7 @@ static void print_text(json_object *r)
 	ctl_print_servers(servers);
 	printf("\n");
 	ctl_print_volumes(vols);
+	print_cml(vols);
 }
 
 int cmd_status(int argc, char **argv)

@@ -20,6 +20,11 @@ static const struct cli_cmd cmds[] = {
 	{ "whereis", cmd_whereis, CMD_CTL, "fid, volume and the servers holding a path" },
 	{ "conflicts", cmd_conflicts, CMD_CTL, "list the objects whose replicas are in conflict" },
 	{ "repair", cmd_repair, CMD_CTL, "show a conflict's versions, or keep one or all" },
+	{ "hoard", cmd_hoard, CMD_CTL, "add, list, remove hoarded paths; run a hoard walk" },
+	{ "disconnect", cmd_disconnect, CMD_CTL, "disconnect a volume (or all) until reconnect" },
+	{ "reconnect", cmd_reconnect, CMD_CTL, "end a forced disconnection; reintegrate" },
+	{ "write-disconnect", cmd_write_disconnect, CMD_CTL,
+	  "weakly connect a volume: log updates, trickle them" },
 	{ "help", cmd_help, 0, "show help for encore or one of its subcommands" },
 };
 
@@ -47,9 +52,9 @@ static void usage(FILE *fp)
 		"  -v, --verbose  more output on stderr (twice for debug)\n"
 		"  -h, --help     show this help\n"
 		"\n"
-		"status, check-servers, flush, whereis, conflicts and repair talk to the\n"
-		"encore-client that serves PATH (or the current directory); ENCORE_SOCKET=PATH\n"
-		"names its control socket.\n"
+		"status, check-servers, flush, whereis, conflicts, repair, hoard, disconnect,\n"
+		"reconnect and write-disconnect talk to the encore-client that serves PATH (or\n"
+		"the current directory); ENCORE_SOCKET=PATH names its control socket.\n"
 		"Run 'encore <subcommand> --help' for the options of each subcommand.\n");
 }
 

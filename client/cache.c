@@ -35,6 +35,8 @@
 /* The index holds small records only; 1 GiB of address space is plenty
  * for millions of cached files and costs nothing until used. */
 #define CACHE_MAP_SIZE (1ull << 30)
+/* Named tables beside the index (the CML, the repair area, hoarding). */
+#define CACHE_TABLES_MAX 8
 
 enum cache_rec_flags {
 	REC_HAS_DATA = 1u << 0,
@@ -58,6 +60,8 @@ struct cache {
 	struct pin *pins;    /* protected by lock */
 	size_t n_pins;	     /* protected by lock */
 	size_t cap_pins;     /* protected by lock */
+	cache_keep_fn keep;  /* set once before use; may be NULL */
+	void *keep_arg;
 };
 
 static uint64_t wall_ns(void)
@@ -244,12 +248,15 @@ static int recount_locked(struct cache *c)
 		mdb_txn_abort(txn);
 		return db_err(rc);
 	}
-	while ((rc = mdb_cursor_get(cur, &k, &v, c->n_files ? MDB_NEXT : MDB_FIRST)) == 0) {
+	MDB_cursor_op op = MDB_FIRST;
+
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
 		struct cache_ent e;
 		struct fid fid;
 
+		op = MDB_NEXT;
 		if (k.mv_size != CACHE_KEY_LEN)
-			continue;
+			continue; /* the names of the other tables (cml, repair) */
 		fid.vol = le_get_u32(k.mv_data);
 		memcpy(fid.oid, (uint8_t *)k.mv_data + 4, OID_LEN);
 		if (rec_decode(&fid, v.mv_data, v.mv_size, &e) == 0)
@@ -335,6 +342,7 @@ int cache_open(const char *dir, uint64_t limit, struct cache **out)
 		goto err_free;
 	}
 	mdb_env_set_mapsize(c->env, CACHE_MAP_SIZE);
+	mdb_env_set_maxdbs(c->env, CACHE_TABLES_MAX);
 	ret = boot_guard(dir, path);
 	if (ret < 0)
 		goto err_env;
@@ -413,6 +421,8 @@ int cache_put(struct cache *c, const struct cache_ent *ent)
 		goto out;
 	}
 	had_old = get_locked(c, txn, &e.fid, &old) == 0;
+	if (had_old && e.hoard_pri == 0)
+		e.hoard_pri = old.hoard_pri; /* only cache_set_hoard changes it */
 	ret = put_txn(c, txn, &e);
 	if (ret == 0)
 		ret = db_err(mdb_txn_commit(txn));
@@ -555,8 +565,8 @@ int cache_touch(struct cache *c, const struct fid *fid)
 	return cache_put(c, &e);
 }
 
-/* Finds the least recently used evictable entry with data. 0 and *victim,
- * -ENOENT if none. */
+/* Finds the evictable entry with data that goes first: the lowest hoard
+ * priority, then the least recently used. 0 and *victim, -ENOENT if none. */
 static int lru_victim_locked(struct cache *c, struct fid *victim)
 {
 	MDB_txn *txn;
@@ -564,6 +574,7 @@ static int lru_victim_locked(struct cache *c, struct fid *victim)
 	MDB_val k, v;
 	MDB_cursor_op op = MDB_FIRST;
 	uint64_t best = UINT64_MAX;
+	uint32_t best_pri = UINT32_MAX;
 	bool found = false;
 	int rc;
 
@@ -588,7 +599,10 @@ static int lru_victim_locked(struct cache *c, struct fid *victim)
 			continue;
 		if (e.dirty || !e.has_data || e.size == 0 || pin_find_locked(c, &fid) != NULL)
 			continue;
-		if (e.last_use < best) {
+		if (c->keep != NULL && c->keep(c->keep_arg, &fid))
+			continue;
+		if (e.hoard_pri < best_pri || (e.hoard_pri == best_pri && e.last_use < best)) {
+			best_pri = e.hoard_pri;
 			best = e.last_use;
 			*victim = fid;
 			found = true;
@@ -633,4 +647,223 @@ void cache_get_stats(struct cache *c, struct cache_stats *st)
 	st->files = c->n_files;
 	st->dirty = c->n_dirty;
 	pthread_mutex_unlock(&c->lock);
+}
+
+void cache_set_keep(struct cache *c, cache_keep_fn fn, void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->keep = fn;
+	c->keep_arg = arg;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int cache_set_hoard(struct cache *c, const struct fid *fid, uint32_t pri)
+{
+	struct cache_ent e;
+	MDB_txn *txn;
+	int ret, rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+	if (rc != 0) {
+		ret = db_err(rc);
+		goto out;
+	}
+	ret = get_locked(c, txn, fid, &e);
+	if (ret == 0 && e.hoard_pri == pri) {
+		mdb_txn_abort(txn);
+		goto out;
+	}
+	if (ret == 0) {
+		e.hoard_pri = pri;
+		ret = put_txn(c, txn, &e);
+	}
+	if (ret == 0)
+		ret = db_err(mdb_txn_commit(txn));
+	else
+		mdb_txn_abort(txn);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int cache_hoard_foreach(struct cache *c, cache_hoard_fn fn, void *arg)
+{
+	struct fid *fids = NULL;
+	size_t n = 0, cap = 0;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	MDB_cursor_op op = MDB_FIRST;
+	int ret = 0, rc;
+
+	/* Collect first: fn may write the index. */
+	rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return db_err(rc);
+	rc = mdb_cursor_open(txn, c->dbi, &cur);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return db_err(rc);
+	}
+	while ((rc = mdb_cursor_get(cur, &k, &v, op)) == 0) {
+		struct cache_ent e;
+		struct fid fid;
+
+		op = MDB_NEXT;
+		if (k.mv_size != CACHE_KEY_LEN)
+			continue;
+		fid.vol = le_get_u32(k.mv_data);
+		memcpy(fid.oid, (uint8_t *)k.mv_data + 4, OID_LEN);
+		if (rec_decode(&fid, v.mv_data, v.mv_size, &e) < 0 || e.hoard_pri == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			fids = xrealloc(fids, cap * sizeof(*fids));
+		}
+		fids[n++] = fid;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND)
+		ret = db_err(rc);
+	for (size_t i = 0; ret == 0 && i < n; i++)
+		ret = fn(arg, &fids[i]);
+	free(fids);
+	return ret;
+}
+
+/* ---------- transactions shared with other modules (cml.c) ---------- */
+
+struct cache_txn {
+	struct cache *c;
+	MDB_txn *txn;
+	uint64_t bytes_used, n_files, n_dirty; /* accounting before the txn */
+	struct fid *dels;		       /* owned: containers to unlink after commit */
+	size_t n_dels;
+};
+
+int cache_txn_begin(struct cache *c, struct cache_txn **out)
+{
+	struct cache_txn *t = xcalloc(1, sizeof(*t));
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = mdb_txn_begin(c->env, NULL, 0, &t->txn);
+	if (rc != 0) {
+		pthread_mutex_unlock(&c->lock);
+		free(t);
+		*out = NULL;
+		return db_err(rc);
+	}
+	t->c = c;
+	t->bytes_used = c->bytes_used;
+	t->n_files = c->n_files;
+	t->n_dirty = c->n_dirty;
+	*out = t;
+	return 0;
+}
+
+struct MDB_txn *cache_txn_mdb(struct cache_txn *t)
+{
+	return t->txn;
+}
+
+int cache_txn_get(struct cache_txn *t, const struct fid *fid, struct cache_ent *ent)
+{
+	return get_locked(t->c, t->txn, fid, ent);
+}
+
+int cache_txn_put(struct cache_txn *t, const struct cache_ent *ent)
+{
+	struct cache_ent e = *ent, old;
+	bool had_old;
+	int ret;
+
+	if (e.last_use == 0)
+		e.last_use = wall_ns();
+	had_old = get_locked(t->c, t->txn, &e.fid, &old) == 0;
+	ret = put_txn(t->c, t->txn, &e);
+	if (ret == 0) {
+		if (had_old)
+			account_locked(t->c, &old, -1);
+		account_locked(t->c, &e, 1);
+	}
+	return ret;
+}
+
+int cache_txn_del(struct cache_txn *t, const struct fid *fid)
+{
+	uint8_t key[CACHE_KEY_LEN];
+	MDB_val k = { CACHE_KEY_LEN, key };
+	struct cache_ent old;
+	int ret, rc;
+
+	key_make(fid, key);
+	ret = get_locked(t->c, t->txn, fid, &old);
+	if (ret == 0) {
+		rc = mdb_del(t->txn, t->c->dbi, &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return db_err(rc);
+		account_locked(t->c, &old, -1);
+	}
+	t->dels = xrealloc(t->dels, (t->n_dels + 1) * sizeof(*t->dels));
+	t->dels[t->n_dels++] = *fid;
+	return 0;
+}
+
+int cache_txn_table(struct cache_txn *t, const char *name, unsigned int *dbi)
+{
+	MDB_dbi d;
+	int rc = mdb_dbi_open(t->txn, name, MDB_CREATE, &d);
+
+	if (rc != 0)
+		return db_err(rc);
+	*dbi = d;
+	return 0;
+}
+
+int cache_txn_commit(struct cache_txn *t)
+{
+	struct cache *c;
+	int ret;
+
+	if (t == NULL)
+		return 0;
+	c = t->c;
+	ret = db_err(mdb_txn_commit(t->txn));
+	if (ret < 0) {
+		c->bytes_used = t->bytes_used;
+		c->n_files = t->n_files;
+		c->n_dirty = t->n_dirty;
+	} else {
+		for (size_t i = 0; i < t->n_dels; i++)
+			if (pin_find_locked(c, &t->dels[i]) == NULL)
+				unlink_container(c, &t->dels[i]);
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(t->dels);
+	free(t);
+	return ret;
+}
+
+void cache_txn_abort(struct cache_txn *t)
+{
+	struct cache *c;
+
+	if (t == NULL)
+		return;
+	c = t->c;
+	mdb_txn_abort(t->txn);
+	c->bytes_used = t->bytes_used;
+	c->n_files = t->n_files;
+	c->n_dirty = t->n_dirty;
+	pthread_mutex_unlock(&c->lock);
+	free(t->dels);
+	free(t);
+}
+
+const char *cache_dir(struct cache *c)
+{
+	return c->dir;
 }

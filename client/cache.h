@@ -6,8 +6,9 @@
  * The index says, per fid, which data version the container holds, its size,
  * the last attributes seen, whether it is dirty (modified locally, not yet
  * stored), when it was last used and its hoard priority. Space accounting
- * (bytes_used) is the sum of the sizes of entries with data. Eviction is LRU
- * and never touches dirty or pinned (open) entries.
+ * (bytes_used) is the sum of the sizes of entries with data. Eviction takes
+ * the lowest hoard priority first, then the least recently used, and never
+ * touches dirty or pinned (open) entries, nor those the keep hook names.
  *
  * Locking: struct cache has one internal mutex; every function is
  * thread-safe. LMDB transactions are short and never span network I/O.
@@ -31,7 +32,7 @@ struct cache_ent {
 	bool has_data;	       /* the container holds a complete copy */
 	bool dirty;	       /* modified locally, not yet stored */
 	uint64_t last_use;     /* wall-clock ns; 0 in cache_put means "now" */
-	uint32_t hoard_pri;    /* placeholder for hoarding; 0 today */
+	uint32_t hoard_pri;    /* hoard priority (hoard.c), 0 = not hoarded */
 };
 
 struct cache_stats {
@@ -78,5 +79,39 @@ int cache_container_path(struct cache *c, const struct fid *fid, char *out, size
 int cache_open_container(struct cache *c, const struct fid *fid, int flags);
 
 void cache_get_stats(struct cache *c, struct cache_stats *st);
+
+/* One write transaction of the cache env shared with other modules (the
+ * CML, cml.c): index changes and other tables commit together. begin takes
+ * the cache lock until commit/abort (no other cache_* call meanwhile from
+ * that thread). cache_txn_del removes the entry; its container is unlinked
+ * after the commit unless pinned. cache_txn_table opens (creating) a named
+ * table. commit and abort free t; commit returns 0 or -errno. */
+struct cache_txn;
+struct MDB_txn;
+int cache_txn_begin(struct cache *c, struct cache_txn **out);
+struct MDB_txn *cache_txn_mdb(struct cache_txn *t);
+int cache_txn_get(struct cache_txn *t, const struct fid *fid, struct cache_ent *ent);
+int cache_txn_put(struct cache_txn *t, const struct cache_ent *ent);
+int cache_txn_del(struct cache_txn *t, const struct fid *fid);
+int cache_txn_table(struct cache_txn *t, const char *name, unsigned int *dbi);
+int cache_txn_commit(struct cache_txn *t);
+void cache_txn_abort(struct cache_txn *t);
+/* The cache directory (valid until cache_close). */
+const char *cache_dir(struct cache *c);
+
+/* Asked by eviction about every candidate (cache lock held: must not call
+ * back into the cache): true keeps fid (e.g. it has CML records). */
+typedef bool (*cache_keep_fn)(void *arg, const struct fid *fid);
+/* Installs the keep hook (NULL: none). */
+void cache_set_keep(struct cache *c, cache_keep_fn fn, void *arg);
+
+/* Sets the hoard priority of fid's entry (0 = not hoarded). cache_put keeps
+ * an entry's priority when given 0, so refetches do not lose it. Returns 0,
+ * -ENOENT if fid has no entry, or -errno. */
+int cache_set_hoard(struct cache *c, const struct fid *fid, uint32_t pri);
+/* Calls fn for every entry with a hoard priority (no lock held during the
+ * calls) until fn returns non-zero, which is returned. 0 or -errno. */
+typedef int (*cache_hoard_fn)(void *arg, const struct fid *fid);
+int cache_hoard_foreach(struct cache *c, cache_hoard_fn fn, void *arg);
 
 #endif /* CLIENT_CACHE_H */

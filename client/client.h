@@ -19,6 +19,9 @@ struct cache;
 struct itab;
 struct fuse_session;
 struct fsops_notifier;
+struct cml;
+struct reint;
+struct hoard;
 
 /* Counters exposed by the status control op. Updated with relaxed atomics. */
 struct client_counters {
@@ -49,6 +52,12 @@ struct client {
 	struct itab *itab;		 /* owned */
 	struct fuse_session *se;	 /* owned by main.c */
 	struct fsops_notifier *notifier; /* owned by fsops.c */
+	struct cml *cml;		 /* owned: the CML and volume states (cml.c) */
+	struct reint *reint;		 /* owned: reintegration thread (reint.c) */
+	uint32_t aging_sec;		 /* weak connectivity: ageing delay (--aging) */
+	uint32_t weak_kbps;		 /* below this bandwidth a volume is weak */
+	struct hoard *hoard;		 /* owned by main.c (hoard.c) */
+	unsigned hoard_interval;	 /* seconds between hoard walks, 0 = none */
 
 	pthread_mutex_t root_lock;
 	bool have_root;	     /* protected by root_lock */

@@ -24,6 +24,7 @@
 #include "client/cache.h"
 #include "client/conn.h"
 #include "client/fsops.h"
+#include "client/hoard.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fid.h"
@@ -476,6 +477,10 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 		if (err < 0)
 			goto out;
 		r = op_repair(cl, jreq, ino, uid, &err);
+		if (err < 0)
+			goto out;
+	} else if (strncmp(op, "hoard-", 6) == 0) {
+		r = hoard_ctl(cl->hoard, op, jreq, uid, &err);
 		if (err < 0)
 			goto out;
 	} else if (strcmp(op, "whereis") == 0) {

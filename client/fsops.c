@@ -445,13 +445,23 @@ static struct client *req_client(fuse_req_t req)
 	return fuse_req_userdata(req);
 }
 
+/* Credentials of the hoard walk running on this thread (fsops_walk_*):
+ * requests built without a FUSE request (req NULL) carry them. */
+static __thread const struct cred *walk_cred;
+
 static void req_cred(fuse_req_t req, struct cred *cr)
 {
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	const struct fuse_ctx *ctx;
 	gid_t groups[GROUPS_MAX];
 	int n;
 
 	memset(cr, 0, sizeof(*cr));
+	if (req == NULL) {
+		if (walk_cred != NULL)
+			*cr = *walk_cred;
+		return;
+	}
+	ctx = fuse_req_ctx(req);
 	cr->uid = ctx->uid;
 	cr->gid = ctx->gid;
 	n = fuse_req_getgroups(req, GROUPS_MAX, groups);
@@ -2328,5 +2338,120 @@ int fsops_ino_name(struct client *cl, uint64_t ino, char *out, size_t len)
 	}
 	pthread_mutex_unlock(&in->lock);
 	inode_put(cl->itab, in);
+	return ret;
+}
+
+/* ---------- hoard walk (hoard.c) ---------- */
+
+int fsops_walk_root(struct client *cl, const struct cred *cr, struct inode **out)
+{
+	int ret;
+
+	walk_cred = cr;
+	ret = get_root(cl, NULL, out);
+	if (ret == 0) {
+		ret = ensure_attr(cl, NULL, *out);
+		if (ret < 0) {
+			inode_put(cl->itab, *out);
+			*out = NULL;
+		}
+	}
+	walk_cred = NULL;
+	return ret;
+}
+
+int fsops_walk_attr(struct client *cl, const struct cred *cr, struct inode *in, struct attr *a)
+{
+	int ret;
+
+	walk_cred = cr;
+	ret = ensure_attr(cl, NULL, in);
+	walk_cred = NULL;
+	if (ret == 0) {
+		pthread_mutex_lock(&in->lock);
+		*a = in->attr;
+		pthread_mutex_unlock(&in->lock);
+	}
+	return ret;
+}
+
+int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *dir,
+		       struct dirent_w **ents, size_t *n, bool *loaded)
+{
+	int ret = -EAGAIN;
+
+	*ents = NULL;
+	*n = 0;
+	*loaded = false;
+	walk_cred = cr;
+	for (int tries = 0; tries < 3 && ret == -EAGAIN; tries++) {
+		bool ok;
+
+		pthread_mutex_lock(&dir->lock);
+		ok = dir->list_valid && cb_ok_locked(cl, dir);
+		pthread_mutex_unlock(&dir->lock);
+		if (!ok) {
+			*loaded = true;
+			ret = load_listing(cl, NULL, dir);
+			if (ret < 0)
+				break;
+		}
+		pthread_mutex_lock(&dir->lock);
+		if (dir->list_valid) {
+			*n = dir->n_ents;
+			*ents = xcalloc(*n ? *n : 1, sizeof(**ents));
+			if (*n > 0)
+				memcpy(*ents, dir->ents, *n * sizeof(**ents));
+			ret = 0;
+		} else {
+			ret = -EAGAIN; /* broken while loading */
+		}
+		pthread_mutex_unlock(&dir->lock);
+	}
+	walk_cred = NULL;
+	return ret;
+}
+
+int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in, uint64_t *bytes)
+{
+	struct cache_ent e;
+	struct attr a;
+	bool cached;
+	int ret, fd;
+
+	*bytes = 0;
+	walk_cred = cr;
+	pthread_mutex_lock(&in->io_lock);
+	ret = ensure_attr(cl, NULL, in);
+	if (ret < 0)
+		goto out;
+	pthread_mutex_lock(&in->lock);
+	a = in->attr;
+	cached = in->fd >= 0 && (in->dirty || in->removed || in->cdv == a.data_version);
+	pthread_mutex_unlock(&in->lock);
+	if (!S_ISREG(a.mode)) {
+		ret = -EINVAL;
+		goto out;
+	}
+	if (!cached && cache_get(cl->cache, &in->fid, &e) == 0 &&
+	    (e.dirty || (e.has_data && e.data_version == a.data_version)))
+		cached = true;
+	if (!cached && (a.flags & ATTR_F_CONFLICT)) {
+		ret = -ERR_CONFLICT;
+		goto out;
+	}
+	if (!cached) {
+		fd = fetch_file(cl, NULL, in, &a);
+		if (fd < 0) {
+			ret = fd;
+			goto out;
+		}
+		close(fd);
+		*bytes = a.size;
+		ret = 1;
+	}
+out:
+	pthread_mutex_unlock(&in->io_lock);
+	walk_cred = NULL;
 	return ret;
 }

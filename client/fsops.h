@@ -33,4 +33,24 @@ int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid);
  * included). 0, or -ENOENT if ino or its name is unknown. */
 int fsops_ino_name(struct client *cl, uint64_t ino, char *out, size_t len);
 
+/* Hoard walk (hoard.c): the paths FUSE requests take, on the calling
+ * thread, with cr as the credentials of every server call. */
+struct inode;
+struct dirent_w;
+/* The realm root (GETROOT on first use) with valid attributes; a new
+ * reference. 0 or -errno. */
+int fsops_walk_root(struct client *cl, const struct cred *cr, struct inode **out);
+/* Makes in's attributes valid (GETATTR unless a callback holds them) and
+ * copies them to *a. 0 or -errno. */
+int fsops_walk_attr(struct client *cl, const struct cred *cr, struct inode *in, struct attr *a);
+/* Copies dir's listing (READDIR unless a valid one is cached; *loaded says
+ * whether it was loaded) to *ents (free() it), *n entries. 0 or -errno. */
+int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *dir,
+		       struct dirent_w **ents, size_t *n, bool *loaded);
+/* Makes the cache hold the current version of regular file in (fetching
+ * it whole unless cached, open locally or dirty). Returns 0 if it was
+ * there, 1 if fetched (*bytes its size), -EINVAL if not a regular file,
+ * -ERR_CONFLICT, or another -errno. */
+int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in, uint64_t *bytes);
+
 #endif /* CLIENT_FSOPS_H */

@@ -22,6 +22,7 @@
 #include "client/conn.h"
 #include "client/ctl.h"
 #include "client/fsops.h"
+#include "client/hoard.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fsutil.h"
@@ -37,7 +38,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: encore-client --mount PATH --cache DIR --realm REALM --server ADDR [--server ADDR ...]\n"
-		"                     [--cache-size MIB] [--socket PATH] [--ready-fd N] [-v|-vv] [--syslog] [--trace]\n"
+		"                     [--cache-size MIB] [--socket PATH] [--ready-fd N] [--hoard-interval SECONDS]\n"
+		"                     [-v|-vv] [--syslog] [--trace]\n"
 		"\n"
 		"Mounts the Encore realm REALM at PATH; PATH/REALM is the realm's root.\n"
 		"  --mount PATH       mount point\n"
@@ -47,11 +49,13 @@ static void usage(FILE *f)
 		"  --cache-size MIB   cache size limit (default %d)\n"
 		"  --socket PATH      control socket (default DIR/ctl.sock)\n"
 		"  --ready-fd N       write a newline to fd N once the mount is usable\n"
+		"  --hoard-interval SECONDS  hoard walk period (default %d; 0 = only on demand\n"
+		"                     and after a volume reconnects)\n"
 		"  -v, -vv            more logging\n"
 		"  --syslog           log to syslog instead of stderr\n"
 		"  --trace            log every message (debug level)\n"
 		"  -h, --help         this help\n",
-		DEFAULT_CACHE_MIB);
+		DEFAULT_CACHE_MIB, HOARD_INTERVAL_DEFAULT);
 }
 
 /* libfuse hands us its own printf-style format; the attribute lets the
@@ -89,6 +93,7 @@ int main(int argc, char **argv)
 		{ "cache-size", required_argument, NULL, 'S' },
 		{ "socket", required_argument, NULL, 'k' },
 		{ "ready-fd", required_argument, NULL, 'R' },
+		{ "hoard-interval", required_argument, NULL, 'H' },
 		{ "syslog", no_argument, NULL, 'L' },
 		{ "trace", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -108,6 +113,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	memset(&cl, 0, sizeof(cl));
+	cl.hoard_interval = HOARD_INTERVAL_DEFAULT;
 	cl.servers = xcalloc((size_t)argc + 1, sizeof(*cl.servers));
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
@@ -135,6 +141,11 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, INT_MAX, &v64) < 0)
 				fatal(2, "invalid --ready-fd '%s'", optarg);
 			ready_fd = v64;
+			break;
+		case 'H':
+			if (parse_u64(optarg, 86400 * 365, &v64) < 0)
+				fatal(2, "invalid --hoard-interval '%s': expected seconds", optarg);
+			cl.hoard_interval = (unsigned)v64;
 			break;
 		case 'L':
 			use_syslog = 1;
@@ -213,6 +224,9 @@ int main(int argc, char **argv)
 	ret = fsops_start(&cl);
 	if (ret < 0)
 		fatal(1, "cannot start notifier: %s", err_str(ret));
+	ret = hoard_start(&cl, cl.hoard_interval, &cl.hoard);
+	if (ret < 0)
+		fatal(1, "cannot start the hoard thread: %s", err_str(ret));
 	ret = ctl_start(&cl, &ctl);
 	if (ret < 0)
 		fatal(1, "cannot listen on control socket '%s': %s", cl.sock_path, err_str(ret));
@@ -233,6 +247,8 @@ int main(int argc, char **argv)
 	fuse_session_unmount(cl.se);
 	fuse_remove_signal_handlers(cl.se);
 	ctl_stop(ctl);
+	hoard_stop(cl.hoard);
+	cl.hoard = NULL;
 	fsops_stop(&cl);
 	fuse_session_destroy(cl.se);
 	cl.se = NULL;

@@ -476,3 +476,37 @@ def read_bytes(path):
 def write_bytes(path, data, mode="wb"):
     with open(path, mode) as f:
         f.write(data)
+
+
+# --- added for disconnected operation and hoarding (test_4_*) ---------------
+
+def run_encore(*args, cwd="/", env=None, timeout=60, check=True):
+    """Runs the `encore` CLI under test; returns the CompletedProcess with
+    .out and .err as text. check: assert exit status 0."""
+    cmd = [require_binary("encore")] + [str(a) for a in args]
+    e = dict(os.environ)
+    e.pop("ENCORE_SOCKET", None)
+    if env:
+        e.update(env)
+    r = subprocess.run(cmd, capture_output=True, timeout=timeout, cwd=cwd, env=e)
+    r.out = r.stdout.decode(errors="replace")
+    r.err = r.stderr.decode(errors="replace")
+    if check:
+        assert r.returncode == 0, "%s exited %d\nstdout: %s\nstderr: %s" % (
+            " ".join(cmd), r.returncode, r.out, r.err)
+    return r
+
+
+def client_counter(client, name):
+    """One counter of a client's status control op."""
+    r = ctl(client, "status")
+    assert r["ok"], r
+    return r["counters"][name]
+
+
+def hoard_walk(client, timeout=60.0):
+    """Runs a hoard walk through the control socket and waits for it;
+    returns its counters (checked, fetched, fetched_bytes, ...)."""
+    r = ctl(client, "hoard-walk", timeout=timeout, wait=True)
+    assert r["ok"], r
+    return r

@@ -22,6 +22,7 @@ struct fsops_notifier;
 struct cml;
 struct reint;
 struct hoard;
+struct cstate;
 
 /* Counters exposed by the status control op. Updated with relaxed atomics. */
 struct client_counters {
@@ -57,6 +58,7 @@ struct client {
 	uint32_t aging_sec;		 /* weak connectivity: ageing delay (--aging) */
 	uint32_t weak_kbps;		 /* below this bandwidth a volume is weak */
 	struct hoard *hoard;		 /* owned by main.c (hoard.c) */
+	struct cstate *cstate;		 /* owned by main.c (cstate.c) */
 	unsigned hoard_interval;	 /* seconds between hoard walks, 0 = none */
 
 	pthread_mutex_t root_lock;

@@ -123,6 +123,9 @@ size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t m
  * unknown or unreachable. */
 int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
 		     struct conn_call *cc);
+/* Makes a volume known with its VSG before any server told us (a restart
+ * without network, cstate.c); a server's answer later replaces it. */
+void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg);
 /* Fills up to max volume infos; returns the count. */
 size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max);
 /* Ids of the servers currently up (at most max); returns the count. */

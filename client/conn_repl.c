@@ -1133,3 +1133,8 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 		pthread_mutex_unlock(&c->vol_lock);
 	}
 }
+
+void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg)
+{
+	vol_set(c, id, name, vsg);
+}

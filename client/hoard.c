@@ -25,6 +25,7 @@
 
 #include "client/cache.h"
 #include "client/conn.h"
+#include "client/cstate.h"
 #include "client/fsops.h"
 #include "client/inode.h"
 #include "common/db.h"
@@ -70,8 +71,8 @@ struct hoard {
 	uint64_t done;			  /* protected by lock: walks finished */
 	struct walk_stats cur;		  /* protected by lock: the running walk's counters */
 	struct walk_stats last;		  /* protected by lock: the last finished walk's */
-	struct inode **keep;		  /* hoard thread only: references from the last walk */
-	size_t n_keep;			  /* hoard thread only */
+	struct inode **keep;		  /* protected by lock: references kept */
+	size_t n_keep;			  /* protected by lock */
 	uint32_t vol_ids[HOARD_VOLS_MAX]; /* hoard thread only: AVSG sizes seen */
 	uint32_t vol_up[HOARD_VOLS_MAX];
 	size_t n_vols;
@@ -634,11 +635,18 @@ static void run_walk(struct hoard *h)
 	}
 	/* The new references replace the last walk's (a stopped walk adds). */
 	if (ret == 0) {
-		for (size_t i = 0; i < h->n_keep; i++)
-			inode_put(cl->itab, h->keep[i]);
-		free(h->keep);
+		struct inode **old;
+		size_t n_old;
+
+		pthread_mutex_lock(&h->lock);
+		old = h->keep;
+		n_old = h->n_keep;
 		h->keep = w.keep;
 		h->n_keep = w.n_keep;
+		pthread_mutex_unlock(&h->lock);
+		for (size_t i = 0; i < n_old; i++)
+			inode_put(cl->itab, old[i]);
+		free(old);
 	} else {
 		for (size_t i = 0; i < w.n_keep; i++)
 			inode_put(cl->itab, w.keep[i]);
@@ -690,6 +698,7 @@ static void *hoard_main(void *arg)
 {
 	struct hoard *h = arg;
 	uint64_t next = h->interval_s ? mono_ms() + (uint64_t)h->interval_s * 1000 : UINT64_MAX;
+	uint64_t ckpt = mono_ms() + CSTATE_CHECKPOINT_MS;
 
 	for (;;) {
 		struct timespec ts;
@@ -706,6 +715,13 @@ static void *hoard_main(void *arg)
 		}
 		pthread_mutex_unlock(&h->lock);
 		back = volume_came_back(h);
+		if (mono_ms() >= ckpt && h->cl->cstate != NULL) {
+			int r = cstate_checkpoint(h->cl->cstate);
+
+			if (r < 0)
+				log_warn("hoard", "cannot save the client state: %s", err_str(r));
+			ckpt = mono_ms() + CSTATE_CHECKPOINT_MS;
+		}
 		pthread_mutex_lock(&h->lock);
 		if (back || mono_ms() >= next)
 			h->want = true;
@@ -777,6 +793,20 @@ void hoard_stop(struct hoard *h)
 	pthread_cond_destroy(&h->done_cond);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
+}
+
+void hoard_adopt(struct hoard *h, struct inode **ins, size_t n)
+{
+	if (h == NULL || n == 0) {
+		free(ins);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	h->keep = xrealloc(h->keep, (h->n_keep + n) * sizeof(*h->keep));
+	memcpy(h->keep + h->n_keep, ins, n * sizeof(*ins));
+	h->n_keep += n;
+	pthread_mutex_unlock(&h->lock);
+	free(ins);
 }
 
 void hoard_kick(struct hoard *h)

@@ -46,6 +46,7 @@ enum hoard_flags {
 };
 
 struct hoard;
+struct inode;
 
 /* One hoard entry as stored. */
 struct hoard_ent {
@@ -72,6 +73,9 @@ int hoard_start(struct client *cl, unsigned interval_s, struct hoard **out);
 /* Stops the thread (an ongoing walk stops between two objects), releases
  * the hoarded inode references. NULL is a no-op. */
 void hoard_stop(struct hoard *h);
+/* Takes over n inode references (an owned array, e.g. from cstate_restore):
+ * kept like the last walk's until the next complete walk replaces them. */
+void hoard_adopt(struct hoard *h, struct inode **ins, size_t n);
 /* Asks for a walk soon (e.g. after a volume was reconnected). */
 void hoard_kick(struct hoard *h);
 

@@ -24,6 +24,8 @@ struct itab {
 	size_t count;	       /* protected by lock */
 	struct inode **by_ino; /* protected by lock */
 	struct inode **by_fid; /* protected by lock */
+	itab_free_fn free_fn;  /* set once before use; may be NULL */
+	void *free_arg;
 };
 
 static size_t hash_ino(uint64_t ino)
@@ -226,8 +228,11 @@ void inode_put(struct itab *t, struct inode *in)
 	in->refs--;
 	dead = maybe_unlink_locked(t, in);
 	pthread_mutex_unlock(&t->lock);
-	if (dead)
+	if (dead) {
+		if (t->free_fn != NULL)
+			t->free_fn(t->free_arg, in);
 		inode_destroy(in);
+	}
 }
 
 void inode_lookup_inc(struct itab *t, struct inode *in)
@@ -249,8 +254,11 @@ void inode_forget(struct itab *t, uint64_t ino, uint64_t n)
 		dead = maybe_unlink_locked(t, in);
 	}
 	pthread_mutex_unlock(&t->lock);
-	if (dead)
+	if (dead) {
+		if (t->free_fn != NULL)
+			t->free_fn(t->free_arg, in);
 		inode_destroy(in);
+	}
 }
 
 void itab_foreach(struct itab *t, void (*fn)(void *arg, struct inode *in), void *arg)
@@ -389,4 +397,10 @@ void inode_path(struct itab *t, struct inode *in, const char *realm, char *out, 
 	}
 	for (size_t i = 0; i < n; i++)
 		free(parts[i]);
+}
+
+void itab_set_free_hook(struct itab *t, itab_free_fn fn, void *arg)
+{
+	t->free_fn = fn;
+	t->free_arg = arg;
 }

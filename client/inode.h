@@ -94,6 +94,12 @@ void inode_lookup_inc(struct itab *t, struct inode *in);
 /* Subtracts n kernel lookups of ino (forget). */
 void inode_forget(struct itab *t, uint64_t ino, uint64_t n);
 
+/* Called with an inode about to be freed (no reference or lookup left; no
+ * lock held; in is the caller's alone): e.g. to save its state. */
+typedef void (*itab_free_fn)(void *arg, struct inode *in);
+/* Installs the hook (before the table is shared between threads). */
+void itab_set_free_hook(struct itab *t, itab_free_fn fn, void *arg);
+
 /* Calls fn(arg, in) for every inode (with a reference held, no lock held).
  * Used after a connection loss. */
 void itab_foreach(struct itab *t, void (*fn)(void *arg, struct inode *in), void *arg);

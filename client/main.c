@@ -23,6 +23,7 @@
 #include "client/ctl.h"
 #include "client/fsops.h"
 #include "client/hoard.h"
+#include "client/cstate.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fsutil.h"
@@ -83,6 +84,29 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* No server answers at start: the state cstate.c saved lets the client
+ * mount anyway, every volume disconnected, serving its cache. *restored
+ * gets the inodes it made (references for hoard_adopt). */
+static void start_offline(struct client *cl, struct inode ***restored, size_t *n)
+{
+	struct conn_server_info si[64];
+	size_t ns = conn_check_servers(cl->conn, si, 64, true);
+	int ret;
+
+	*restored = NULL;
+	*n = 0;
+	for (size_t i = 0; i < ns; i++) {
+		if (si[i].up)
+			return;
+	}
+	ret = cstate_restore(cl, restored, n);
+	if (ret >= 0)
+		log_notice("client",
+			   "no server answers: starting disconnected, %d object(s) cached", ret);
+	else if (ret != -ENOENT)
+		log_warn("client", "cannot restore the saved client state: %s", err_str(ret));
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -104,6 +128,8 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_loop_config *lcfg;
 	struct ctl *ctl = NULL;
+	struct inode **restored;
+	size_t n_restored;
 	char sock_buf[PATH_MAX], optbuf[PATH_MAX + 128], mnt_real[PATH_MAX];
 	uint64_t mib = DEFAULT_CACHE_MIB, ready_fd = UINT64_MAX, v64;
 	int verbose = 0, use_syslog = 0, trace = 0, c, ret, rc = 1;
@@ -209,6 +235,8 @@ int main(int argc, char **argv)
 	ret = conn_start_probes(cl.conn);
 	if (ret < 0)
 		fatal(1, "cannot start server probes: %s", err_str(ret));
+	cl.cstate = cstate_new(&cl);
+	start_offline(&cl, &restored, &n_restored);
 
 	if (snprintf(optbuf, sizeof(optbuf),
 		     "-oallow_other,default_permissions,fsname=encore:%s,subtype=encore",
@@ -227,6 +255,7 @@ int main(int argc, char **argv)
 	ret = hoard_start(&cl, cl.hoard_interval, &cl.hoard);
 	if (ret < 0)
 		fatal(1, "cannot start the hoard thread: %s", err_str(ret));
+	hoard_adopt(cl.hoard, restored, n_restored);
 	ret = ctl_start(&cl, &ctl);
 	if (ret < 0)
 		fatal(1, "cannot listen on control socket '%s': %s", cl.sock_path, err_str(ret));
@@ -247,12 +276,18 @@ int main(int argc, char **argv)
 	fuse_session_unmount(cl.se);
 	fuse_remove_signal_handlers(cl.se);
 	ctl_stop(ctl);
+	/* Before the hoard's references go: what the kernel and the hoard
+	 * hold is what the next start without network can serve. */
+	ret = cstate_checkpoint(cl.cstate);
+	if (ret < 0)
+		log_warn("client", "cannot save the client state: %s", err_str(ret));
 	hoard_stop(cl.hoard);
 	cl.hoard = NULL;
 	fsops_stop(&cl);
 	fuse_session_destroy(cl.se);
 	cl.se = NULL;
 	conn_free(cl.conn);
+	cstate_free(cl.cstate);
 	itab_free(cl.itab);
 	cache_close(cl.cache);
 	fuse_opt_free_args(&args);

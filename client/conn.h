@@ -130,6 +130,12 @@ void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struc
 size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max);
 /* Ids of the servers currently up (at most max); returns the count. */
 size_t conn_up_servers(struct conn *c, uint32_t *ids, size_t max);
+/* Disconnected operation: gate(arg, vol, type) is asked before every call
+ * that belongs to a volume (not the single-server ones); a negative return
+ * fails the call at once with it. Set before the first call. */
+typedef int (*conn_gate_fn)(void *arg, uint32_t vol, uint16_t type);
+void conn_set_gate(struct conn *c, conn_gate_fn gate, void *arg);
+
 /* Starts the background prober (connects to every server at once, then
  * probes down servers every CONN_PROBE_MS). Returns 0 or -errno. */
 int conn_start_probes(struct conn *c);

@@ -80,6 +80,8 @@ struct conn {
 	conn_break_fn brk;
 	conn_lost_fn lost;
 	void *arg;
+	conn_gate_fn gate; /* immutable after start (conn_set_gate) */
+	void *gate_arg;
 	size_t n_servers;
 	struct conn_server *servers;
 

@@ -572,6 +572,11 @@ int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
 		kind = OP_VALIDATE;
 	else if (is_read(req->type))
 		kind = OP_READ;
+	if (kind != OP_SINGLE && c->gate != NULL) {
+		ret = c->gate(c->gate_arg, req->fid.vol, req->type);
+		if (ret < 0)
+			return ret;
+	}
 	op = op_new(kind, req);
 	if (kind != OP_SINGLE)
 		vol_for(c, &req->fid, &op->vol);
@@ -596,6 +601,12 @@ int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
 	}
 	cc->op = op;
 	return 0;
+}
+
+void conn_set_gate(struct conn *c, conn_gate_fn gate, void *arg)
+{
+	c->gate = gate;
+	c->gate_arg = arg;
 }
 
 /* ---------- waiting ---------- */

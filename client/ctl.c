@@ -26,6 +26,7 @@
 #include "client/fsops.h"
 #include "client/hoard.h"
 #include "client/inode.h"
+#include "client/reint.h"
 #include "common/err.h"
 #include "common/fid.h"
 #include "common/log.h"
@@ -101,6 +102,7 @@ static json_object *volumes_json(struct client *cl)
 									      ? "connected"
 									      : "disconnected"));
 			json_object_object_add(v, "servers", servers_json(cl, false));
+			reint_vol_json(cl, vi[i].id, v); /* state, cml_records, cml_bytes */
 			json_object_array_add(vols, v);
 		}
 	}
@@ -267,6 +269,7 @@ static json_object *op_conflicts(struct client *cl, uid_t uid, int *err)
 		json_object_object_add(o, "servers", sv);
 		json_object_array_add(arr, o);
 	}
+	reint_conflicts_json(cl, arr); /* local/global, from reintegration */
 	json_object_object_add(r, "conflicts", arr);
 	free(cs);
 	return r;
@@ -470,9 +473,28 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 		r = op_conflicts(cl, uid, &err);
 		if (err < 0)
 			goto out;
-	} else if (strcmp(op, "repair") == 0) {
-		uint64_t ino;
+	} else if (strcmp(op, "disconnect") == 0 || strcmp(op, "reconnect") == 0 ||
+		   strcmp(op, "write-disconnect") == 0) {
+		uint64_t ino = 0;
+		json_object *jino;
 
+		if (json_object_object_get_ex(jreq, "ino", &jino)) {
+			err = req_ino(jreq, &ino);
+			if (err < 0)
+				goto out;
+		}
+		err = reint_ctl_force(cl, op, ino);
+		if (err < 0)
+			goto out;
+		r = json_object_new_object();
+	} else if (strcmp(op, "repair") == 0) {
+		uint64_t ino = 0;
+
+		r = json_object_new_object();
+		if (reint_repair(cl, jreq, req_ino(jreq, &ino) == 0 ? ino : 0, r, &err) == 1)
+			goto out; /* a local/global conflict */
+		json_object_put(r);
+		r = NULL;
 		err = req_ino(jreq, &ino);
 		if (err < 0)
 			goto out;

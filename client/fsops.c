@@ -34,7 +34,9 @@
 #include <sodium.h>
 
 #include "client/cache.h"
+#include "client/cml.h"
 #include "client/conn.h"
+#include "client/emul.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fid.h"
@@ -126,7 +128,10 @@ static void note_push(struct client *cl, struct note *n)
 }
 
 /* Marks in stale and takes the names the kernel may cache under it. */
-static struct note *break_inode(struct client *cl, struct inode *in)
+/* drop_cached: the object changed (a break), so its cached listing and
+ * target go too; after a connection loss they stay (untrusted while
+ * connected, the cache of a disconnected volume). */
+static struct note *break_inode(struct client *cl, struct inode *in, bool drop_cached)
 {
 	struct note *n = xcalloc(1, sizeof(*n));
 
@@ -136,9 +141,11 @@ static struct note *break_inode(struct client *cl, struct inode *in)
 	pthread_mutex_lock(&in->lock);
 	in->cb_valid = false;
 	in->stale = true;
-	free(in->target);
-	in->target = NULL;
-	inode_drop_listing_locked(in);
+	if (drop_cached) {
+		free(in->target);
+		in->target = NULL;
+		inode_drop_listing_locked(in);
+	}
 	inode_take_knames_locked(in, &n->names, &n->n_names);
 	pthread_mutex_unlock(&in->lock);
 	return n;
@@ -240,7 +247,7 @@ static void inval_all_cb(void *arg, struct inode *in)
 
 	if (in->ino == INODE_TOP)
 		return;
-	note_run(cl, break_inode(cl, in), false);
+	note_run(cl, break_inode(cl, in, false), false);
 }
 
 static void *names_main(void *arg)
@@ -379,6 +386,11 @@ void fsops_on_break(void *arg, const struct fid *fid, struct conn_brk *brk)
 
 	CTR_ADD(cl, cb_breaks, 1);
 	in = inode_get_fid(cl->itab, fid);
+	if (in != NULL && emul_keep_on_break(cl, in)) {
+		/* Emulated state wins until reintegration (docs/disconnected.md). */
+		inode_put(cl->itab, in);
+		in = NULL;
+	}
 	if (in == NULL) {
 		if (brk != NULL) {
 			/* Nothing cached; acknowledge from the notifier (not here:
@@ -390,7 +402,7 @@ void fsops_on_break(void *arg, const struct fid *fid, struct conn_brk *brk)
 		}
 		return;
 	}
-	n = break_inode(cl, in);
+	n = break_inode(cl, in, true);
 	n->brk = brk;
 	note_push(cl, n);
 	/* Attributes only (offset < 0): the kernel takes no page or directory
@@ -480,7 +492,8 @@ static struct msg *req_msg(fuse_req_t req, struct msg *m, uint16_t type)
 
 static bool cb_ok_locked(struct client *cl, struct inode *in)
 {
-	return in->cb_valid && !in->stale && in->cb_epoch == conn_epoch(cl->conn);
+	return (in->cb_valid && !in->stale && in->cb_epoch == conn_epoch(cl->conn)) ||
+	       emul_trust_locked(cl, in);
 }
 
 static bool cb_ok(struct client *cl, struct inode *in)
@@ -865,6 +878,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_negative(cl, req, dir, name);
 			goto out;
 		}
+		struct dirent_w dent = *d;
+
 		in = inode_get_fid(cl->itab, &d->fid);
 		pthread_mutex_unlock(&dir->lock);
 		if (in != NULL && cb_ok(cl, in)) {
@@ -878,9 +893,20 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			}
 		}
 		inode_put(cl->itab, in);
-		in = NULL;
+		/* Not connected: the cache index may know the object. */
+		in = emul_inode_cached(cl, dir, &dent);
+		if (in != NULL) {
+			reply_entry(cl, req, dir, name, in);
+			goto out;
+		}
 	} else {
 		pthread_mutex_unlock(&dir->lock);
+		/* Not connected and no listing: an inode known by this name. */
+		in = emul_lookup_name(cl, dir, name);
+		if (in != NULL) {
+			reply_entry(cl, req, dir, name, in);
+			goto out;
+		}
 	}
 	gen = conn_cb_gen(cl->conn);
 	req_msg(req, &m, MSG_LOOKUP);
@@ -1034,7 +1060,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 			wtime_now(&in->attr.mtime);
 	}
 	pthread_mutex_unlock(&in->lock);
-	if (sa->valid != 0) {
+	if (sa->valid != 0 && emul_logging(cl, in->fid.vol)) {
+		ret = emul_setattr(cl, in, sa);
+	} else if (sa->valid != 0) {
 		gen = conn_cb_gen(cl->conn);
 		ret = conn_call(cl->conn, &m, &rep, &cc);
 		if (ret == 0) {
@@ -1082,6 +1110,13 @@ static int do_create(struct client *cl, fuse_req_t req, struct inode *dir, const
 	*out = NULL;
 	if (strlen(name) > NAME_MAX_LEN)
 		return -ENAMETOOLONG;
+	if (emul_logging(cl, dir->fid.vol)) {
+		ret = load_listing(cl, req, dir);
+		if (ret < 0)
+			return ret;
+		req_cred(req, &m.cred);
+		return emul_create(cl, &m.cred, dir, name, mode, rdev, target, out);
+	}
 	req_msg(req, &m, MSG_CREATE);
 	m.fid = dir->fid;
 	m.fid2.vol = dir->fid.vol;
@@ -1160,6 +1195,16 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 
 	if (dir == NULL)
 		return;
+	if (emul_logging(cl, dir->fid.vol)) {
+		ret = load_listing(cl, req, dir);
+		if (ret == 0)
+			ret = emul_remove(cl, dir, name, is_dir);
+		if (ret < 0)
+			reply_err(req, ret);
+		else
+			fuse_reply_err(req, 0);
+		goto out;
+	}
 	req_msg(req, &m, MSG_REMOVE);
 	m.fid = dir->fid;
 	snprintf(m.name, sizeof(m.name), "%s", name);
@@ -1224,6 +1269,20 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	dst = dir_get(cl, req, newparent);
 	if (dst == NULL)
 		goto out;
+	if (emul_logging(cl, src->fid.vol)) {
+		ret = load_listing(cl, req, src);
+		if (ret == 0)
+			ret = load_listing(cl, req, dst);
+		if (ret == 0)
+			ret = emul_rename(cl, src, name, dst, newname,
+					  (flags & RENAME_NOREPLACE ? RENAME_F_NOREPLACE : 0) |
+						  (flags & RENAME_EXCHANGE ? RENAME_F_EXCHANGE : 0));
+		if (ret < 0)
+			reply_err(req, ret);
+		else
+			fuse_reply_err(req, 0);
+		goto out;
+	}
 	req_msg(req, &m, MSG_RENAME);
 	m.fid = src->fid;
 	m.fid2 = dst->fid;
@@ -1266,6 +1325,16 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	in = inode_get_ino(cl->itab, ino);
 	if (in == NULL || ino == INODE_TOP) {
 		reply_err(req, -EPERM);
+		goto out;
+	}
+	if (emul_logging(cl, dir->fid.vol)) {
+		ret = load_listing(cl, req, dir);
+		if (ret == 0)
+			ret = emul_link(cl, in, dir, newname);
+		if (ret < 0)
+			reply_err(req, ret);
+		else
+			reply_entry(cl, req, dir, newname, in);
 		goto out;
 	}
 	req_msg(req, &m, MSG_LINK);
@@ -1717,6 +1786,8 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 	mtime = in->attr.mtime;
 	cr = in->wcred.uid != 0 || in->wcred.gid != 0 ? in->wcred : *caller;
 	pthread_mutex_unlock(&in->lock);
+	if (emul_logging(cl, in->fid.vol))
+		return emul_store(cl, in); /* a CML store record */
 	memset(&a, 0, sizeof(a));
 	ret = store_once(cl, in, &cr, fd, mtime, &a, &stored);
 	if (ret == -EACCES && cr.uid != 0 && cr.uid == in->attr.uid) {
@@ -2021,6 +2092,9 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		reply_err(req, ret);
 		goto out;
 	}
+	pthread_mutex_lock(&in->lock);
+	inode_set_name_locked(in, dir->ino, name); /* names it in logs and conflicts */
+	pthread_mutex_unlock(&in->lock);
 	pthread_mutex_lock(&in->io_lock);
 	memset(&ce, 0, sizeof(ce));
 	ce.fid = in->fid;
@@ -2304,7 +2378,7 @@ int fsops_flush_ino(struct client *cl, uint64_t ino)
 	ret = busy ? 0 : cache_drop_data(cl->cache, &in->fid);
 	pthread_mutex_unlock(&in->io_lock);
 	if (!busy)
-		note_push(cl, break_inode(cl, in));
+		note_push(cl, break_inode(cl, in, true));
 	inode_put(cl->itab, in);
 	if (busy || ret == -EBUSY)
 		return 0;
@@ -2454,4 +2528,12 @@ out:
 	pthread_mutex_unlock(&in->io_lock);
 	walk_cred = NULL;
 	return ret;
+}
+
+void fsops_inval_all(struct client *cl)
+{
+	struct note *n = xcalloc(1, sizeof(*n));
+
+	n->kind = NOTE_ALL;
+	note_push(cl, n);
 }

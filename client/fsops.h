@@ -53,4 +53,9 @@ int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *d
  * -ERR_CONFLICT, or another -errno. */
 int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in, uint64_t *bytes);
 
+/* Disconnected operation (reint.c): every inode's callback is dropped (the
+ * kernel's caches too, from the notifier thread), as after a connection
+ * loss, so the servers' state is fetched again. */
+void fsops_inval_all(struct client *cl);
+
 #endif /* CLIENT_FSOPS_H */

@@ -18,13 +18,16 @@
 #include <sodium.h>
 
 #include "client/cache.h"
+#include "client/cml.h"
 #include "client/client.h"
 #include "client/conn.h"
 #include "client/ctl.h"
+#include "client/emul.h"
 #include "client/fsops.h"
 #include "client/hoard.h"
 #include "client/cstate.h"
 #include "client/inode.h"
+#include "client/reint.h"
 #include "common/err.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -52,6 +55,10 @@ static void usage(FILE *f)
 		"  --ready-fd N       write a newline to fd N once the mount is usable\n"
 		"  --hoard-interval SECONDS  hoard walk period (default %d; 0 = only on demand\n"
 		"                     and after a volume reconnects)\n"
+		"  --aging SECONDS    weak connectivity: CML records older than this are\n"
+		"                     sent in the background (default 30)\n"
+		"  --weak-threshold KBPS  below this measured bandwidth a volume is weakly\n"
+		"                     connected (default 50; 0 = never)\n"
 		"  -v, -vv            more logging\n"
 		"  --syslog           log to syslog instead of stderr\n"
 		"  --trace            log every message (debug level)\n"
@@ -118,6 +125,8 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 'k' },
 		{ "ready-fd", required_argument, NULL, 'R' },
 		{ "hoard-interval", required_argument, NULL, 'H' },
+		{ "aging", required_argument, NULL, 'A' },
+		{ "weak-threshold", required_argument, NULL, 'W' },
 		{ "syslog", no_argument, NULL, 'L' },
 		{ "trace", no_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -141,6 +150,8 @@ int main(int argc, char **argv)
 	memset(&cl, 0, sizeof(cl));
 	cl.hoard_interval = HOARD_INTERVAL_DEFAULT;
 	cl.servers = xcalloc((size_t)argc + 1, sizeof(*cl.servers));
+	cl.aging_sec = 30;
+	cl.weak_kbps = 50;
 	while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
@@ -172,6 +183,16 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, 86400 * 365, &v64) < 0)
 				fatal(2, "invalid --hoard-interval '%s': expected seconds", optarg);
 			cl.hoard_interval = (unsigned)v64;
+			break;
+		case 'A':
+			if (parse_u64(optarg, 86400, &v64) < 0)
+				fatal(2, "invalid --aging '%s': expected seconds", optarg);
+			cl.aging_sec = (uint32_t)v64;
+			break;
+		case 'W':
+			if (parse_u64(optarg, 1u << 30, &v64) < 0)
+				fatal(2, "invalid --weak-threshold '%s': expected KB/s", optarg);
+			cl.weak_kbps = (uint32_t)v64;
 			break;
 		case 'L':
 			use_syslog = 1;
@@ -232,6 +253,10 @@ int main(int argc, char **argv)
 	cl.itab = itab_new();
 	cl.conn = conn_new(cl.realm, (const char *const *)cl.servers, cl.n_servers, fsops_on_break,
 			   fsops_on_lost, &cl);
+	ret = cml_open(cl.cache, cl.conn, &cl.cml);
+	if (ret < 0)
+		fatal(1, "cannot open the CML in '%s': %s", cl.cache_dir, err_str(ret));
+	conn_set_gate(cl.conn, emul_gate, &cl);
 	ret = conn_start_probes(cl.conn);
 	if (ret < 0)
 		fatal(1, "cannot start server probes: %s", err_str(ret));
@@ -256,6 +281,9 @@ int main(int argc, char **argv)
 	if (ret < 0)
 		fatal(1, "cannot start the hoard thread: %s", err_str(ret));
 	hoard_adopt(cl.hoard, restored, n_restored);
+	ret = reint_start(&cl);
+	if (ret < 0)
+		fatal(1, "cannot start the reintegration thread: %s", err_str(ret));
 	ret = ctl_start(&cl, &ctl);
 	if (ret < 0)
 		fatal(1, "cannot listen on control socket '%s': %s", cl.sock_path, err_str(ret));
@@ -276,6 +304,7 @@ int main(int argc, char **argv)
 	fuse_session_unmount(cl.se);
 	fuse_remove_signal_handlers(cl.se);
 	ctl_stop(ctl);
+	reint_stop(&cl);
 	/* Before the hoard's references go: what the kernel and the hoard
 	 * hold is what the next start without network can serve. */
 	ret = cstate_checkpoint(cl.cstate);
@@ -287,6 +316,7 @@ int main(int argc, char **argv)
 	fuse_session_destroy(cl.se);
 	cl.se = NULL;
 	conn_free(cl.conn);
+	cml_close(cl.cml);
 	cstate_free(cl.cstate);
 	itab_free(cl.itab);
 	cache_close(cl.cache);

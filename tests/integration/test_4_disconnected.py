@@ -1,0 +1,299 @@
+"""Disconnected operation (docs/disconnected.md): a client forced
+disconnected (ctl "disconnect") keeps working on its cache, logs every update
+in its CML (LMDB, survives kill -9), and reintegrates when reconnected; a
+second client then sees every change. Conflicts found at reintegration are
+kept in the repair area, listed with kind "local/global", and repaired with
+"repair" keep local/server/all. Weak connectivity (write-disconnect) trickles
+records after the ageing delay."""
+
+import errno
+import os
+import time
+
+import pytest
+
+from harness import ctl, read_bytes, replicated_servers, write_bytes
+
+
+def wait_for(pred, timeout=20.0, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def vol_status(client):
+    st = ctl(client, "status")
+    assert st["ok"], st
+    assert st["volumes"], st
+    return st["volumes"][0]
+
+
+def cml_records(client):
+    return vol_status(client).get("cml_records", 0)
+
+
+def force(client, op, **kw):
+    r = ctl(client, op, **kw)
+    assert r["ok"], r
+    return r
+
+
+def disconnect(client):
+    force(client, "disconnect")
+    assert wait_for(lambda: vol_status(client)["state"] == "disconnected"), vol_status(client)
+
+
+def reconnect(client, timeout=60.0):
+    force(client, "reconnect")
+    ok = wait_for(lambda: (lambda v: v["state"] == "connected" and v["cml_records"] == 0)(
+        vol_status(client)), timeout=timeout)
+    assert ok, vol_status(client)
+
+
+def local_conflicts(client):
+    r = ctl(client, "conflicts")
+    assert r["ok"], r
+    return [c for c in r["conflicts"] if c.get("kind") == "local/global"]
+
+
+@pytest.fixture
+def pair(cluster):
+    servers = replicated_servers(cluster, 3)
+    a = cluster.client(servers)
+    b = cluster.client(servers)
+    os.listdir(a.root)  # GETROOT: the volume and its VSG become known
+    os.listdir(b.root)
+    assert wait_for(lambda: len(vol_status(a)["avsg"]) == 3), vol_status(a)
+    return servers, a, b
+
+
+def test_disconnected_updates_reintegrate(pair):
+    servers, a, b = pair
+    write_bytes(a.root / "old.txt", b"old contents\n")
+    os.mkdir(a.root / "keep")
+    write_bytes(a.root / "keep" / "gone.txt", b"x")
+    write_bytes(a.root / "renamed-src", b"rename me")
+    os.listdir(a.root / "keep")
+    disconnect(a)
+    t0 = time.monotonic()
+    write_bytes(a.root / "new.txt", b"written while disconnected\n")
+    os.mkdir(a.root / "newdir")
+    write_bytes(a.root / "newdir" / "inner", b"inner")
+    os.rename(a.root / "renamed-src", a.root / "renamed-dst")
+    os.unlink(a.root / "keep" / "gone.txt")
+    write_bytes(a.root / "old.txt", b"new contents\n")
+    os.symlink("new.txt", a.root / "link")
+    os.chmod(a.root / "new.txt", 0o600)
+    assert time.monotonic() - t0 < 10
+    # The cache answers while disconnected.
+    assert read_bytes(a.root / "new.txt") == b"written while disconnected\n"
+    assert sorted(os.listdir(a.root / "newdir")) == ["inner"]
+    assert not os.path.exists(a.root / "renamed-src")
+    v = vol_status(a)
+    assert v["state"] == "disconnected"
+    assert v["cml_records"] > 0 and v["cml_bytes"] > 0, v
+    # Nothing reached the servers.
+    assert not os.path.exists(b.root / "new.txt")
+    reconnect(a)
+    assert wait_for(lambda: os.path.exists(b.root / "new.txt"))
+    assert read_bytes(b.root / "new.txt") == b"written while disconnected\n"
+    assert read_bytes(b.root / "newdir" / "inner") == b"inner"
+    assert read_bytes(b.root / "renamed-dst") == b"rename me"
+    assert not os.path.exists(b.root / "renamed-src")
+    assert not os.path.exists(b.root / "keep" / "gone.txt")
+    assert read_bytes(b.root / "old.txt") == b"new contents\n"
+    assert os.readlink(b.root / "link") == "new.txt"
+    assert os.stat(b.root / "new.txt").st_mode & 0o777 == 0o600
+    assert local_conflicts(a) == []
+
+
+def test_uncached_fails_fast(pair):
+    servers, a, b = pair
+    write_bytes(b.root / "only-b", b"never read by a")
+    os.listdir(a.root)
+    disconnect(a)
+    t0 = time.monotonic()
+    with pytest.raises(OSError) as e:
+        read_bytes(a.root / "only-b")
+    assert e.value.errno in (errno.ETIMEDOUT, errno.EIO, errno.ENOENT)
+    with pytest.raises(FileNotFoundError):
+        os.stat(a.root / "no-such-name")
+    assert time.monotonic() - t0 < 5
+    reconnect(a)
+
+
+def test_optimisations_cancel(pair):
+    servers, a, b = pair
+    disconnect(a)
+    for i in range(20):
+        write_bytes(a.root / "tmpfile", b"v%d" % i)
+    os.unlink(a.root / "tmpfile")
+    os.mkdir(a.root / "d")
+    os.rmdir(a.root / "d")
+    assert cml_records(a) == 0, vol_status(a)
+    for i in range(10):
+        write_bytes(a.root / "kept", b"version %d" % i)
+    n = cml_records(a)
+    assert n == 2, vol_status(a)  # create + one store
+    os.rename(a.root / "kept", a.root / "k1")
+    os.rename(a.root / "k1", a.root / "k2")
+    assert cml_records(a) <= 3, vol_status(a)
+    reconnect(a)
+    assert read_bytes(b.root / "k2") == b"version 9"
+    assert not os.path.exists(b.root / "tmpfile")
+
+
+def test_kill9_long_cml_survives(pair):
+    servers, a, b = pair
+    disconnect(a)
+    os.mkdir(a.root / "many")
+    for i in range(250):
+        write_bytes(a.root / "many" / ("f%03d" % i), b"data %d" % i)
+    assert cml_records(a) >= 500, vol_status(a)
+    a.kill9()
+    a.start()
+    os.listdir(a.root)
+    # Restarted connected: the CML is reintegrated at once.
+    assert wait_for(lambda: cml_records(a) == 0, timeout=90), vol_status(a)
+    names = sorted(os.listdir(b.root / "many"))
+    assert len(names) == 250
+    assert read_bytes(b.root / "many" / "f123") == b"data 123"
+
+
+def test_kill9_during_reintegration(pair):
+    servers, a, b = pair
+    disconnect(a)
+    os.mkdir(a.root / "k9")
+    for i in range(400):
+        write_bytes(a.root / "k9" / ("g%03d" % i), b"g %d" % i)
+    force(a, "reconnect")
+    time.sleep(0.3)
+    a.kill9()
+    a.start()
+    os.listdir(a.root)
+    assert wait_for(lambda: cml_records(a) == 0, timeout=90), vol_status(a)
+    names = sorted(os.listdir(b.root / "k9"))
+    assert len(names) == 400
+    assert read_bytes(b.root / "k9" / "g399") == b"g 399"
+
+
+def test_store_conflict_keeps_both(pair):
+    servers, a, b = pair
+    write_bytes(a.root / "shared", b"base\n")
+    assert read_bytes(b.root / "shared") == b"base\n"
+    disconnect(a)
+    write_bytes(a.root / "shared", b"local version\n")
+    write_bytes(b.root / "shared", b"server version\n")
+    force(a, "reconnect")
+    assert wait_for(lambda: cml_records(a) == 0 and local_conflicts(a), timeout=30), vol_status(a)
+    cs = local_conflicts(a)
+    assert len(cs) == 1 and cs[0]["path"].endswith("/shared"), cs
+    # The servers' version is what the file shows.
+    assert wait_for(lambda: read_bytes(a.root / "shared") == b"server version\n")
+    r = ctl(a, "repair", id=cs[0]["id"], keep="all")
+    assert r["ok"], r
+    assert read_bytes(b.root / "shared.conflict-local") == b"local version\n"
+    assert read_bytes(b.root / "shared") == b"server version\n"
+    assert local_conflicts(a) == []
+
+
+def test_store_conflict_keep_local(pair):
+    servers, a, b = pair
+    write_bytes(a.root / "mine", b"base\n")
+    assert read_bytes(b.root / "mine") == b"base\n"
+    disconnect(a)
+    write_bytes(a.root / "mine", b"local wins\n")
+    write_bytes(b.root / "mine", b"server loses\n")
+    force(a, "reconnect")
+    assert wait_for(lambda: local_conflicts(a), timeout=30)
+    cs = local_conflicts(a)
+    r = ctl(a, "repair", id=cs[0]["id"], keep="local")
+    assert r["ok"], r
+    assert wait_for(lambda: read_bytes(b.root / "mine") == b"local wins\n")
+    assert local_conflicts(a) == []
+
+
+def test_directory_removed_on_server(pair):
+    servers, a, b = pair
+    os.mkdir(a.root / "doomed")
+    os.listdir(a.root / "doomed")
+    os.listdir(b.root / "doomed")
+    disconnect(a)
+    write_bytes(a.root / "doomed" / "orphan", b"orphan data")
+    os.rmdir(b.root / "doomed")
+    force(a, "reconnect")
+    assert wait_for(lambda: cml_records(a) == 0 and local_conflicts(a), timeout=30)
+    cs = local_conflicts(a)
+    assert any(c["op"] == "create" for c in cs), cs
+    for c in cs:
+        r = ctl(a, "repair", id=c["id"], keep="all" if c["op"] == "create" else "server")
+        assert r["ok"], r
+    assert read_bytes(b.root / "orphan.conflict-local") == b"orphan data"
+    assert local_conflicts(a) == []
+    assert wait_for(lambda: vol_status(a)["state"] == "connected")
+
+
+def test_same_name_creates(pair):
+    servers, a, b = pair
+    os.listdir(a.root)
+    disconnect(a)
+    write_bytes(a.root / "both", b"from a")
+    write_bytes(b.root / "both", b"from b")
+    force(a, "reconnect")
+    assert wait_for(lambda: cml_records(a) == 0 and local_conflicts(a), timeout=30)
+    cs = local_conflicts(a)
+    assert any(c["op"] == "create" for c in cs), cs
+    assert read_bytes(b.root / "both") == b"from b"
+    for c in cs:
+        r = ctl(a, "repair", id=c["id"], keep="all" if c["op"] == "create" else "server")
+        assert r["ok"], r
+    assert read_bytes(b.root / "both.conflict-local") == b"from a"
+
+
+def test_all_servers_down_then_back(pair):
+    servers, a, b = pair
+    write_bytes(a.root / "before", b"before")
+    os.listdir(a.root)
+    for s in servers:
+        s.stop()
+    assert wait_for(lambda: vol_status(a)["state"] == "disconnected", timeout=20), vol_status(a)
+    t0 = time.monotonic()
+    write_bytes(a.root / "during", b"while the servers were down")
+    assert read_bytes(a.root / "before") == b"before"
+    assert time.monotonic() - t0 < 10
+    assert cml_records(a) > 0
+    for s in servers:
+        s.start(port=s.port)
+    assert wait_for(lambda: vol_status(a)["state"] == "connected" and cml_records(a) == 0,
+                    timeout=60), vol_status(a)
+    assert wait_for(lambda: os.path.exists(b.root / "during"), timeout=20)
+    assert read_bytes(b.root / "during") == b"while the servers were down"
+
+
+def test_weak_trickle(cluster):
+    servers = replicated_servers(cluster, 3)
+    a = cluster.client(servers, extra_args=("--aging", "1"))
+    b = cluster.client(servers)
+    os.listdir(a.root)
+    os.listdir(b.root)
+    assert wait_for(lambda: len(vol_status(a)["avsg"]) == 3)
+    force(a, "write-disconnect")
+    assert wait_for(lambda: vol_status(a)["state"] == "weak")
+    t0 = time.monotonic()
+    for i in range(5):
+        write_bytes(a.root / "weakfile", b"version %d" % i)
+    assert time.monotonic() - t0 < 5
+    assert cml_records(a) >= 1
+    assert wait_for(lambda: os.path.exists(b.root / "weakfile"), timeout=20)
+    assert wait_for(lambda: read_bytes(b.root / "weakfile") == b"version 4", timeout=20)
+    assert wait_for(lambda: cml_records(a) == 0, timeout=20)
+    # Reads still fetch from the servers while weak.
+    write_bytes(b.root / "from-b", b"fetched while weak")
+    assert wait_for(lambda: os.path.exists(a.root / "from-b"), timeout=10)
+    assert read_bytes(a.root / "from-b") == b"fetched while weak"
+    assert vol_status(a)["state"] == "weak"
+    reconnect(a)

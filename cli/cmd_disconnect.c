@@ -131,17 +131,27 @@ static int run(const struct dc_cmd *dc, int argc, char **argv)
 	}
 	if (json) {
 		ret = cli_print_json(rep);
-	} else {
-		if (json_object_object_get_ex(rep, "volumes", &vols)) {
-			ctl_print_volumes(vols);
-			print_cml(vols);
-		} else {
-			printf("%s\tok\n", dc->name);
-		}
-		ret = CLI_OK;
+		json_object_put(rep);
+		return ret;
 	}
+	if (!json_object_object_get_ex(rep, "volumes", &vols)) {
+		/* The volumes as the client sees them now (the change itself may
+		 * take a moment: reintegration, a probe). */
+		json_object_put(rep);
+		req = json_object_new_object();
+		json_object_object_add(req, "op", json_object_new_string("status"));
+		ret = ctl_call(sock, req, CTL_TIMEOUT_MS, &rep);
+		json_object_put(req);
+		if (ret < 0) {
+			printf("%s\tok\n", dc->name);
+			return CLI_OK;
+		}
+		json_object_object_get_ex(rep, "volumes", &vols);
+	}
+	ctl_print_volumes(vols);
+	print_cml(vols);
 	json_object_put(rep);
-	return ret;
+	return CLI_OK;
 }
 
 int cmd_disconnect(int argc, char **argv)

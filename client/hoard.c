@@ -412,8 +412,8 @@ static struct inode *child_get(struct walk *w, struct inode *dir, const struct d
 /* Visits one object of the hoard: fetches a file, loads a directory's
  * listing and queues its entries while depth allows. Returns 0, or an
  * error that stops the walk. */
-static int visit(struct walk *w, struct qent *q, uint32_t pri, struct qent **queue, size_t *qn,
-		 size_t *qcap)
+static int visit(struct walk *w, const struct qent *qp, uint32_t pri, struct qent **queue,
+		 size_t *qn, size_t *qcap)
 {
 	struct hoard *h = w->h;
 	struct client *cl = h->cl;
@@ -423,6 +423,8 @@ static int visit(struct walk *w, struct qent *q, uint32_t pri, struct qent **que
 	uint64_t bytes;
 	bool loaded;
 	int ret;
+	/* A copy: growing the queue below moves *qp. */
+	const struct qent qc = *qp, *q = &qc;
 
 	STAT_ADD(h, checked, 1);
 	w->visited++;

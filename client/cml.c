@@ -39,7 +39,7 @@
 
 struct mrec {
 	uint64_t lsn;
-	uint64_t t_ns; /* monotonic time appended (load time after a restart) */
+	uint64_t t_ns;	   /* monotonic time appended (load time after a restart) */
 	struct cml_rec *r; /* owned */
 };
 
@@ -125,8 +125,8 @@ static struct mvol *vol_get_locked(struct cml *m, uint32_t vol)
 	v->id = vol;
 	v->force = m->force_all;
 	v->state = v->force == VF_DISCONNECT ? VS_DISCONNECTED
-		   : v->force == VF_WEAK      ? VS_WEAK
-					      : VS_CONNECTED;
+		   : v->force == VF_WEAK     ? VS_WEAK
+					     : VS_CONNECTED;
 	return v;
 }
 
@@ -387,7 +387,8 @@ int cml_open(struct cache *cache, struct conn *conn, struct cml **out)
 	for (size_t i = 0; i < m->n_vols; i++)
 		n += m->vols[i].n;
 	if (n > 0)
-		log_notice("cml", "%llu CML record(s) pending reintegration", (unsigned long long)n);
+		log_notice("cml", "%llu CML record(s) pending reintegration",
+			   (unsigned long long)n);
 	*out = m;
 	return 0;
 err:
@@ -580,6 +581,16 @@ int cml_add(struct cml_tx *tx, struct cml_rec *r, struct storeid *obj_sid)
 		}
 	}
 	conn_next_storeid(m->conn, &r->sid);
+	if (log_get_level() >= LOG_DEBUG) {
+		char f1[FID_STR_LEN], f2[FID_STR_LEN];
+
+		fid_fmt(&r->fid, f1);
+		fid_fmt(&r->dir, f2);
+		log_debug("cml", "+%llu %s %s dir %s '%s' -> '%s' seq %llu ver %llu/%llu/%u",
+			  (unsigned long long)m->next_lsn, cml_op_name(r->op), f1, f2, r->name,
+			  r->name2, (unsigned long long)r->sid.seq, (unsigned long long)r->ver.dv,
+			  (unsigned long long)r->ver.sid.seq, r->ver.vv.n);
+	}
 	ret = put_rec(tx, vol, m->next_lsn, r);
 	if (ret < 0)
 		return ret;
@@ -638,6 +649,34 @@ int cml_cancel_object(struct cml_tx *tx, const struct fid *fid)
 	return 1;
 }
 
+bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid)
+{
+	struct mvol *v = vol_get(m, fid->vol);
+	bool found = false;
+
+	if (v == NULL)
+		return false;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = v->n; i > 0 && !found; i--) {
+		if (rec_names(v->recs[i - 1].r, fid)) {
+			*sid = v->recs[i - 1].r->sid;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return found;
+}
+
+bool cml_tx_names(struct cml_tx *tx, const struct fid *fid)
+{
+	struct mvol *v = vol_get(tx->m, fid->vol);
+
+	for (size_t i = 0; v != NULL && i < v->n; i++)
+		if (rec_names(v->recs[i].r, fid))
+			return true;
+	return false;
+}
+
 bool cml_names(struct cml *m, const struct fid *fid)
 {
 	struct mvol *v = vol_get(m, fid->vol);
@@ -674,8 +713,8 @@ static bool created_in(const struct cml_item *items, size_t n, const struct fid 
 	return false;
 }
 
-int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max,
-		   size_t max_stores, uint64_t min_age_ns)
+int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max, size_t max_stores,
+		   uint64_t min_age_ns)
 {
 	struct mvol *v = vol_get(m, vol);
 	uint64_t now = mono_ns(), client = 0;

@@ -101,6 +101,12 @@ int cml_add(struct cml_tx *tx, struct cml_rec *r, struct storeid *obj_sid);
  * record not yet sent and every record naming it can vanish with it,
  * removes them all and returns 1 (log nothing); else 0. */
 int cml_cancel_object(struct cml_tx *tx, const struct fid *fid);
+/* The StoreId of the last record still in the log that changes fid (as
+ * object, or as a directory whose entries it changes): what the servers
+ * will hold once it is in. false if none. */
+bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid);
+/* As cml_names, inside a transaction. */
+bool cml_tx_names(struct cml_tx *tx, const struct fid *fid);
 /* True if a record not yet reintegrated names fid (as object or dir). */
 bool cml_names(struct cml *m, const struct fid *fid);
 
@@ -111,8 +117,8 @@ void cml_count(struct cml *m, uint32_t vol, uint64_t *n, uint64_t *bytes);
  * max_stores store records, one StoreId client, only records appended at
  * least min_age_ns ago) and marks them sent (persistently). Returns the
  * count (0: nothing ready) or -errno. */
-int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max,
-		   size_t max_stores, uint64_t min_age_ns);
+int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max, size_t max_stores,
+		   uint64_t min_age_ns);
 /* Ends a batch in one transaction: drops the records with drop[i] (applied
  * or already applied), moves those with a conflict status (status[i] != 0)
  * to the repair area (paths[i]: where it was, for listing; the container

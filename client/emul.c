@@ -174,7 +174,37 @@ struct inode *emul_lookup_name(struct client *cl, struct inode *dir, const char 
 	return f.found;
 }
 
-static void ver_of_locked(const struct inode *in, struct cml_ver *v)
+/* The basis of a record on in: the version last seen from the servers,
+ * with the StoreId of the last record of the log that changes it (the
+ * servers match either the StoreId or the VV). */
+void emul_renamed(struct client *cl, struct inode *src, const char *name, struct inode *dst,
+		  const char *newname, const struct storeid *sid)
+{
+	struct name_find f = { src->ino, name, NULL, cl->itab };
+	const struct dirent_w *d;
+	struct fid fid;
+	bool have = false;
+
+	pthread_mutex_lock(&src->lock);
+	if (src->list_valid && (d = inode_find_ent_locked(src, name)) != NULL) {
+		fid = d->fid;
+		have = true;
+	}
+	pthread_mutex_unlock(&src->lock);
+	if (have)
+		f.found = inode_get_fid(cl->itab, &fid);
+	else
+		itab_foreach(cl->itab, name_find_cb, &f);
+	if (f.found == NULL)
+		return;
+	pthread_mutex_lock(&f.found->lock);
+	f.found->attr.sid = *sid;
+	inode_set_name_locked(f.found, dst->ino, newname);
+	pthread_mutex_unlock(&f.found->lock);
+	inode_put(cl->itab, f.found);
+}
+
+static void ver_of_locked(struct client *cl, const struct inode *in, struct cml_ver *v)
 {
 	memset(v, 0, sizeof(*v));
 	if (!in->have_attr)
@@ -182,12 +212,13 @@ static void ver_of_locked(const struct inode *in, struct cml_ver *v)
 	v->dv = in->attr.data_version;
 	v->sid = in->attr.sid;
 	v->vv = in->attr.vv;
+	cml_last_sid(cl->cml, &in->fid, &v->sid);
 }
 
-static void ver_of(struct inode *in, struct cml_ver *v)
+static void ver_of(struct client *cl, struct inode *in, struct cml_ver *v)
 {
 	pthread_mutex_lock(&in->lock);
-	ver_of_locked(in, v);
+	ver_of_locked(cl, in, v);
 	pthread_mutex_unlock(&in->lock);
 }
 
@@ -247,10 +278,13 @@ static void list_add_locked(struct inode *dir, const char *name, const struct fi
 	d->mode = mode;
 }
 
-/* The directory's contents changed: times now, nlink by dlink. */
-static void dir_touch(struct inode *dir, int dlink)
+/* The directory's contents changed: times now, nlink by dlink; the
+ * servers will give it the record's StoreId. */
+static void dir_touch(struct inode *dir, int dlink, const struct storeid *sid)
 {
 	pthread_mutex_lock(&dir->lock);
+	if (sid != NULL && (sid->client != 0 || sid->seq != 0))
+		dir->attr.sid = *sid;
 	now_wtime(&dir->attr.mtime);
 	dir->attr.ctime = dir->attr.mtime;
 	if (dlink < 0 && dir->attr.nlink > 2)
@@ -364,17 +398,19 @@ int emul_create(struct client *cl, const struct cred *cr, struct inode *dir, con
 	pthread_mutex_lock(&dir->lock);
 	list_add_locked(dir, name, &r->fid, mode);
 	pthread_mutex_unlock(&dir->lock);
-	dir_touch(dir, S_ISDIR(mode) ? 1 : 0);
+	dir_touch(dir, S_ISDIR(mode) ? 1 : 0, &sid);
 	*out = in;
 out:
 	free(r);
 	return ret;
 }
 
-/* Drops the object's cache entry within tx if it lost its last name. */
+/* Drops the object's cache entry within tx if it lost its last name,
+ * unless records still to be sent need it (a store's data is read from the
+ * container at reintegration; reint.c drops it once the removal is in). */
 static int drop_if_gone(struct cml_tx *tx, const struct fid *fid, uint32_t mode, bool last)
 {
-	if (!last || S_ISDIR(mode))
+	if (!last || S_ISDIR(mode) || cml_tx_names(tx, fid))
 		return 0;
 	return cache_txn_del(tx->ct, fid);
 }
@@ -412,7 +448,7 @@ int emul_remove(struct client *cl, struct inode *dir, const char *name, bool is_
 	r->fid = d.fid;
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	if (child != NULL) {
-		ver_of(child, &r->ver);
+		ver_of(cl, child, &r->ver);
 		pthread_mutex_lock(&child->lock);
 		if (!is_dir && child->have_attr && child->attr.nlink > 1)
 			last = false;
@@ -439,7 +475,7 @@ int emul_remove(struct client *cl, struct inode *dir, const char *name, bool is_
 	pthread_mutex_lock(&dir->lock);
 	list_del_locked(dir, name);
 	pthread_mutex_unlock(&dir->lock);
-	dir_touch(dir, is_dir ? -1 : 0);
+	dir_touch(dir, is_dir ? -1 : 0, cancelled ? NULL : &sid);
 	if (child != NULL) {
 		pthread_mutex_lock(&child->lock);
 		if (!cancelled)
@@ -520,7 +556,7 @@ int emul_rename(struct client *cl, struct inode *src, const char *name, struct i
 		r->fid2 = t.fid;
 		victim = inode_get_fid(cl->itab, &t.fid);
 		if (victim != NULL) {
-			ver_of(victim, &r->ver2);
+			ver_of(cl, victim, &r->ver2);
 			pthread_mutex_lock(&victim->lock);
 			if (!S_ISDIR(t.mode) && victim->have_attr && victim->attr.nlink > 1)
 				vlast = false;
@@ -558,12 +594,12 @@ int emul_rename(struct client *cl, struct inode *src, const char *name, struct i
 	list_add_locked(dst, newname, &d.fid, d.mode);
 	pthread_mutex_unlock(&dst->lock);
 	if (src != dst && S_ISDIR(d.mode)) {
-		dir_touch(src, -1);
-		dir_touch(dst, replace ? 0 : 1);
+		dir_touch(src, -1, &sid);
+		dir_touch(dst, replace ? 0 : 1, &sid);
 	} else {
-		dir_touch(src, 0);
+		dir_touch(src, 0, &sid);
 		if (dst != src)
-			dir_touch(dst, replace && S_ISDIR(t.mode) ? -1 : 0);
+			dir_touch(dst, replace && S_ISDIR(t.mode) ? -1 : 0, &sid);
 	}
 	if (obj != NULL) {
 		pthread_mutex_lock(&obj->lock);
@@ -637,7 +673,7 @@ int emul_link(struct client *cl, struct inode *in, struct inode *dir, const char
 	pthread_mutex_lock(&dir->lock);
 	list_add_locked(dir, name, &in->fid, mode);
 	pthread_mutex_unlock(&dir->lock);
-	dir_touch(dir, 0);
+	dir_touch(dir, 0, &sid);
 	pthread_mutex_lock(&in->lock);
 	in->attr.nlink++;
 	in->attr.sid = sid;
@@ -699,7 +735,7 @@ int emul_setattr(struct client *cl, struct inode *in, const struct sattr *sa)
 			e.dirty = true;
 		}
 	}
-	ver_of(in, &r->ver);
+	ver_of(cl, in, &r->ver);
 	ret = cml_begin(cl->cml, &tx);
 	if (ret < 0)
 		goto out;
@@ -750,7 +786,7 @@ int emul_store(struct client *cl, struct inode *in)
 	fd = in->fd;
 	wgen = in->wgen;
 	r->mtime = in->attr.mtime;
-	ver_of_locked(in, &r->ver);
+	ver_of_locked(cl, in, &r->ver);
 	memset(&e, 0, sizeof(e));
 	e.attr = in->attr;
 	pthread_mutex_unlock(&in->lock);

@@ -44,6 +44,13 @@ struct inode *emul_inode_cached(struct client *cl, struct inode *dir, const stru
  * dir, with attributes (a new reference), or NULL. */
 struct inode *emul_lookup_name(struct client *cl, struct inode *dir, const char *name);
 
+/* A connected rename of name in src to newname in dst succeeded with
+ * StoreId sid: the servers gave the moved object that StoreId, which is
+ * the basis of a later record on it (the reply carries no attributes of
+ * the object). Also records its new name. */
+void emul_renamed(struct client *cl, struct inode *src, const char *name, struct inode *dst,
+		  const char *newname, const struct storeid *sid);
+
 /* *out: a new reference to the new inode. */
 int emul_create(struct client *cl, const struct cred *cr, struct inode *dir, const char *name,
 		uint32_t mode, uint64_t rdev, const char *target, struct inode **out);

@@ -1273,10 +1273,10 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		ret = load_listing(cl, req, src);
 		if (ret == 0)
 			ret = load_listing(cl, req, dst);
+		m.mflags = (flags & RENAME_NOREPLACE ? RENAME_F_NOREPLACE : 0) |
+			   (flags & RENAME_EXCHANGE ? RENAME_F_EXCHANGE : 0);
 		if (ret == 0)
-			ret = emul_rename(cl, src, name, dst, newname,
-					  (flags & RENAME_NOREPLACE ? RENAME_F_NOREPLACE : 0) |
-						  (flags & RENAME_EXCHANGE ? RENAME_F_EXCHANGE : 0));
+			ret = emul_rename(cl, src, name, dst, newname, m.mflags);
 		if (ret < 0)
 			reply_err(req, ret);
 		else
@@ -1296,6 +1296,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 		reply_err(req, ret);
 		goto out;
 	}
+	emul_renamed(cl, src, name, dst, newname, &m.sid); /* before the listings go */
 	dir_changed(cl, src, &rep.attr, gen);
 	if (dst != src)
 		dir_changed(cl, dst, &rep.attr2, gen);

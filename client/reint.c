@@ -27,6 +27,7 @@
 #include "client/cml.h"
 #include "client/conn.h"
 #include "client/fsops.h"
+#include "client/hoard.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fid.h"
@@ -144,10 +145,10 @@ struct member_job {
 	struct batch *b;
 	uint32_t server;
 	pthread_t thread;
-	int ret;	     /* transport error or call status; 0: statuses valid */
-	uint32_t *st;	     /* owned: one per record */
-	uint64_t up_bytes;   /* uploaded */
-	uint64_t up_ns;	     /* time spent uploading */
+	int ret;	   /* transport error or call status; 0: statuses valid */
+	uint32_t *st;	   /* owned: one per record */
+	uint64_t up_bytes; /* uploaded */
+	uint64_t up_ns;	   /* time spent uploading */
 };
 
 /* Uploads the container of a store record to one server under handle. */
@@ -305,8 +306,8 @@ static void rec_path(struct client *cl, const struct cml_rec *r, char *out, size
 		inode_path(cl->itab, in, cl->realm, out, len);
 		inode_put(cl->itab, in);
 	}
-	if (out[0] == '\0' && (r->op == CML_CREATE || r->op == CML_REMOVE ||
-			       r->op == CML_RENAME || r->op == CML_LINK)) {
+	if (out[0] == '\0' && (r->op == CML_CREATE || r->op == CML_REMOVE || r->op == CML_RENAME ||
+			       r->op == CML_LINK)) {
 		char dpath[1024] = "";
 
 		in = inode_get_fid(cl->itab, &r->dir);
@@ -331,8 +332,8 @@ static void store_applied(struct client *cl, const struct cml_rec *r)
 	struct msg m, rep;
 	struct conn_call cc;
 
-	if (cache_get(cl->cache, &r->fid, &e) < 0)
-		return;
+	if (cml_names(cl->cml, &r->fid) || cache_get(cl->cache, &r->fid, &e) < 0)
+		return; /* later records still need the container */
 	e.dirty = false;
 	msg_init(&m, MSG_GETATTR);
 	m.fid = r->fid;
@@ -351,6 +352,25 @@ static void store_applied(struct client *cl, const struct cml_rec *r)
 	cache_put(cl->cache, &e);
 	if (!e.has_data)
 		cache_drop_data(cl->cache, &r->fid);
+}
+
+static bool fid_zero(const struct fid *f)
+{
+	static const uint8_t zero[OID_LEN];
+
+	return memcmp(f->oid, zero, OID_LEN) == 0;
+}
+
+/* An object removed by an applied record: unless a kernel handle still
+ * has it open, its cache entry goes (only the servers know if other names
+ * remain; a later open fetches). */
+static void gone(struct client *cl, const struct fid *fid)
+{
+	struct cache_ent e;
+
+	if (cache_pinned(cl->cache, fid) || cache_get(cl->cache, fid, &e) < 0)
+		return;
+	cache_del(cl->cache, fid);
 }
 
 /* Sends the next batch of vol. Returns 1 if records were sent and all got
@@ -451,6 +471,15 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 			else if (conflict_st == 0)
 				conflict_st = st;
 		}
+		if (log_get_level() >= LOG_DEBUG) {
+			char fs[FID_STR_LEN];
+
+			fid_fmt(&items[i].rec.fid, fs);
+			log_debug("reint", "lsn %llu %s %s: %u/%u/%u",
+				  (unsigned long long)items[i].lsn, cml_op_name(items[i].rec.op),
+				  fs, n_jobs > 0 ? jobs[0].st[i] : 99,
+				  n_jobs > 1 ? jobs[1].st[i] : 99, n_jobs > 2 ? jobs[2].st[i] : 99);
+		}
 		if (mask != 0) {
 			drop[i] = true;
 			cop2(cl, vol, &vsg, avsg.ids, n_jobs, &items[i].rec.sid, mask);
@@ -471,12 +500,20 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 			log_info("reint", "volume %u: server %u: %s", vol, jobs[s].server,
 				 err_str(jobs[s].ret));
 	}
-	ret = cml_finish(cl->cml, vol, items, stopped_at, drop, status,
-			 (const char(*)[1024])paths);
+	ret = cml_finish(cl->cml, vol, items, stopped_at, drop, status, (const char(*)[1024])paths);
 	if (ret == 0) {
-		for (size_t i = 0; i < stopped_at; i++)
-			if (drop[i] && items[i].rec.op == CML_STORE)
-				store_applied(cl, &items[i].rec);
+		for (size_t i = 0; i < stopped_at; i++) {
+			const struct cml_rec *r = &items[i].rec;
+
+			if (drop[i] && r->op == CML_STORE)
+				store_applied(cl, r);
+			/* A removed object's container was kept for its stores. */
+			if (drop[i] && r->op == CML_REMOVE && !cml_names(cl->cml, &r->fid))
+				gone(cl, &r->fid);
+			if (drop[i] && r->op == CML_RENAME && !fid_zero(&r->fid2) &&
+			    !cml_names(cl->cml, &r->fid2))
+				gone(cl, &r->fid2);
+		}
 		ret = stopped_at == (size_t)n ? 1 : -EAGAIN;
 	}
 	for (size_t s = 0; s < n_jobs; s++)
@@ -520,6 +557,7 @@ static void step_vol(struct reint *ri, uint32_t vol)
 			/* The servers' state is the truth again: revalidate. */
 			cml_set_state(cl->cml, vol, st);
 			fsops_inval_all(cl);
+			hoard_kick(cl->hoard); /* refresh the hoard (docs/disconnected.md) */
 		} else {
 			cml_set_state(cl->cml, vol, st);
 		}
@@ -536,6 +574,7 @@ static void step_vol(struct reint *ri, uint32_t vol)
 			log_notice("reint", "volume %u: reintegration complete", vol);
 			cml_set_state(cl->cml, vol, VS_CONNECTED);
 			fsops_inval_all(cl);
+			hoard_kick(cl->hoard);
 		}
 	}
 }
@@ -713,7 +752,8 @@ void reint_conflicts_json(struct client *cl, json_object *arr)
 		json_object_object_add(o, "id", json_object_new_string(id));
 		json_object_object_add(o, "op", json_object_new_string(cml_op_name(cs[i].rec.op)));
 		json_object_object_add(
-			o, "error", json_object_new_string(err_str(status_to_err((uint32_t)cs[i].status))));
+			o, "error",
+			json_object_new_string(err_str(status_to_err((uint32_t)cs[i].status))));
 		json_object_object_add(o, "local_data", json_object_new_boolean(cs[i].has_data));
 		json_object_array_add(arr, o);
 	}
@@ -835,7 +875,8 @@ int reint_repair(struct client *cl, json_object *req, uint64_t ino, json_object 
 	int ret = 0;
 
 	*err = 0;
-	if (json_object_object_get_ex(req, "id", &jid) && json_object_is_type(jid, json_type_string))
+	if (json_object_object_get_ex(req, "id", &jid) &&
+	    json_object_is_type(jid, json_type_string))
 		id = json_object_get_string(jid);
 	if (json_object_object_get_ex(req, "keep", &jkeep) &&
 	    json_object_is_type(jkeep, json_type_string))

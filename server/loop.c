@@ -64,8 +64,12 @@
  * break before we give up on that client and close its connection (it then
  * treats every callback as broken). A healthy client answers within a
  * round trip plus a few kernel notifications; a client blocked on a
- * directory lock answers after its own bound (200 ms, client/fsops.c). */
-#define BREAK_DEADLINE_MS 2000
+ * directory lock answers after its own bound (200 ms, client/fsops.c).
+ * It must stay well under the 1 s floor of a replicated client's update
+ * deadline (docs/replication.md): a holder cut off by a partition must not
+ * hold an updater's reply past it, or the updater takes this reachable
+ * server for down and it misses the update. */
+#define BREAK_DEADLINE_MS 400
 
 struct conn;
 

@@ -356,6 +356,10 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		struct msg req, rep;
 		struct conn_call cc;
 		struct fid dir;
+		char base[NAME_MAX_LEN + 1];
+		/* The name goes with the repair (keep-all removes it) and with the
+		 * invalidation below: take it first. */
+		bool named = fsops_ino_name(cl, ino, base, sizeof(base)) == 0;
 
 		msg_init(&req, MSG_REPAIR);
 		req.cred.uid = uid;
@@ -397,9 +401,9 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		if (req.mflags & REPAIR_KEEP_ALL) {
 			/* The server names each replica's version NAME.conflict-server<N>. */
 			json_object *names = json_object_new_array();
-			char base[NAME_MAX_LEN + 1], nm[NAME_MAX_LEN + 64];
+			char nm[NAME_MAX_LEN + 64];
 
-			if (fsops_ino_name(cl, ino, base, sizeof(base)) == 0) {
+			if (named) {
 				for (uint32_t k = 0; k < vol->vsg.n; k++) {
 					snprintf(nm, sizeof(nm), "%s.conflict-server%u", base,
 						 vol->vsg.ids[k]);

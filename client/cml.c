@@ -513,6 +513,16 @@ static ssize_t last_touching(const struct mvol *v, const struct fid *f)
 	return -1;
 }
 
+/* A record after index i changes directory dir's entries (folding a
+ * rename across it could reorder two uses of one name). */
+static bool names_after(const struct mvol *v, size_t i, const struct fid *dir)
+{
+	for (size_t k = i + 1; k < v->n; k++)
+		if (rec_names(v->recs[k].r, dir))
+			return true;
+	return false;
+}
+
 static void sattr_fold(struct sattr *a, const struct sattr *b)
 {
 	if (b->valid & SA_MODE)
@@ -546,24 +556,23 @@ int cml_add(struct cml_tx *tx, struct cml_rec *r, struct storeid *obj_sid)
 		struct cml_rec *o = p->r;
 
 		if (r->op == CML_STORE && o->op == CML_STORE) {
-			/* Store after store: the last one (the container holds it). */
-			v->bytes -= o->length < v->bytes ? o->length : v->bytes;
-			o->length = r->length;
-			o->mtime = r->mtime;
-			v->bytes += o->length;
-			*obj_sid = o->sid;
-			r->sid = o->sid;
-			return put_rec(tx, vol, p->lsn, o);
-		}
-		if (r->op == CML_SETATTR && o->op == CML_SETATTR) {
+			/* Store after store: only the last one, appended anew (so
+			 * that it ages from now) on the basis of the first, which
+			 * the servers never see. */
+			r->ver = o->ver;
+			ret = del_rec(tx, vol, p->lsn);
+			if (ret < 0)
+				return ret;
+			mvol_remove(v, (size_t)li);
+		} else if (r->op == CML_SETATTR && o->op == CML_SETATTR) {
 			sattr_fold(&o->sattr, &r->sattr);
 			*obj_sid = o->sid;
 			r->sid = o->sid;
 			return put_rec(tx, vol, p->lsn, o);
-		}
-		if (r->op == CML_RENAME && o->op == CML_RENAME && fid_eq(&o->fid, &r->fid) &&
+		} else if (r->op == CML_RENAME && o->op == CML_RENAME && fid_eq(&o->fid, &r->fid) &&
 		    fid_zero(&o->fid2) && fid_zero(&r->fid2) && o->flags == 0 && r->flags == 0 &&
-		    fid_eq(&o->dir2, &r->dir) && strcmp(o->name2, r->name) == 0) {
+		    fid_eq(&o->dir2, &r->dir) && strcmp(o->name2, r->name) == 0 &&
+		    !names_after(v, (size_t)li, &r->dir) && !names_after(v, (size_t)li, &r->dir2)) {
 			/* Rename chain: first source, last target. */
 			o->dir2 = r->dir2;
 			snprintf(o->name2, sizeof(o->name2), "%s", r->name2);

@@ -49,10 +49,10 @@ enum conn_state_bits {
 	X(MSG_CTL,      "ctl",      F_DATA, F_DATA, CS_NEW | CS_READY) \
 	X(MSG_RES_GET,  "res_get",  F_FID | F_MFLAGS, F_FID2 | F_NAME | F_TARGET | F_ATTR, CS_SERVER) \
 	X(MSG_RES_SCAN, "res_scan", F_FID, F_FID | F_MFLAGS | F_DATA, CS_SERVER) \
-	X(MSG_RES_INSTALL, "res_install", F_FID | F_TARGET | F_OFFSET | F_LENGTH | F_HANDLE | F_MFLAGS | F_ATTR | F_DATA, \
+	X(MSG_RES_INSTALL, "res_install", F_FID | F_TARGET | F_OFFSET | F_LENGTH | F_HANDLE | F_MFLAGS | F_ATTR | F_ATTR2 | F_DATA, \
 	                            F_ATTR, CS_SERVER) \
 	X(MSG_RES_LOG,  "res_log",  F_FID | F_OFFSET, F_OFFSET | F_MFLAGS | F_ATTR | F_DATA, CS_SERVER) \
-	X(MSG_RES_APPLY, "res_apply", F_FID | F_MFLAGS | F_ATTR | F_DATA, F_ATTR, CS_SERVER) \
+	X(MSG_RES_APPLY, "res_apply", F_FID | F_MFLAGS | F_ATTR | F_ATTR2 | F_DATA, F_ATTR, CS_SERVER) \
 	X(MSG_RES_MARK, "res_mark", F_FID | F_MFLAGS, F_ATTR, CS_SERVER)
 /* clang-format on */
 

@@ -197,6 +197,7 @@ enum res_flags {
 	RES_INSTALL_CLEAR = 1u << 4,  /* RES_INSTALL: also clear ATTR_F_CONFLICT (repair) */
 	RES_APPLY_TRUNCATE = 1u << 0, /* RES_APPLY: then drop the directory's log */
 	RES_APPLY_FORCE = 1u << 1,    /* RES_APPLY: even in a directory in conflict (repair) */
+	RES_EXPECT = 1u << 5,	      /* RES_INSTALL, RES_APPLY: refuse unless F_ATTR2 holds */
 	RES_EOF = 1u << 0,	      /* RES_SCAN, RES_LOG, CONFLICTS replies: nothing follows */
 };
 

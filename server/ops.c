@@ -1869,6 +1869,17 @@ static int op_res_mark(struct ops *o, struct meta_txn *t, const struct msg *req,
 	return 0;
 }
 
+/* False if the request carries RES_EXPECT and v no longer has the VV and
+ * StoreId of F_ATTR2: an update the coordinator did not see came in since it
+ * read v, so what it would install may be older than what is there. */
+static bool res_expected(const struct vnode *v, const struct msg *req)
+{
+	if (!(req->mflags & RES_EXPECT))
+		return true;
+	return vv_compare(&v->vv, &req->attr2.vv) == VV_EQUAL &&
+	       storeid_eq(&v->sid, &req->attr2.sid);
+}
+
 /* Installs a dominant replica's status (and, with chunks, data) with its
  * vector and StoreId. Idempotent: the same vector and StoreId twice change
  * nothing. */
@@ -1884,6 +1895,10 @@ static int op_res_install(struct ops *o, struct meta_txn *t, struct ops_conn *oc
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret < 0)
 		goto out_drop;
+	if (!res_expected(&v, req)) {
+		ret = -ERR_VERSION; /* changed since the coordinator looked */
+		goto out_drop;
+	}
 	if (!(fl & RES_INSTALL_STATUS)) {
 		p = store_set_find(oc->stores, req->handle);
 		if (fl & STORE_ABORT) {
@@ -2102,6 +2117,8 @@ static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req
 		return ret;
 	if ((d.flags & ATTR_F_CONFLICT) && !(req->mflags & RES_APPLY_FORCE))
 		return -ERR_CONFLICT;
+	if (!res_expected(&d, req))
+		return -ERR_VERSION;
 	now_wtime(&now);
 	rd_init(&rd, req->data, req->data_len);
 	while ((n = rlog_decode(&rd, &r)) == 1) {

@@ -9,6 +9,35 @@
 
 #include "common/fid.h"
 
+/* True if replica j's state is an earlier one of w's history: its last
+ * update came from the client of w's last update, earlier in that client's
+ * sequence, and its vector exceeds w's in at most one slot (its own: it
+ * performed that update, but the client, having taken it for down, left it
+ * out of the update set and COP2 never raised the others' slots for it; the
+ * later updates of that client then went on without it). The client issued
+ * w's update after seeing j's, so w's state includes it: no conflict. */
+static bool superseded(const struct vv *vj, const struct storeid *sj, const struct vv *vw,
+		       const struct storeid *sw)
+{
+	uint32_t n = vj->n > vw->n ? vj->n : vw->n, more = 0;
+	uint64_t sum_j = 0, sum_w = 0;
+
+	if (sj->client != sw->client || sj->seq >= sw->seq || (sw->client >> 63) != 0)
+		return false;
+	if (n > VV_MAX)
+		n = VV_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t x = i < vj->n ? vj->slot[i] : 0, y = i < vw->n ? vw->slot[i] : 0;
+		more += x > y;
+		sum_j += x;
+		sum_w += y;
+	}
+	/* w performed j's update too (counted in w's own slot) and at least one
+	 * more: more performed updates in all. Equal sums are two branches,
+	 * each with an update the other lacks: a conflict even from one client. */
+	return more <= 1 && sum_w > sum_j;
+}
+
 enum res_action res_decide(size_t n, const struct vv *vvs, const struct storeid *sids,
 			   size_t *winner, struct vv *vv)
 {
@@ -29,13 +58,15 @@ enum res_action res_decide(size_t n, const struct vv *vvs, const struct storeid 
 		bool dom = true;
 		for (size_t j = 0; j < n && dom; j++)
 			dom = j == w || storeid_eq(&sids[j], &sids[w]) ||
-			      vv_compare(&vvs[w], &vvs[j]) == VV_DOMINATES;
+			      vv_compare(&vvs[w], &vvs[j]) == VV_DOMINATES ||
+			      superseded(&vvs[j], &sids[j], &vvs[w], &sids[w]);
 		if (!dom)
 			continue;
 		*winner = w;
 		*vv = vvs[w];
 		for (size_t j = 0; j < n; j++)
-			if (storeid_eq(&sids[j], &sids[w]))
+			if (storeid_eq(&sids[j], &sids[w]) ||
+			    superseded(&vvs[j], &sids[j], &vvs[w], &sids[w]))
 				vv_merge(vv, &vvs[j]);
 		/* Replicas with the winner's StoreId may have had a bigger vector
 		 * than the others: the merged one still dominates them all. */
@@ -82,6 +113,30 @@ static bool unbound_here(const struct res_dirview *v, const struct res_dirview *
 	return false;
 }
 
+bool res_remove_update(const struct vv *vv, const struct storeid *sid, const struct rlog_rec *rm)
+{
+	enum vv_order o = vv_compare(vv, &rm->vv);
+
+	if (o != VV_DOMINATES && o != VV_CONFLICT)
+		return false;
+	if (storeid_eq(sid, &rm->sid))
+		return false;
+	/* The remover's own earlier update, which this replica performed but
+	 * (phase two lost) without the others' slots: seen by the remover. */
+	if (sid->client == rm->sid.client && sid->seq < rm->sid.seq && (sid->client >> 63) == 0)
+		return false;
+	return true;
+}
+
+/* True if replica v binds name to child now. */
+static bool binds_now(const struct res_dirview *v, const char *name, const uint8_t *child)
+{
+	for (size_t i = 0; i < v->n_ents; i++)
+		if (strcmp(v->names[i], name) == 0)
+			return memcmp(v->oids[i], child, OID_LEN) == 0;
+	return false;
+}
+
 bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out, size_t *n_out)
 {
 	for (size_t r = 0; r < n; r++) {
@@ -97,6 +152,12 @@ bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out,
 						    : pass == 1 ? is_bind(e->op)
 								: e->op == RLOG_SETATTR;
 					if (!want || log_has(&v[r], e))
+						continue;
+					/* A bind the origin itself undid later (removed,
+					 * renamed away, rebound) is history, not state: its
+					 * unbind is replayed too, and replaying the bind
+					 * after it would bring the name back. */
+					if (is_bind(e->op) && !binds_now(&v[o], e->name, e->child))
 						continue;
 					bool dup = false;
 					for (size_t j = 0; j < k && !dup; j++)

@@ -21,11 +21,23 @@ enum res_action {
 	RES_CONFLICT, /* incomparable with different StoreIds */
 };
 
-/* Decides for n (1..VV_MAX) replicas. On RES_DOMINANT *winner is its index;
+/* Decides for n (1..VV_MAX) replicas. A replica whose last update is an
+ * earlier one of the client that made the winner's (its vector ahead only
+ * in its own slot: phase two lost; fewer updates in all) counts as dominated.
+ * On RES_DOMINANT
+ * *winner is its index;
  * on RES_SAME/RES_MERGE/RES_DOMINANT *vv is the vector every replica ends
  * with (the slot-wise max of the replicas holding the winner's StoreId). */
 enum res_action res_decide(size_t n, const struct vv *vvs, const struct storeid *sids,
 			   size_t *winner, struct vv *vv);
+
+/* Remove/update: true if a replica whose copy of a removed object has
+ * vector vv and StoreId sid changed it after the remover last saw it (rm is
+ * the REMOVE record, rm->vv the object's vector after the removal there).
+ * Not a conflict: a copy the remover's vector dominates or equals, the same
+ * StoreId, or an earlier update of the remover's own client (which it saw;
+ * the replica only missed the phase two of it). */
+bool res_remove_update(const struct vv *vv, const struct storeid *sid, const struct rlog_rec *rm);
 
 /* One replica's view of a directory for the log merge. */
 struct res_dirview {

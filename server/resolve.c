@@ -49,6 +49,12 @@
 /* Rounds of a volume pass: each round resolves one more level of new
  * directories; deeper trees finish in the next pass. */
 #define PASS_ROUNDS 16
+/* Attempts at a client's RESOLVE whose installs were refused (the object
+ * changed under it); 20 ms backoff doubling: about 0.6 s in all. */
+#define RESOLVE_TRIES 5
+/* Longest wait before another pass when the last one left objects
+ * different. */
+#define RETRY_MAX_MS 30000
 /* Objects resolved per job from a directory's new children (a bound on the
  * work list). */
 #define WORK_MAX 100000
@@ -69,6 +75,9 @@ struct resolver {
 	bool up[VV_MAX];
 	uint32_t self_slot;
 	uint64_t sid_client, sid_seq;
+	size_t pass_left;	  /* objects the last volume pass left different */
+	int retry_ms;		  /* backoff of the next pass while some are left */
+	struct timespec retry_at; /* when to queue it (tv_sec 0: none due) */
 };
 
 /* ---- peers and connections -------------------------------------------------- */
@@ -248,8 +257,38 @@ static int mark_all(struct resolver *r, const struct fid *fid, uint32_t have)
 	return ret;
 }
 
+/* Fills the RES_EXPECT part of req: the target must still be in state exp
+ * (as the coordinator read it); NULL: no check. */
+static void expect(struct msg *req, const struct attr *exp)
+{
+	if (exp == NULL)
+		return;
+	req->mflags |= RES_EXPECT;
+	req->attr2 = *exp;
+}
+
+/* mark_all, unless a replica changed since st was gathered: a decision taken
+ * on a stale view is no conflict; -ERR_VERSION, the next round looks again. */
+static int mark_changed(struct resolver *r, const struct fid *fid, const struct objstate *st)
+{
+	struct objstate *now = xmalloc(sizeof(*now));
+	int ret = gather(r, fid, 0, now);
+
+	if (ret == 0 && now->have != st->have)
+		ret = -ERR_VERSION;
+	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
+		if ((st->have & (1u << s)) &&
+		    (vv_compare(&now->a[s].vv, &st->a[s].vv) != VV_EQUAL ||
+		     !storeid_eq(&now->a[s].sid, &st->a[s].sid)))
+			ret = -ERR_VERSION;
+	free(now);
+	if (ret < 0)
+		return ret;
+	return mark_all(r, fid, st->have);
+}
+
 static int install_status(struct resolver *r, uint32_t slot, const struct attr *a,
-			  const char *target, uint32_t extra)
+			  const char *target, uint32_t extra, const struct attr *exp)
 {
 	struct msg req, rep;
 
@@ -257,14 +296,18 @@ static int install_status(struct resolver *r, uint32_t slot, const struct attr *
 	req.fid = a->fid;
 	req.attr = *a;
 	req.mflags = RES_INSTALL_STATUS | extra;
+	expect(&req, exp);
 	snprintf(req.target, sizeof(req.target), "%s", target);
 	return call1(r, slot, &req, &rep);
 }
 
 /* Copies the data of fid from slot src (version dv, size bytes) to every
- * slot of dst with status *a (vector and StoreId included) under fid a->fid. */
+ * slot of dst with status *a (vector and StoreId included) under fid a->fid.
+ * exp (NULL: no check) holds, per slot, the state each target must still be
+ * in. */
 static int stream(struct resolver *r, uint32_t src, const struct fid *fid, uint64_t dv,
-		  uint64_t size, uint32_t dst, const struct attr *a, uint32_t extra)
+		  uint64_t size, uint32_t dst, const struct attr *a, uint32_t extra,
+		  const struct attr *exp)
 {
 	struct msg req, rep, frep;
 	uint64_t handle[VV_MAX];
@@ -303,6 +346,7 @@ static int stream(struct resolver *r, uint32_t src, const struct fid *fid, uint6
 			req.length = size;
 			req.handle = handle[s];
 			req.mflags = (off == 0 ? STORE_FIRST : 0) | (last ? STORE_LAST : 0) | extra;
+			expect(&req, exp != NULL ? &exp[s] : NULL);
 			req.data = frep.data;
 			req.data_len = len > 0 ? frep.data_len : 0;
 			int e = call1(r, s, &req, &rep);
@@ -345,14 +389,15 @@ static int resolve_file(struct resolver *r, const struct fid *fid, struct objsta
 	case RES_SAME:
 		return 0;
 	case RES_CONFLICT:
-		return mark_all(r, fid, st->have);
+		return mark_changed(r, fid, st);
 	case RES_MERGE:
 		for (size_t i = 0; i < n; i++) {
 			if (vv_compare(&vvs[i], &vv) == VV_EQUAL)
 				continue;
 			struct attr a = st->a[slots[i]];
 			a.vv = vv;
-			int e = install_status(r, slots[i], &a, st->target[slots[i]], 0);
+			int e = install_status(r, slots[i], &a, st->target[slots[i]], 0,
+					       &st->a[slots[i]]);
 			if (e < 0)
 				ret = e;
 		}
@@ -369,7 +414,7 @@ static int resolve_file(struct resolver *r, const struct fid *fid, struct objsta
 		if (same_sid && vv_compare(&vvs[i], &vv) == VV_EQUAL)
 			continue;
 		if (same_sid || !S_ISREG(a.mode)) {
-			int e = install_status(r, s, &a, st->target[ws], 0);
+			int e = install_status(r, s, &a, st->target[ws], 0, &st->a[s]);
 			if (e < 0)
 				ret = e;
 		} else {
@@ -377,7 +422,7 @@ static int resolve_file(struct resolver *r, const struct fid *fid, struct objsta
 		}
 	}
 	if (data_dst != 0) {
-		int e = stream(r, ws, fid, a.data_version, a.size, data_dst, &a, 0);
+		int e = stream(r, ws, fid, a.data_version, a.size, data_dst, &a, 0, st->a);
 		if (e < 0)
 			ret = e;
 	}
@@ -494,9 +539,13 @@ static void work_push(struct worklist *w, const struct fid *f)
 }
 
 /* Sends recs to slot in RES_APPLY frames that fit; the last carries the
- * directory's final vector and flags. */
+ * directory's final vector and flags. exp (NULL: no check): the state the
+ * directory must still be in; every frame checks it (only the last one
+ * changes the directory's vector), so an update in between stops the replay
+ * with -ERR_VERSION. */
 static int apply_recs(struct resolver *r, uint32_t slot, const struct fid *dir,
-		      const struct rlog_rec *recs, size_t n, const struct attr *fin, uint32_t flags)
+		      const struct rlog_rec *recs, size_t n, const struct attr *fin, uint32_t flags,
+		      const struct attr *exp)
 {
 	struct msg req, rep;
 	struct wr w;
@@ -516,6 +565,7 @@ static int apply_recs(struct resolver *r, uint32_t slot, const struct fid *dir,
 			req.attr = *fin;
 			req.mflags = flags;
 		}
+		expect(&req, exp);
 		ret = call1(r, slot, &req, &rep);
 	} while (ret == 0 && i < n);
 	wr_release(&w);
@@ -555,7 +605,7 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 				continue;
 			struct attr a = st->a[slots[i]];
 			a.vv = vv;
-			int e = install_status(r, slots[i], &a, "", 0);
+			int e = install_status(r, slots[i], &a, "", 0, &st->a[slots[i]]);
 			if (e < 0)
 				ret = e;
 		}
@@ -592,14 +642,12 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 			memcpy(req.fid.oid, e->child, OID_LEN);
 			if (call1(r, slots[i], &req, &rep) < 0)
 				continue;
-			enum vv_order o = vv_compare(&rep.attr.vv, &e->vv);
-			if ((o == VV_DOMINATES || o == VV_CONFLICT) &&
-			    !storeid_eq(&rep.attr.sid, &e->sid))
+			if (res_remove_update(&rep.attr.vv, &rep.attr.sid, e))
 				conflict = true;
 		}
 	}
 	if (conflict) {
-		ret = mark_all(r, fid, st->have);
+		ret = mark_changed(r, fid, st);
 		goto out;
 	}
 	struct attr fin = st->a[slots[0]];
@@ -610,16 +658,22 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 		fin.vv.slot[fin.vv.n++] = 0;
 	fin.vv.slot[r->self_slot]++;
 	new_sid(r, &fin.sid);
-	/* Logs may go once every member holds every entry. */
-	uint32_t flags = n == r->cfg.vsg.n ? RES_APPLY_TRUNCATE : 0;
+	/* Each replica gets its replays only if it is still as read: an update
+	 * since (a client's, another coordinator's) refuses them, and the next
+	 * round merges again from fresh logs. */
+	size_t applied = 0;
 	for (size_t i = 0; i < n; i++) {
-		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, flags);
+		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, 0, &st->a[slots[i]]);
 		if (e == -EEXIST || e == -ENOTEMPTY) {
+			/* Checked against a current view (RES_EXPECT): a real one. */
 			ret = mark_all(r, fid, st->have);
 			goto out;
 		}
-		if (e < 0)
+		if (e < 0) {
 			ret = e;
+			continue;
+		}
+		applied++;
 		for (size_t j = 0; j < n_out[i]; j++) {
 			if (out[i][j].op == RLOG_CREATE || out[i][j].op == RLOG_LINK ||
 			    out[i][j].op == RLOG_RENAME_IN) {
@@ -628,6 +682,17 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 				work_push(wl, &cf);
 			}
 		}
+	}
+	/* Logs may go once every member holds every entry: only after all of
+	 * them took the merge, and only where nothing came in since (still
+	 * fin). Truncating in the same step as the replay would leave, if a
+	 * later replica failed, an empty log next to an unmerged one, whose
+	 * old creates the next merge would take for new. */
+	if (applied == n && n == r->cfg.vsg.n) {
+		struct attr keep = { .vv = { 0 } };
+		for (size_t i = 0; i < n; i++)
+			(void)apply_recs(r, slots[i], fid, NULL, 0, &keep, RES_APPLY_TRUNCATE,
+					 &fin);
 	}
 out:
 	for (size_t i = 0; i < n; i++) {
@@ -745,20 +810,46 @@ static int scan_all(struct resolver *r, uint32_t vol, uint32_t up, struct scanro
 	return 0;
 }
 
+/* Hands the pass to slot coord: RESOLVE(RESOLVE_VOLUME) there, fire and
+ * forget (waiting would keep this thread, and the clients' RESOLVEs queued
+ * behind, for the length of the whole pass). */
+static int forward_pass(struct resolver *r, uint32_t coord, uint32_t vol)
+{
+	struct msg req;
+	struct rpc_call *c = NULL;
+
+	msg_init(&req, MSG_RESOLVE);
+	fid_make_root(&req.fid, vol);
+	req.mflags = RESOLVE_VOLUME;
+	int ret = rpc_start(r->conn[coord], &req, &c);
+	rpc_call_free(c); /* a late reply is dropped */
+	return ret;
+}
+
+/* One volume pass. Only the member with the lowest server id among those
+ * up coordinates: two coordinators at once would each merge from the
+ * other's half-applied state (RES_EXPECT refuses what they would install
+ * over each other, so they would mostly undo each other's progress). Any
+ * other member hands the pass to it. */
 static int volume_pass(struct resolver *r, uint32_t vol)
 {
 	size_t last_diff = SIZE_MAX;
 	int ret = 0;
 
+	r->pass_left = 0;
 	for (int round = 0; round < PASS_ROUNDS; round++) {
-		uint32_t up = 0, n_up = 0;
+		uint32_t up = 0, n_up = 0, coord = r->self_slot;
 		for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
 			if (conn_ensure(r, s)) {
 				up |= 1u << s;
 				n_up++;
+				if (r->cfg.vsg.ids[s] < r->cfg.vsg.ids[coord])
+					coord = s;
 			}
 		if (n_up < 2 || !(up & (1u << r->self_slot)))
 			return 0;
+		if (coord != r->self_slot)
+			return forward_pass(r, coord, vol);
 		struct scanrow *rows;
 		size_t n_rows;
 		ret = scan_all(r, vol, up, &rows, &n_rows);
@@ -812,12 +903,18 @@ static int volume_pass(struct resolver *r, uint32_t vol)
 			dirs[0] = dirs[i];
 			dirs[i] = t;
 		}
-		for (size_t i = 0; i < n_dirs && !stopping(r); i++)
-			(void)resolve_tree(r, &dirs[i]);
-		for (size_t i = 0; i < n_files && !stopping(r); i++)
-			(void)resolve_tree(r, &files[i]);
+		for (size_t i = 0; i < n_dirs + n_files && !stopping(r); i++) {
+			const struct fid *f = i < n_dirs ? &dirs[i] : &files[i - n_dirs];
+			int e = resolve_tree(r, f);
+			if (e < 0) {
+				char fs[FID_STR_LEN];
+				fid_fmt(f, fs);
+				log_debug("resolve", "volume pass: %s: %s", fs, err_str(e));
+			}
+		}
 		free(dirs);
 		free(files);
+		r->pass_left = diff;
 		if (diff == 0)
 			return 0;
 		if (diff >= last_diff && round > 2)
@@ -868,14 +965,14 @@ static int repair(struct resolver *r, struct res_job *job)
 		uint32_t others = st->have & ~(1u << w);
 		if (S_ISREG(a.mode) && others != 0)
 			ret = stream(r, w, &job->fid, st->a[w].data_version, a.size, others, &a,
-				     RES_INSTALL_CLEAR);
+				     RES_INSTALL_CLEAR, NULL);
 		else
 			for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
 				if (others & (1u << s))
 					ret = install_status(r, s, &a, st->target[w],
-							     RES_INSTALL_CLEAR);
+							     RES_INSTALL_CLEAR, NULL);
 		if (ret == 0)
-			ret = install_status(r, w, &a, st->target[w], RES_INSTALL_CLEAR);
+			ret = install_status(r, w, &a, st->target[w], RES_INSTALL_CLEAR, NULL);
 		goto out;
 	}
 	if (!(job->mflags & REPAIR_KEEP_ALL)) {
@@ -917,7 +1014,7 @@ static int repair(struct resolver *r, struct res_job *job)
 	struct attr keep = { .vv = { 0 } };
 	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
 		if (st->have & (1u << s))
-			ret = apply_recs(r, s, &dir, recs, n, &keep, 0);
+			ret = apply_recs(r, s, &dir, recs, n, &keep, 0, NULL);
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		uint32_t s = slot_of[i];
 		struct attr a = st->a[s];
@@ -929,11 +1026,11 @@ static int repair(struct resolver *r, struct res_job *job)
 		a.flags = 0;
 		if (S_ISREG(a.mode))
 			ret = stream(r, s, &job->fid, st->a[s].data_version, a.size, st->have, &a,
-				     0);
+				     0, NULL);
 		else
 			for (uint32_t d = 0; d < r->cfg.vsg.n && ret == 0; d++)
 				if (st->have & (1u << d))
-					ret = install_status(r, d, &a, st->target[s], 0);
+					ret = install_status(r, d, &a, st->target[s], 0, NULL);
 	}
 	if (ret < 0)
 		goto out;
@@ -946,7 +1043,7 @@ static int repair(struct resolver *r, struct res_job *job)
 	rm.sid = sid;
 	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
 		if (st->have & (1u << s))
-			ret = apply_recs(r, s, &dir, &rm, 1, &keep, RES_APPLY_FORCE);
+			ret = apply_recs(r, s, &dir, &rm, 1, &keep, RES_APPLY_FORCE, NULL);
 	if (ret == 0) {
 		/* Every replica of the directory changed alike: resolve it so that
 		 * their vectors match again. */
@@ -1010,6 +1107,30 @@ static void probe(struct resolver *r)
 	}
 }
 
+static int64_t ts_ms(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* After a pass: if it left objects different (updates kept coming in and
+ * refused its installs, or a member went away midway), another one follows,
+ * with a backoff (1 s doubling to RETRY_MAX_MS) so that objects that cannot
+ * converge cost a scan now and then, not a busy loop. */
+static void retry_later(struct resolver *r)
+{
+	if (r->pass_left == 0) {
+		r->retry_ms = 0;
+		return;
+	}
+	r->retry_ms = r->retry_ms == 0 ? 1000 : r->retry_ms * 2;
+	if (r->retry_ms > RETRY_MAX_MS)
+		r->retry_ms = RETRY_MAX_MS;
+	clock_gettime(CLOCK_MONOTONIC, &r->retry_at);
+	int64_t at = ts_ms(&r->retry_at) + r->retry_ms;
+	r->retry_at.tv_sec = at / 1000;
+	r->retry_at.tv_nsec = (at % 1000) * 1000000;
+}
+
 static void *thread_main(void *arg)
 {
 	struct resolver *r = arg;
@@ -1024,6 +1145,10 @@ static void *thread_main(void *arg)
 			probe(r);
 			clock_gettime(CLOCK_MONOTONIC, &next);
 			next.tv_sec += PROBE_MS / 1000;
+		}
+		if (r->retry_at.tv_sec != 0 && ts_ms(&now) >= ts_ms(&r->retry_at)) {
+			r->retry_at.tv_sec = 0;
+			queue_pass(r);
 		}
 		pthread_mutex_lock(&r->lock);
 		while (!r->stop && r->jobs == NULL) {
@@ -1049,13 +1174,27 @@ static void *thread_main(void *arg)
 		switch (job->kind) {
 		case RES_JOB_VOLUME:
 			job->status = volume_pass(r, job->fid.vol);
+			retry_later(r);
 			break;
 		case RES_JOB_RESOLVE:
 			if (job->mflags & RESOLVE_VOLUME) {
 				job->status = volume_pass(r, job->fid.vol);
+				retry_later(r);
 				fid_make_root(&job->fid, job->fid.vol);
 			} else {
-				job->status = resolve_tree(r, &job->fid);
+				/* A client waits and then reads: an install refused
+				 * because the object changed meanwhile (another
+				 * coordinator, an update) is redone from fresh
+				 * state rather than leaving it a stale replica. */
+				for (int i = 0; i < RESOLVE_TRIES; i++) {
+					job->status = resolve_tree(r, &job->fid);
+					if ((job->status != -ERR_VERSION &&
+					     job->status != -EAGAIN) ||
+					    stopping(r))
+						break;
+					struct timespec ts = { 0, 20 * 1000000L << i };
+					nanosleep(&ts, NULL);
+				}
 			}
 			break;
 		case RES_JOB_REPAIR:

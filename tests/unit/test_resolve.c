@@ -64,6 +64,56 @@ static void test_conflict(void **state)
 	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
 }
 
+static void test_superseded_by_same_client(void **state)
+{
+	/* Server 2 performed the client's create (seq 1) but the client took
+	 * it for down (its reply held or lost): no COP2 there, and the store
+	 * (seq 2) went to server 1 only. Server 2 is behind, not in conflict. */
+	struct vv vvs[2] = { mk(0, 2, 0), mk(0, 0, 1) }, out;
+	struct storeid sids[2] = { { 7, 2 }, { 7, 1 } };
+	size_t w;
+	(void)state;
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_DOMINANT);
+	assert_int_equal(w, 0);
+	assert_int_equal(out.slot[0], 0);
+	assert_int_equal(out.slot[1], 2);
+	assert_int_equal(out.slot[2], 1);
+	/* The later update from another client: a conflict. */
+	sids[1].client = 8;
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
+	/* One client, one update on each side only (two branches): conflict. */
+	sids[1].client = 7;
+	vvs[0] = mk(1, 2, 1);
+	vvs[1] = mk(2, 1, 1);
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
+	/* Ahead in two slots: updates the winner's client never saw. */
+	vvs[0] = mk(0, 2, 0);
+	sids[1].client = 7;
+	vvs[1] = mk(1, 0, 1);
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
+}
+
+static void test_remove_update(void **state)
+{
+	struct rlog_rec rm;
+	struct vv vv = mk(3, 4, 3);
+	struct storeid sid = { 7, 10 };
+	(void)state;
+	memset(&rm, 0, sizeof(rm));
+	rm.op = RLOG_REMOVE;
+	rm.vv = mk(4, 3, 4);
+	rm.sid.client = 7;
+	rm.sid.seq = 12;
+	/* The remover's own earlier store, phase two lost here: no conflict. */
+	assert_false(res_remove_update(&vv, &sid, &rm));
+	/* Another client's update the remover never saw: remove/update. */
+	sid.client = 8;
+	assert_true(res_remove_update(&vv, &sid, &rm));
+	/* A copy the remover had seen (dominated) is no conflict whoever wrote it. */
+	vv = mk(3, 3, 3);
+	assert_false(res_remove_update(&vv, &sid, &rm));
+}
+
 static struct rlog_rec rec(uint8_t op, const char *name, uint8_t child, uint64_t seq)
 {
 	struct rlog_rec r;
@@ -145,6 +195,29 @@ static void test_remove_then_recreate_replays_in_order(void **state)
 	assert_int_equal(o1[1].op, RLOG_CREATE);
 }
 
+static void test_undone_bind_not_replayed(void **state)
+{
+	/* Replica 0 created "x" and removed it again; replica 1's log was
+	 * truncated since (it lacks both records) and it never had "x": the
+	 * merge must not bring "x" back there. */
+	struct rlog_rec a[3] = { rec(RLOG_CREATE, "x", 1, 1), rec(RLOG_REMOVE, "x", 1, 2),
+				 rec(RLOG_CREATE, "y", 2, 3) };
+	char na[1][NAME_MAX_LEN + 1] = { "y" };
+	uint8_t oa[1][OID_LEN] = { { [15] = 2 } };
+	struct res_dirview v[2];
+	struct rlog_rec o0[4], o1[4], *out[2] = { o0, o1 };
+	size_t n_out[2];
+	(void)state;
+	view(&v[0], a, 3, na, oa, 1);
+	view(&v[1], NULL, 0, NULL, NULL, 0);
+	assert_false(res_dir_merge(2, v, out, n_out));
+	assert_int_equal(n_out[0], 0);
+	assert_int_equal(n_out[1], 2);
+	assert_int_equal(o1[0].op, RLOG_REMOVE);
+	assert_int_equal(o1[1].op, RLOG_CREATE);
+	assert_string_equal(o1[1].name, "y");
+}
+
 static void test_rename_vs_remove_conflict(void **state)
 {
 	struct rlog_rec a[1] = { rec(RLOG_RENAME_OUT, "x", 1, 5) };
@@ -191,6 +264,9 @@ int main(void)
 		cmocka_unit_test(test_name_name_conflict),
 		cmocka_unit_test(test_remove_then_recreate_replays_in_order),
 		cmocka_unit_test(test_rename_vs_remove_conflict),
+		cmocka_unit_test(test_superseded_by_same_client),
+		cmocka_unit_test(test_remove_update),
+		cmocka_unit_test(test_undone_bind_not_replayed),
 		cmocka_unit_test(test_rlog_codec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

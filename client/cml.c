@@ -342,6 +342,13 @@ static int load_locked(struct cml *m)
 	}
 	mdb_cursor_close(cur);
 	cache_txn_abort(ct);
+	/* A log left by an earlier run: its objects are what the cache
+	 * shows until it is in (the thread then moves the volume on). */
+	pthread_mutex_lock(&m->state_lock);
+	for (size_t i = 0; i < m->n_vols; i++)
+		if (m->vols[i].n > 0 && m->vols[i].state == VS_CONNECTED)
+			m->vols[i].state = VS_REINTEGRATING;
+	pthread_mutex_unlock(&m->state_lock);
 	return rc == MDB_NOTFOUND ? 0 : db_err(rc);
 }
 

@@ -329,3 +329,18 @@ def test_exerciser_disconnect_cycle(pair):
         ex.verify_tree()
     finally:
         log.close()
+
+
+def test_cli_disconnect_reconnect(pair):
+    """`encore disconnect PATH` / `encore status` / `encore reconnect PATH`."""
+    from harness import run_encore
+    servers, a, b = pair
+    run_encore("disconnect", a.root)
+    assert vol_status(a)["state"] == "disconnected"
+    write_bytes(a.root / "via-cli", b"cli")
+    st = run_encore("status", a.root)
+    assert "disconnected" in st.out, st.out
+    assert not os.path.exists(b.root / "via-cli")
+    run_encore("reconnect", a.root)
+    assert wait_for(lambda: vol_status(a)["cml_records"] == 0)
+    assert read_bytes(b.root / "via-cli") == b"cli"

@@ -808,6 +808,10 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 	if (conn_cb_gen(cl->conn) == gen) {
 		inode_set_listing_locked(dir, ents, n);
 		ents = NULL;
+	} else {
+		/* A listing kept across a connection loss is not current:
+		 * callers that find none load again. */
+		inode_drop_listing_locked(dir);
 	}
 	pthread_mutex_unlock(&dir->lock);
 	free(ents);

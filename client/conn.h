@@ -110,6 +110,12 @@ int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call
 /* Starts a call without waiting (pipelining). 0 or -errno; on 0 call
  * conn_wait then conn_done. */
 int conn_start(struct conn *c, struct msg *req, struct conn_call *cc);
+/* As conn_start, for a FETCH whose data the connection's reader thread
+ * writes straight into fd at off (rpc_start_sink): on 0 from conn_wait,
+ * rep->data is NULL and rep->data_len the bytes written. fd is borrowed
+ * until conn_done. conn_wait may also fail with the error of writing fd.
+ * -EINVAL for another message type. */
+int conn_start_sink(struct conn *c, struct msg *req, int fd, uint64_t off, struct conn_call *cc);
 /* Waits for a started call; returns transport error or server status. */
 int conn_wait(struct conn *c, struct conn_call *cc, struct msg *rep);
 /* Releases a call. Safe on a zeroed or already released cc. */

@@ -72,7 +72,9 @@ struct conn_op {
 	uint64_t tried;	 /* servers (by index) this call was sent to */
 	size_t n;
 	struct member m[VV_MAX];
-	int chosen; /* member whose reply the caller gets, -1 */
+	int chosen;  /* member whose reply the caller gets, -1 */
+	int sink_fd; /* borrowed, -1: FETCH data goes here (conn_start_sink) */
+	uint64_t sink_off;
 };
 
 static bool is_update(uint16_t type)
@@ -278,6 +280,7 @@ static struct conn_op *op_new(enum op_kind kind, const struct msg *req)
 	op->type = req->type;
 	op->t0 = now_ns();
 	op->chosen = -1;
+	op->sink_fd = -1;
 	op->fid = req->fid;
 	op->sid = req->sid;
 	op->mflags = req->mflags;
@@ -322,7 +325,10 @@ static int op_send(struct conn_op *op, struct conn_server *srv, struct sconn *sc
 	m->sc = sc;
 	m->slot = vsg_slot(&op->vol.vsg, atomic_load(&srv->server_id));
 	op->tried |= 1ull << srv->idx;
-	ret = rpc_start(sc->rpc, req, &m->call);
+	if (op->sink_fd >= 0)
+		ret = rpc_start_sink(sc->rpc, req, op->sink_fd, op->sink_off, &m->call);
+	else
+		ret = rpc_start(sc->rpc, req, &m->call);
 	if (ret < 0) {
 		m->answered = true;
 		m->ret = ret;
@@ -557,7 +563,8 @@ static int start_multi(struct conn *c, struct msg *req, struct conn_op *op)
 	return ret;
 }
 
-int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
+static int start_call(struct conn *c, struct msg *req, int sink_fd, uint64_t sink_off,
+		      struct conn_call *cc)
 {
 	enum op_kind kind = OP_SINGLE;
 	struct conn_op *op;
@@ -578,6 +585,8 @@ int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
 			return ret;
 	}
 	op = op_new(kind, req);
+	op->sink_fd = sink_fd;
+	op->sink_off = sink_off;
 	if (kind != OP_SINGLE)
 		vol_for(c, &req->fid, &op->vol);
 	switch (kind) {
@@ -601,6 +610,19 @@ int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
 	}
 	cc->op = op;
 	return 0;
+}
+
+int conn_start(struct conn *c, struct msg *req, struct conn_call *cc)
+{
+	return start_call(c, req, -1, 0, cc);
+}
+
+int conn_start_sink(struct conn *c, struct msg *req, int fd, uint64_t off, struct conn_call *cc)
+{
+	cc->op = NULL;
+	if (req->type != MSG_FETCH || fd < 0)
+		return -EINVAL;
+	return start_call(c, req, fd, off, cc);
 }
 
 void conn_set_gate(struct conn *c, conn_gate_fn gate, void *arg)
@@ -846,6 +868,8 @@ static int wait_read(struct conn *c, struct conn_op *op, struct msg *rep)
 			m->ret = ret;
 			if (ret == -ETIMEDOUT && !others)
 				return ret;
+			if (!transport_err(ret))
+				return ret; /* the sink could not be written */
 			conn_mark_down(m->srv, m->sc, ret);
 		}
 		if (op->kind == OP_SINGLE || read_next(c, op) < 0)

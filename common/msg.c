@@ -285,7 +285,15 @@ static int enc_field(struct wr *w, const struct msg *m, uint32_t f)
 	}
 }
 
-int msg_encode(struct wr *w, const struct msg *m)
+/* True if F_DATA is the last field of the set: its payload ends the body. */
+static bool data_last(uint32_t fields)
+{
+	return (fields & F_DATA) != 0 && (fields & ~(F_DATA | (F_DATA - 1))) == 0;
+}
+
+/* msg_encode, or with head set msg_encode_head: F_DATA's payload is left out
+ * of w but counted in the body length. */
+static int encode(struct wr *w, const struct msg *m, bool head)
 {
 	const struct msg_desc *d = desc_of(m->type);
 	size_t start = w->len, body_len;
@@ -298,6 +306,8 @@ int msg_encode(struct wr *w, const struct msg *m)
 	    m->flags == (FRAME_F_REPLY | FRAME_F_PUSH) || (reply && m->status > 0))
 		return -EINVAL;
 	fields = reply ? d->rep : d->req;
+	if (head && (!data_last(fields) || (reply && m->status != 0)))
+		return -EINVAL;
 	hdr = wr_reserve(w, FRAME_HDR_LEN);
 	le_put_u16(hdr + 4, m->type);
 	le_put_u16(hdr + 6, m->flags);
@@ -310,11 +320,19 @@ int msg_encode(struct wr *w, const struct msg *m)
 	for (uint32_t f = 1; f != 0 && f <= fields; f <<= 1) {
 		if ((fields & f) == 0)
 			continue;
+		if (head && f == F_DATA) {
+			if (m->data_len > data_max(m->type)) {
+				ret = -EINVAL;
+				goto err_undo;
+			}
+			wr_u32(w, m->data_len);
+			continue;
+		}
 		ret = enc_field(w, m, f);
 		if (ret < 0)
 			goto err_undo;
 	}
-	body_len = w->len - start - FRAME_HDR_LEN;
+	body_len = w->len - start - FRAME_HDR_LEN + (head ? m->data_len : 0);
 	if (body_len > body_max(m->type)) {
 		ret = -EMSGSIZE;
 		goto err_undo;
@@ -325,6 +343,16 @@ int msg_encode(struct wr *w, const struct msg *m)
 err_undo:
 	w->len = start;
 	return ret;
+}
+
+int msg_encode(struct wr *w, const struct msg *m)
+{
+	return encode(w, m, false);
+}
+
+int msg_encode_head(struct wr *w, const struct msg *m)
+{
+	return encode(w, m, true);
 }
 
 /* ---- decoding ---- */
@@ -555,6 +583,52 @@ int msg_decode(struct msg *m, uint16_t type, uint16_t flags, uint32_t reqid, con
 	}
 	if (!rd_done(&r))
 		return -EPROTO;
+	return 0;
+}
+
+int msg_decode_head(struct msg *m, uint16_t type, uint16_t flags, uint32_t reqid,
+		    const uint8_t *head, size_t head_len, size_t body_len, size_t *data_off)
+{
+	const struct msg_desc *d = desc_of(type);
+	bool reply = (flags & FRAME_F_REPLY) != 0;
+	uint32_t fields, n;
+	struct rd r;
+
+	*data_off = body_len;
+	if (head_len > body_len)
+		return -EPROTO;
+	fields = d == NULL ? 0 : reply ? d->rep : d->req;
+	if (head_len == body_len || !data_last(fields)) {
+		int ret = msg_decode(m, type, flags, reqid, head, head_len);
+		if (ret == 0 && data_last(fields) && m->status == 0) {
+			*data_off = body_len - m->data_len;
+			m->data = NULL;
+		}
+		return ret;
+	}
+	if (d == NULL || (flags & ~KNOWN_FLAGS) != 0 || flags == (FRAME_F_REPLY | FRAME_F_PUSH) ||
+	    body_len > body_max(type))
+		return -EPROTO;
+	msg_init(m, type);
+	m->flags = flags;
+	m->reqid = reqid;
+	rd_init(&r, head, head_len);
+	if (reply) {
+		uint32_t st = rd_u32(&r);
+		/* A status other than ST_OK ends the body: it was not all given. */
+		if (r.err != 0 || st != ST_OK)
+			return -EPROTO;
+	}
+	for (uint32_t f = 1; f < F_DATA && r.err == 0; f <<= 1) {
+		if ((fields & f) != 0)
+			dec_field(&r, m, f);
+	}
+	n = rd_u32(&r);
+	if (r.err != 0 || n > data_max(type) || body_len - r.pos != n)
+		return -EPROTO;
+	m->data = NULL;
+	m->data_len = n;
+	*data_off = r.pos;
 	return 0;
 }
 

@@ -72,6 +72,14 @@ const char *msg_name(uint16_t type);
  * -EMSGSIZE when the body would exceed the maximum for its type. */
 int msg_encode(struct wr *w, const struct msg *m);
 
+/* As msg_encode, for a message whose last field is F_DATA (a FETCH reply),
+ * without F_DATA's payload: appends the header and every field up to and
+ * including F_DATA's length; the frame's body length counts m->data_len
+ * more bytes, which the caller must send right after (e.g. with sendfile).
+ * m->data is not read. -EINVAL also if F_DATA is not the message's last
+ * field or m is a reply with an error status (use msg_encode). */
+int msg_encode_head(struct wr *w, const struct msg *m);
+
 /* Parses a frame header (FRAME_HDR_LEN bytes). Returns the body length, or
  * -EPROTO if it exceeds FRAME_BODY_MAX (CTL_JSON_MAX + slack for MSG_CTL). */
 long frame_parse_header(const uint8_t *hdr, uint16_t *type, uint16_t *flags, uint32_t *reqid);
@@ -82,6 +90,18 @@ long frame_parse_header(const uint8_t *hdr, uint16_t *type, uint16_t *flags, uin
  * '/' or NUL, nsec >= 1e9, ...) or trailing bytes. m->data borrows body. */
 int msg_decode(struct msg *m, uint16_t type, uint16_t flags, uint32_t reqid, const uint8_t *body,
 	       size_t len);
+
+/* Decodes a body of body_len bytes of which only the first head_len are
+ * given, so that F_DATA's payload can be received elsewhere (a file). For a
+ * message whose last field is F_DATA: on 0, m->data is NULL, m->data_len is
+ * the payload's length and *data_off its offset in the body; head bytes from
+ * *data_off on, if any, are the payload's first bytes and the rest follows
+ * in the stream. head must reach past F_DATA's length field. Any other
+ * message (F_DATA not last, or a reply with an error status) must be given
+ * whole (head_len == body_len) and decodes as with msg_decode, *data_off =
+ * body_len. Returns 0 or -EPROTO (as msg_decode). */
+int msg_decode_head(struct msg *m, uint16_t type, uint16_t flags, uint32_t reqid,
+		    const uint8_t *head, size_t head_len, size_t body_len, size_t *data_off);
 
 /* Convenience: decode a whole frame (header + body) in buf[0..len); len must
  * equal FRAME_HDR_LEN + body_len exactly. */

@@ -14,6 +14,7 @@
 #include "common/rpc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -41,7 +42,18 @@ struct rpc_call {
 	uint64_t t_sent; /* now_ns() when the request was sent */
 	uint8_t *buf;	 /* owned: reply body; rep.data points into it */
 	struct msg rep;	 /* valid once done && err == 0 */
+	int sink_fd;	 /* borrowed, -1: where the reply's F_DATA payload goes */
+	uint64_t sink_off;
+	bool sink_busy; /* protected by c->lock: the reader writes into the sink */
 };
+
+/* Bytes of a sink call's reply body read before its F_DATA payload: every
+ * field ahead of F_DATA must fit (a FETCH reply's take 165). */
+#define SINK_HEAD 1024
+/* Pipe between the socket and a sink file: the most one splice moves. */
+#define SINK_PIPE (1u << 20)
+/* Bounce buffer of the reader where splice is not possible. */
+#define SINK_SCRATCH (64u << 10)
 
 struct rpc_conn {
 	int fd; /* closed by rpc_close after the reader is joined */
@@ -61,6 +73,12 @@ struct rpc_conn {
 	struct rpc_call *pending; /* protected by lock: list of calls awaiting replies */
 	unsigned n_pending;	  /* protected by lock */
 	uint64_t srtt_us;	  /* protected by lock */
+
+	/* The reader thread's own, for sink calls (closed when it exits). */
+	int pipe[2];	  /* -1 until the first sink call */
+	size_t pipe_sz;	  /* its capacity */
+	bool no_splice;	  /* splice failed with EINVAL: copy */
+	uint8_t *scratch; /* SINK_SCRATCH bytes, allocated on first use */
 };
 
 static void unlist_locked(struct rpc_conn *c, struct rpc_call *call)
@@ -152,6 +170,162 @@ static int send_full(int fd, const uint8_t *buf, size_t len)
 	return 0;
 }
 
+/* Completes a listed call with reply m (body buf, owned from here) or with
+ * err (a sink that failed). */
+static void complete_locked(struct rpc_conn *c, struct rpc_call *call, const struct msg *m,
+			    uint8_t *buf, int err)
+{
+	uint64_t sample = (now_ns() - call->t_sent) / 1000u;
+
+	if (sample == 0)
+		sample = 1;
+	c->srtt_us = c->srtt_us == 0 ? sample : (7 * c->srtt_us + sample) / 8;
+	unlist_locked(c, call);
+	call->rep = *m;
+	call->buf = buf;
+	call->done = true;
+	call->err = err;
+	pthread_cond_broadcast(&call->cond);
+}
+
+/* The pending sink call a reply with this reqid and type answers, marked
+ * busy (rpc_call_free waits until the reader lets go), or NULL. */
+static struct rpc_call *sink_claim(struct rpc_conn *c, uint32_t reqid, uint16_t type)
+{
+	struct rpc_call *call;
+
+	pthread_mutex_lock(&c->lock);
+	for (call = c->pending; call != NULL; call = call->next) {
+		if (call->reqid == reqid)
+			break;
+	}
+	if (call != NULL && (call->sink_fd < 0 || call->type != type))
+		call = NULL;
+	if (call != NULL)
+		call->sink_busy = true;
+	pthread_mutex_unlock(&c->lock);
+	return call;
+}
+
+/* Copies len bytes from `from` (the socket, or the pipe holding that many)
+ * to fd at off through the scratch buffer; once *serr is set, or with fd
+ * -1, the bytes are only read. Returns 0 or a transport error. */
+static int sink_copy(struct rpc_conn *c, int from, size_t len, int fd, uint64_t off, int *serr)
+{
+	while (len > 0) {
+		ssize_t k = read(from, c->scratch, len < SINK_SCRATCH ? len : SINK_SCRATCH);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return from == c->fd ? -errno : -EIO;
+		if (k == 0)
+			return -ENOTCONN;
+		if (*serr == 0 && fd >= 0)
+			*serr = fs_pwrite_all(fd, c->scratch, (size_t)k, (off_t)off);
+		off += (uint64_t)k;
+		len -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Moves len payload bytes from the socket to fd at off: spliced through the
+ * reader's pipe (the data never enters user space), or copied where splice
+ * is not possible. A failure to write fd is recorded in *serr and the rest
+ * of the payload is read and dropped, which keeps the stream in frame.
+ * Returns 0 or a transport error. */
+static int sink_move(struct rpc_conn *c, size_t len, int fd, uint64_t off, int *serr)
+{
+	if (c->scratch == NULL)
+		c->scratch = xmalloc(SINK_SCRATCH);
+	if (c->pipe[0] < 0 && !c->no_splice) {
+		if (pipe2(c->pipe, O_CLOEXEC) < 0) {
+			c->pipe[0] = c->pipe[1] = -1;
+			c->no_splice = true;
+		} else {
+			/* Larger moves per call; the default (64 KiB) works too. */
+			int sz = fcntl(c->pipe[1], F_SETPIPE_SZ, (int)SINK_PIPE);
+			if (sz < 0)
+				sz = fcntl(c->pipe[1], F_GETPIPE_SZ);
+			c->pipe_sz = sz > 0 ? (size_t)sz : 4096;
+		}
+	}
+	while (len > 0) {
+		ssize_t n, k;
+		size_t left;
+
+		if (c->no_splice || *serr != 0)
+			return sink_copy(c, c->fd, len, fd, off, serr);
+		n = splice(c->fd, NULL, c->pipe[1], NULL, len < c->pipe_sz ? len : c->pipe_sz,
+			   SPLICE_F_MOVE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EINVAL) {
+			c->no_splice = true;
+			continue;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ENOTCONN;
+		len -= (size_t)n;
+		for (left = (size_t)n; left > 0;) {
+			loff_t o = (loff_t)off;
+
+			k = splice(c->pipe[0], NULL, fd, &o, left, SPLICE_F_MOVE);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k <= 0) {
+				/* The pipe's bytes still belong to the frame. */
+				if (k < 0 && errno == EINVAL)
+					c->no_splice = true;
+				else
+					*serr = k < 0 ? -errno : -EIO;
+				if (sink_copy(c, c->pipe[0], left, fd, off, serr) < 0)
+					return -EIO;
+				off += left;
+				break;
+			}
+			off += (uint64_t)k;
+			left -= (size_t)k;
+		}
+	}
+	return 0;
+}
+
+/* Receives the body of a reply to sink call `call` (claimed): the fields
+ * into a small buffer, F_DATA's payload into the call's sink. Returns 0, or
+ * a transport error (the connection dies); a sink that cannot be written
+ * fails only its call. */
+static int sink_reply(struct rpc_conn *c, struct rpc_call *call, uint16_t type, uint16_t flags,
+		      uint32_t reqid, size_t body_len)
+{
+	uint8_t head[SINK_HEAD];
+	size_t head_len = body_len < SINK_HEAD ? body_len : SINK_HEAD, off = 0;
+	struct msg m;
+	int err, serr = 0;
+
+	err = read_full(c->fd, head, head_len);
+	if (err == 0)
+		err = msg_decode_head(&m, type, flags, reqid, head, head_len, body_len, &off);
+	if (err == 0 && off < body_len) {
+		size_t have = head_len > off ? head_len - off : 0;
+
+		if (have > 0)
+			serr = fs_pwrite_all(call->sink_fd, head + off, have,
+					     (off_t)call->sink_off);
+		err = sink_move(c, body_len - off - have, call->sink_fd, call->sink_off + have,
+				&serr);
+	}
+	pthread_mutex_lock(&c->lock);
+	call->sink_busy = false;
+	if (err == 0 && call->listed)
+		complete_locked(c, call, &m, NULL, serr);
+	pthread_cond_broadcast(&call->cond);
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
 /* Hands a decoded reply to its call. Returns 0 or -EPROTO. Takes ownership of buf. */
 static int deliver_reply(struct rpc_conn *c, struct msg *m, uint8_t *buf)
 {
@@ -173,16 +347,7 @@ static int deliver_reply(struct rpc_conn *c, struct msg *m, uint8_t *buf)
 		free(buf);
 		return -EPROTO;
 	}
-	uint64_t sample = (now_ns() - call->t_sent) / 1000u;
-	if (sample == 0)
-		sample = 1;
-	c->srtt_us = c->srtt_us == 0 ? sample : (7 * c->srtt_us + sample) / 8;
-	unlist_locked(c, call);
-	call->rep = *m;
-	call->buf = buf;
-	call->done = true;
-	call->err = 0;
-	pthread_cond_signal(&call->cond);
+	complete_locked(c, call, m, buf, 0);
 	pthread_mutex_unlock(&c->lock);
 	return 0;
 }
@@ -191,6 +356,7 @@ static void *reader_main(void *arg)
 {
 	struct rpc_conn *c = arg;
 	uint8_t hdr[FRAME_HDR_LEN];
+	struct rpc_call *call;
 	struct msg m;
 	bool closing;
 	int err;
@@ -208,6 +374,12 @@ static void *reader_main(void *arg)
 		if (body_len < 0) {
 			err = -EPROTO;
 			break;
+		}
+		if (flags == FRAME_F_REPLY && (call = sink_claim(c, reqid, type)) != NULL) {
+			err = sink_reply(c, call, type, flags, reqid, (size_t)body_len);
+			if (err < 0)
+				break;
+			continue;
 		}
 		buf = xmalloc((size_t)body_len);
 		err = read_full(c->fd, buf, (size_t)body_len);
@@ -232,6 +404,13 @@ static void *reader_main(void *arg)
 			break;
 	}
 
+	if (c->pipe[0] >= 0) {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+		c->pipe[0] = c->pipe[1] = -1;
+	}
+	free(c->scratch);
+	c->scratch = NULL;
 	pthread_mutex_lock(&c->lock);
 	closing = c->closing;
 	conn_fail_locked(c, err);
@@ -265,6 +444,7 @@ int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dea
 	c->arg = arg;
 	c->refs = 1;
 	c->next_reqid = 1;
+	c->pipe[0] = c->pipe[1] = -1;
 	pthread_mutex_init(&c->send_lock, NULL);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->slot_cond, NULL);
@@ -337,7 +517,8 @@ int rpc_set_send_timeout(struct rpc_conn *c, int timeout_ms)
 	return ret;
 }
 
-int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out)
+static int start(struct rpc_conn *c, struct msg *req, int sink_fd, uint64_t sink_off,
+		 struct rpc_call **out)
 {
 	struct rpc_call *call;
 	struct wr w;
@@ -345,6 +526,8 @@ int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out)
 
 	*out = NULL;
 	call = xcalloc(1, sizeof(*call));
+	call->sink_fd = sink_fd;
+	call->sink_off = sink_off;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -402,6 +585,20 @@ err_free:
 	return ret;
 }
 
+int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out)
+{
+	return start(c, req, -1, 0, out);
+}
+
+int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off, struct rpc_call **out)
+{
+	if (fd < 0) {
+		*out = NULL;
+		return -EBADF;
+	}
+	return start(c, req, fd, off, out);
+}
+
 int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
 {
 	struct rpc_conn *c = call->c;
@@ -442,6 +639,14 @@ void rpc_call_free(struct rpc_call *call)
 		return;
 	c = call->c;
 	pthread_mutex_lock(&c->lock);
+	if (call->sink_busy) {
+		/* The reader is writing this call's reply into its sink. A reply
+		 * cannot be left half-read, so the connection dies: the reader's
+		 * next socket call fails and it lets go of the sink. */
+		conn_fail_locked(c, -ETIMEDOUT);
+		while (call->sink_busy)
+			pthread_cond_wait(&call->cond, &c->lock);
+	}
 	unlist_locked(c, call);
 	pthread_mutex_unlock(&c->lock);
 	pthread_cond_destroy(&call->cond);

@@ -60,6 +60,17 @@ int rpc_set_send_timeout(struct rpc_conn *c, int timeout_ms);
  * wait on. Returns 0 or -errno (-ENOTCONN if dead, -EMSGSIZE/-EINVAL if the
  * message cannot be encoded). */
 int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out);
+/* As rpc_start, for a request whose reply ends with F_DATA (FETCH): the
+ * reader thread writes the reply's payload straight into fd at off (splice
+ * from the socket through a pipe, so it never enters user space, or a copy
+ * where splice cannot), and rpc_wait's reply has data NULL and data_len
+ * the bytes written. fd is borrowed and must stay open until rpc_call_free,
+ * which waits for the reader to let go of it (freeing a call whose reply is
+ * being received kills the connection: a reply cannot be left half-read).
+ * If writing fd fails, rpc_wait returns that error (-ENOSPC, -EIO, ...)
+ * and the connection lives on. Returns as rpc_start, -EBADF if fd < 0. */
+int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,
+		   struct rpc_call **out);
 /* Waits up to timeout_ms for the reply. On 0, *rep is the decoded reply (its
  * data valid until rpc_call_free); rep->status holds the server's answer,
  * which the caller checks. Returns -ETIMEDOUT (call stays pending; free it),

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +95,17 @@ struct pbrk {
 	struct pbrk *cprev, *cnext;
 };
 
+/* A FETCH reply's data queued as a container segment: sent with sendfile()
+ * once the output queue has been sent up to position at, which is where its
+ * frame head (msg_encode_head) ends. */
+struct oseg {
+	size_t at;	   /* position in conn.out */
+	int fd;		   /* owned: the container */
+	off_t off;	   /* next byte to send */
+	size_t len;	   /* bytes left to send */
+	struct oseg *next; /* queued after it */
+};
+
 struct conn {
 	int fd;
 	uint64_t id;
@@ -103,6 +115,8 @@ struct conn {
 	size_t in_len, in_cap;
 	struct wr out; /* owned: queued frames, sent from out_off */
 	size_t out_off;
+	struct oseg *seg_head, *seg_tail; /* owned: segments in out, in order */
+	size_t seg_bytes;		  /* their bytes left to send */
 	bool closing;	 /* close once the output is sent */
 	bool broken;	 /* protocol error: process nothing more */
 	bool dead;	 /* close at the end of this iteration */
@@ -186,6 +200,50 @@ static void queue_msg(struct server *s, struct conn *c, const struct msg *m)
 	}
 	trace(s, "->", c, m);
 	touch(s, c);
+}
+
+/* Queues rep, a FETCH reply whose data stays in its container fd (taken
+ * from ops_take_segment; owned from here): the frame head now, the data
+ * with sendfile() when the queue gets there. */
+static void queue_seg(struct server *s, struct conn *c, const struct msg *rep, int fd, uint64_t off)
+{
+	struct oseg *g;
+	int ret = msg_encode_head(&c->out, rep);
+
+	if (ret < 0) {
+		close(fd);
+		log_err("loop", "cannot encode %s reply: %s", msg_name(rep->type), err_str(ret));
+		struct msg e;
+		msg_init_reply(&e, rep, -EIO);
+		queue_msg(s, c, &e);
+		return;
+	}
+	g = xmalloc(sizeof(*g));
+	g->at = c->out.len;
+	g->fd = fd;
+	g->off = (off_t)off;
+	g->len = rep->data_len;
+	g->next = NULL;
+	if (c->seg_tail != NULL)
+		c->seg_tail->next = g;
+	else
+		c->seg_head = g;
+	c->seg_tail = g;
+	c->seg_bytes += g->len;
+	trace(s, "->", c, rep);
+	touch(s, c);
+}
+
+static void seg_pop(struct conn *c)
+{
+	struct oseg *g = c->seg_head;
+
+	c->seg_head = g->next;
+	if (c->seg_head == NULL)
+		c->seg_tail = NULL;
+	c->seg_bytes -= g->len;
+	close(g->fd);
+	free(g);
 }
 
 /* A status-only reply for a frame we could not decode (any type). */
@@ -454,11 +512,27 @@ static void handle_frame(struct server *s, struct conn *c, uint16_t type, uint16
 		resolver_submit(s->res, j);
 		return;
 	}
-	default:
+	default: {
+		uint64_t off;
+		int fd;
+
 		s->cur = c;
 		ops_exec(s->ops, &c->oc, req, rep);
 		s->cur = NULL;
+		fd = ops_take_segment(s->ops, &off);
+		if (fd < 0)
+			break;
+		if (rep->status == 0 && s->cur_held == NULL) {
+			queue_seg(s, c, rep, fd, off);
+			return;
+		}
+		/* A FETCH breaks no callback, so is never held; if it were, or it
+		 * failed after all, its data is not sent from the file. */
+		close(fd);
+		if (rep->status == 0)
+			rep->status = -EIO;
 		break;
+	}
 	}
 	if (s->cur_held != NULL)
 		hold_reply(s, c, rep);
@@ -498,6 +572,7 @@ static struct conn *conn_new(struct server *s, int fd)
 	c->fd = fd;
 	c->id = ++s->next_id;
 	c->state = CS_NEW;
+	c->oc.segments = true;
 	wr_init(&c->out);
 	cb_holder_init(&c->holder, c);
 	store_set_init(&c->stores);
@@ -526,6 +601,8 @@ static void conn_free(struct server *s, struct conn *c)
 	close(c->fd);
 	free(c->in);
 	wr_release(&c->out);
+	while (c->seg_head != NULL)
+		seg_pop(c);
 	st->connections--;
 	log_debug("loop", "closed %s", c->peer);
 	free(c);
@@ -562,7 +639,7 @@ static void accept_all(struct server *s)
 
 static size_t out_pending(const struct conn *c)
 {
-	return c->out.len - c->out_off;
+	return c->out.len - c->out_off + c->seg_bytes;
 }
 
 static void conn_read(struct conn *c)
@@ -638,14 +715,39 @@ static void conn_process(struct server *s, struct conn *c)
 	}
 }
 
+/* Sends the queue: bytes of out up to the next segment, then the segment
+ * from its file, and so on; partial sends resume on EPOLLOUT. */
 static void conn_flush(struct conn *c)
 {
 	while (out_pending(c) > 0) {
-		ssize_t n = send(c->fd, c->out.buf + c->out_off, out_pending(c),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			c->out_off += (size_t)n;
-			continue;
+		struct oseg *g = c->seg_head;
+		size_t end = g != NULL ? g->at : c->out.len;
+		ssize_t n;
+
+		if (c->out_off < end) {
+			/* MSG_MORE: a frame head goes out with its data. */
+			n = send(c->fd, c->out.buf + c->out_off, end - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT | (g != NULL ? MSG_MORE : 0));
+			if (n > 0) {
+				c->out_off += (size_t)n;
+				continue;
+			}
+		} else {
+			n = sendfile(c->fd, g->fd, &g->off, g->len);
+			if (n > 0) {
+				g->len -= (size_t)n;
+				c->seg_bytes -= (size_t)n;
+				if (g->len == 0)
+					seg_pop(c);
+				continue;
+			}
+			if (n == 0) {
+				/* The container shrank: it never does once installed. */
+				log_err("loop", "container of a FETCH reply to %s ended early",
+					c->peer);
+				c->dead = true;
+				return;
+			}
 		}
 		if (n < 0 && errno == EINTR)
 			continue;

@@ -106,6 +106,8 @@ struct ops {
 
 	struct fx fx;
 	uint8_t *buf; /* CHUNK_MAX: FETCH replies borrow it */
+	int seg_fd;   /* owned, -1: FETCH data left in its container (ops_take_segment) */
+	uint64_t seg_off;
 	struct wr wr; /* READDIR and STATS replies borrow it */
 };
 
@@ -121,6 +123,7 @@ struct ops *ops_new(const char *dir, struct meta *meta, struct store *store, str
 	o->brk = brk;
 	o->brk_arg = brk_arg;
 	o->buf = xmalloc(CHUNK_MAX);
+	o->seg_fd = -1;
 	wr_init(&o->wr);
 	o->vsg.n = 1;
 	o->vsg.ids[0] = info->server_id;
@@ -144,6 +147,8 @@ void ops_free(struct ops *o)
 	free(o->oldc.v);
 	wr_release(&o->wr);
 	free(o->buf);
+	if (o->seg_fd >= 0)
+		close(o->seg_fd);
 	free(o->dir);
 	free(o);
 }
@@ -440,7 +445,28 @@ static int op_readdir(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	return 0;
 }
 
-static int op_fetch(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+/* Leaves the len bytes at off of v's container for the loop to send from
+ * the file (ops_take_segment), if the container holds them all; a short
+ * container (a hole at the end) takes the copying path. */
+static bool fetch_segment(struct ops *o, const struct vnode *v, uint64_t off, uint64_t len)
+{
+	uint64_t size;
+	int fd;
+
+	fd = store_open_ro(o->store, &v->fid, v->data_version, &size);
+	if (fd < 0)
+		return false;
+	if (size < off || size - off < len) {
+		close(fd);
+		return false;
+	}
+	o->seg_fd = fd;
+	o->seg_off = off;
+	return true;
+}
+
+static int op_fetch(struct ops *o, struct meta_txn *t, const struct ops_conn *oc,
+		    const struct msg *req, struct msg *rep)
 {
 	struct vnode v;
 	uint64_t len;
@@ -465,19 +491,23 @@ static int op_fetch(struct ops *o, struct meta_txn *t, const struct msg *req, st
 		len = 0;
 	else if (len > v.size - req->offset)
 		len = v.size - req->offset;
+	rep->data = len > 0 ? o->buf : NULL;
 	if (len > 0) {
 		n = -ENOENT;
 		if (v.size <= META_INLINE_MAX)
 			n = meta_inline_get(t, &v.fid, v.data_version, req->offset, o->buf, len);
-		if (n == -ENOENT)
+		if (n == -ENOENT && oc->segments && fetch_segment(o, &v, req->offset, len)) {
+			n = (ssize_t)len;
+			rep->data = NULL;
+		} else if (n == -ENOENT) {
 			n = store_read(o->store, &v.fid, v.data_version, o->buf, len, req->offset);
+		}
 		if (n < 0)
 			return (int)n;
 		if ((uint64_t)n < len)
 			memset(o->buf + n, 0, len - (uint64_t)n); /* short container: a hole */
 	}
 	o->st.fetch_bytes += len;
-	rep->data = len > 0 ? o->buf : NULL;
 	rep->data_len = (uint32_t)len;
 	vnode_to_attr(&v, &rep->attr);
 	return 0;
@@ -1270,7 +1300,7 @@ static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const str
 	case MSG_READDIR:
 		return op_readdir(o, t, req, rep);
 	case MSG_FETCH:
-		return op_fetch(o, t, req, rep);
+		return op_fetch(o, t, oc, req, rep);
 	case MSG_STORE:
 		return op_store(o, t, oc, req, rep);
 	case MSG_STATFS:
@@ -1344,6 +1374,11 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 	int ret;
 
 	o->st.calls++;
+	if (o->seg_fd >= 0) {
+		/* The previous reply's segment was not taken: drop it. */
+		close(o->seg_fd);
+		o->seg_fd = -1;
+	}
 	if (o->txn == NULL) {
 		ret = meta_begin(o->meta, NULL, false, &o->txn);
 		if (ret < 0) {
@@ -1426,6 +1461,15 @@ out:
 	if (fields & F_ATTR2)
 		promise_attr(o, oc, &rep->attr2);
 	return upd;
+}
+
+int ops_take_segment(struct ops *o, uint64_t *off)
+{
+	int fd = o->seg_fd;
+
+	o->seg_fd = -1;
+	*off = o->seg_off;
+	return fd;
 }
 
 int ops_batch_end(struct ops *o)

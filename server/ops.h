@@ -63,6 +63,7 @@ struct ops_conn {
 	struct cb_holder *holder; /* its callback promises */
 	struct store_set *stores; /* its partial stores */
 	bool server;		  /* a peer server (HELLO "server:<id>"): may read conflicts */
+	bool segments;		  /* FETCH data may stay in its container: ops_take_segment */
 };
 
 /* Called for every promise an update breaks (owner is the holder's owner). */
@@ -84,6 +85,15 @@ const struct srvinfo *ops_info(const struct ops *o);
  * Returns true if the request was an update (its reply must wait for the
  * commit). */
 bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct msg *rep);
+
+/* After ops_exec of a request of a connection with oc->segments: if the
+ * reply is a FETCH whose data stayed in its container (rep->data NULL,
+ * rep->data_len > 0, status 0), returns that container's fd, which the
+ * caller then owns and must close, and sets *off: the caller sends the
+ * reply with msg_encode_head followed by rep->data_len bytes of the fd from
+ * *off (sendfile). Otherwise -1. A segment not taken before the next
+ * ops_exec is dropped. */
+int ops_take_segment(struct ops *o, uint64_t *off);
 
 /* Ends the batch: with updates, fsyncs the containers written and the
  * volume directories, commits, and unlinks replaced containers; without,

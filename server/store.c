@@ -145,6 +145,25 @@ ssize_t store_read(struct store *s, const struct fid *fid, uint64_t dv, void *bu
 	return n;
 }
 
+int store_open_ro(struct store *s, const struct fid *fid, uint64_t dv, uint64_t *size)
+{
+	char path[512];
+	struct stat st;
+	int fd;
+
+	store_path(s, fid, dv, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		int ret = -errno;
+		close(fd);
+		return ret;
+	}
+	*size = (uint64_t)st.st_size;
+	return fd;
+}
+
 int store_copy(struct store *s, const struct fid *fid, uint64_t dv, uint64_t len, int fd)
 {
 	char path[512];

@@ -49,6 +49,11 @@ int store_sync_vol(struct store *s, uint32_t vol);
  * byte count or -errno. */
 ssize_t store_read(struct store *s, const struct fid *fid, uint64_t dv, void *buf, size_t len,
 		   uint64_t off);
+/* Opens the container of (fid, dv) read-only; *size gets its length.
+ * Returns the fd (the caller closes it) or -errno (-ENOENT: none). A
+ * container is never written once installed, so the fd reads that version
+ * even after it is replaced and unlinked. */
+int store_open_ro(struct store *s, const struct fid *fid, uint64_t dv, uint64_t *size);
 /* Copies the first len bytes of (fid, dv) into fd (from offset 0). */
 int store_copy(struct store *s, const struct fid *fid, uint64_t dv, uint64_t len, int fd);
 /* Removes the container of (fid, dv); a missing one is not an error. */

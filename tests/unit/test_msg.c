@@ -282,6 +282,99 @@ static void test_truncation_all(void **state)
 	wr_release(&w);
 }
 
+/* msg_encode_head + payload equals msg_encode for every message whose last
+ * field is F_DATA; msg_decode_head decodes it from every head length that
+ * reaches the payload, and rejects shorter heads, wrong lengths and bodies
+ * it must see whole. */
+static void test_head_tail(void **state)
+{
+	(void)state;
+	struct wr w, h;
+	struct msg m, d;
+	size_t off;
+	unsigned n_tail = 0;
+
+	wr_init(&w);
+	wr_init(&h);
+	for (size_t i = 0; i < N_TYPES; i++) {
+		for (int reply = 0; reply <= 1; reply++) {
+			uint16_t t = all_types[i];
+			uint32_t fields = msg_fields(t, reply);
+			bool tail = (fields & F_DATA) && (fields & ~(F_DATA | (F_DATA - 1))) == 0;
+
+			fill_msg(&m, t, reply);
+			encode_ok(&w, &m);
+			size_t body = w.len - FRAME_HDR_LEN;
+			const uint8_t *b = w.buf + FRAME_HDR_LEN;
+			wr_reset(&h);
+			if (!tail) {
+				assert_int_equal(msg_encode_head(&h, &m), -EINVAL);
+				assert_int_equal(h.len, 0);
+				assert_int_equal(msg_decode_head(&d, t, m.flags, m.reqid, b, body,
+								 body, &off),
+						 0);
+				assert_int_equal(off, body);
+				if (body > 0)
+					assert_int_equal(msg_decode_head(&d, t, m.flags, m.reqid, b,
+									 body - 1, body, &off),
+							 -EPROTO);
+				continue;
+			}
+			n_tail++;
+			m.data = NULL; /* not read */
+			assert_int_equal(msg_encode_head(&h, &m), 0);
+			assert_int_equal(h.len, w.len - sizeof(payload));
+			assert_memory_equal(h.buf, w.buf, h.len);
+			size_t doff = h.len - FRAME_HDR_LEN;
+			for (size_t hl = 0; hl <= body; hl++) {
+				int ret =
+					msg_decode_head(&d, t, m.flags, m.reqid, b, hl, body, &off);
+				if (hl < doff) {
+					assert_int_equal(ret, -EPROTO);
+					continue;
+				}
+				assert_int_equal(ret, 0);
+				assert_int_equal(off, doff);
+				assert_null(d.data);
+				assert_int_equal(d.data_len, sizeof(payload));
+				d.data = payload; /* its length was checked above */
+				m.data = payload;
+				assert_fields_eq(&m, &d, fields);
+				m.data = NULL;
+			}
+			/* The payload must be exactly the rest of the body. */
+			assert_int_equal(
+				msg_decode_head(&d, t, m.flags, m.reqid, b, doff, body + 1, &off),
+				-EPROTO);
+			assert_int_equal(
+				msg_decode_head(&d, t, m.flags, m.reqid, b, doff, body - 1, &off),
+				-EPROTO);
+			assert_int_equal(
+				msg_decode_head(&d, t, m.flags, m.reqid, b, body, body - 1, &off),
+				-EPROTO);
+			if (reply) {
+				/* An error reply: no payload, whole body only. */
+				struct msg e;
+				msg_init_reply(&e, &m, -ENOENT);
+				encode_ok(&w, &e);
+				assert_int_equal(msg_encode_head(&h, &e), -EINVAL);
+				assert_int_equal(msg_decode_head(&d, t, e.flags, e.reqid,
+								 w.buf + FRAME_HDR_LEN, 4, 4, &off),
+						 0);
+				assert_int_equal(d.status, -ENOENT);
+				assert_int_equal(off, 4);
+			}
+		}
+	}
+	assert_true(n_tail >= 3); /* FETCH, READDIR, STATS replies at least */
+	/* Oversized payload length. */
+	fill_msg(&m, MSG_FETCH, true);
+	m.data_len = CHUNK_MAX + 1;
+	assert_int_equal(msg_encode_head(&h, &m), -EINVAL);
+	wr_release(&h);
+	wr_release(&w);
+}
+
 static void test_trailing_bytes(void **state)
 {
 	(void)state;
@@ -731,6 +824,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip_all),
 		cmocka_unit_test(test_truncation_all),
+		cmocka_unit_test(test_head_tail),
 		cmocka_unit_test(test_trailing_bytes),
 		cmocka_unit_test(test_error_reply_has_no_fields),
 		cmocka_unit_test(test_bad_status),

@@ -13,6 +13,9 @@
  *   LOOKUP   never answered
  *   READLINK server closes the connection
  *   STATS    server sends a malformed frame
+ *   READDIR  reply attr.size = length, data = pattern(length) (sink calls);
+ *            fid.vol 98: status -ENOENT; fid.vol 99: half the frame, then
+ *            nothing until the client hangs up
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +24,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -59,6 +63,38 @@ static void send_msg(int fd, const struct msg *m)
 	assert_int_equal(msg_encode(&w, m), 0);
 	assert_int_equal(send(fd, w.buf, w.len, MSG_NOSIGNAL), (ssize_t)w.len);
 	wr_release(&w);
+}
+
+static uint8_t pattern(size_t i)
+{
+	return (uint8_t)(i * 13 + 5);
+}
+
+static void serve_readdir(int fd, const struct msg *req)
+{
+	size_t len = req->length < CHUNK_MAX ? (size_t)req->length : CHUNK_MAX;
+	uint8_t *data = malloc(len + 1);
+	struct msg rep;
+	struct wr w;
+
+	for (size_t i = 0; i < len; i++)
+		data[i] = pattern(i);
+	msg_init_reply(&rep, req, req->fid.vol == 98 ? -ENOENT : 0);
+	rep.attr.size = len;
+	rep.data = data;
+	rep.data_len = (uint32_t)len;
+	wr_init(&w);
+	assert_int_equal(msg_encode(&w, &rep), 0);
+	if (req->fid.vol == 99) {
+		uint8_t b;
+		assert_int_equal(send(fd, w.buf, w.len / 2, MSG_NOSIGNAL), (ssize_t)(w.len / 2));
+		while (read(fd, &b, 1) > 0)
+			;
+	} else {
+		assert_int_equal(send(fd, w.buf, w.len, MSG_NOSIGNAL), (ssize_t)w.len);
+	}
+	wr_release(&w);
+	free(data);
 }
 
 static void serve(int fd)
@@ -133,6 +169,11 @@ static void serve(int fd)
 			break;
 		case MSG_READLINK:
 			return;
+		case MSG_READDIR:
+			serve_readdir(fd, &req);
+			if (req.fid.vol == 99)
+				return;
+			break;
 		case MSG_STATS: {
 			uint8_t junk[FRAME_HDR_LEN] = { 0 };
 			le_put_u16(junk + 4, 200);
@@ -491,6 +532,122 @@ static void test_encode_error(void **state)
 	rpc_close(c);
 }
 
+/* A sink call of len bytes at off into fd; returns rpc_wait's result. */
+static int sink_call(struct rpc_conn *c, uint32_t vol, size_t len, int fd, uint64_t off,
+		     struct msg *rep)
+{
+	struct rpc_call *call;
+	struct msg req;
+	int ret;
+
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = vol;
+	req.length = len;
+	assert_int_equal(rpc_start_sink(c, &req, fd, off, &call), 0);
+	ret = rpc_wait(call, 5000, rep);
+	rpc_call_free(call);
+	return ret;
+}
+
+static void assert_file_pattern(int fd, uint64_t off, size_t len)
+{
+	uint8_t *b = malloc(len + 1);
+
+	assert_int_equal(pread(fd, b, len, (off_t)off), (ssize_t)len);
+	for (size_t i = 0; i < len; i++)
+		assert_int_equal(b[i], pattern(i));
+	free(b);
+}
+
+/* F_DATA of sink calls lands in the file, not in the reply; small and
+ * large payloads, error replies; a sink that cannot be written fails only
+ * its call; ordinary calls on the same connection are unaffected. */
+static void test_sink(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	char path[] = "/tmp/test_rpc_sinkXXXXXX";
+	int fd = mkstemp(path), rfd;
+	struct rpc_call *call;
+	struct msg rep, req;
+	static const size_t lens[] = { 0, 1, 10, 900, 1500, 65536, 300001, CHUNK_MAX };
+	uint64_t off = 0;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		assert_int_equal(sink_call(c, 1, lens[i], fd, off, &rep), 0);
+		assert_int_equal(rep.status, 0);
+		assert_int_equal(rep.type, MSG_READDIR);
+		assert_null(rep.data);
+		assert_int_equal(rep.data_len, lens[i]);
+		assert_int_equal(rep.attr.size, lens[i]);
+		assert_file_pattern(fd, off, lens[i]);
+		off += lens[i] + 7;
+	}
+	assert_int_equal(sink_call(c, 98, 100, fd, 0, &rep), 0);
+	assert_int_equal(rep.status, -ENOENT);
+	assert_int_equal(rpc_start_sink(c, &req, -1, 0, &call), -EBADF);
+	assert_null(call);
+
+	/* An fd that cannot be written: the call fails, the stream stays in frame. */
+	snprintf(path, sizeof(path), "/tmp/test_rpc_sinkXXXXXX");
+	rfd = mkstemp(path);
+	assert_true(rfd >= 0);
+	close(rfd);
+	rfd = open(path, O_RDONLY);
+	assert_true(rfd >= 0);
+	unlink(path);
+	assert_int_equal(sink_call(c, 1, 300000, rfd, 0, &rep), -EBADF);
+	assert_int_equal(sink_call(c, 1, 100, rfd, 0, &rep), -EBADF);
+	assert_true(rpc_alive(c));
+	assert_int_equal(sink_call(c, 1, 200000, fd, 5, &rep), 0);
+	assert_file_pattern(fd, 5, 200000);
+	msg_init(&req, MSG_PING);
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &call), 0);
+	assert_int_equal(rep.server_id, 7);
+	rpc_call_free(call);
+	close(rfd);
+	close(fd);
+	rpc_close(c);
+	assert_int_equal(n_dead, 0);
+}
+
+/* Freeing a sink call whose reply is half received kills the connection
+ * (it cannot be left half-read) and returns. */
+static void test_sink_free_busy(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	char path[] = "/tmp/test_rpc_sinkXXXXXX";
+	int fd = mkstemp(path);
+	struct rpc_call *call;
+	struct msg req, rep;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = 99;
+	req.length = 400000;
+	assert_int_equal(rpc_start_sink(c, &req, fd, 0, &call), 0);
+	assert_int_equal(rpc_wait(call, 300, &rep), -ETIMEDOUT);
+	rpc_call_free(call);
+	assert_false(rpc_alive(c));
+	close(fd);
+	/* The reader reports the death unless the owner closes first. */
+	for (int i = 0; i < 200; i++) {
+		pthread_mutex_lock(&cb_lock);
+		int n = n_dead;
+		pthread_mutex_unlock(&cb_lock);
+		if (n > 0)
+			break;
+		usleep(10000);
+	}
+	rpc_close(c);
+	assert_int_equal(n_dead, 1);
+	assert_int_equal(dead_err, -ENOTCONN); /* the reader saw the socket shut */
+}
+
 static void test_connect_refused(void **state)
 {
 	(void)state;
@@ -552,6 +709,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dead_connection, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_encode_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink_free_busy, setup, teardown),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_unix_socket),
 	};

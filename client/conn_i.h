@@ -51,6 +51,10 @@ struct conn_server {
 	atomic_uint server_id; /* 0 until the first HELLO answers */
 	atomic_bool up;	       /* in the AVSG of every volume it serves */
 	atomic_bool ever_up;   /* answered a HELLO at least once */
+	/* Rejoined behind the others: left out of calls (avsg) while another
+	 * member is up, until then (now_ns clock; 0: not behind), see
+	 * repl_rejoined. */
+	atomic_uint_fast64_t behind_until_ns;
 };
 
 /* What the client knows of one volume. */

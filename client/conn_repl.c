@@ -39,6 +39,11 @@
 /* How long a volume resolution or an object resolution may take: the
  * server gathers every replica's state before it answers. */
 #define RESOLVE_TIMEOUT_MS 10000
+/* Bound on the wait for a rejoined member's volume passes (repl_rejoined):
+ * the prober waits that long at most; resolution goes on regardless. */
+#define REJOIN_RESOLVE_MS 20000
+/* Passes asked for within that bound while they leave objects different. */
+#define REJOIN_PASSES 4
 /* Poll step while waiting for the first answer of a multicast past its
  * deadline (nobody answered yet: there is no one to move on to). */
 #define POLL_STEP_MS 20
@@ -338,24 +343,31 @@ static int op_send(struct conn_op *op, struct conn_server *srv, struct sconn *sc
 }
 
 /* The AVSG members of vol not in skip, best (lowest smoothed RTT) first.
- * Fills srvs/scs (new references); returns the count. */
+ * Members still being brought level after a rejoin (behind_until_ns) count
+ * only when no other member is up: reads would see their old state, and
+ * updates (name-based: remove, rename) would apply to it. Fills srvs/scs
+ * (new references); returns the count. */
 static size_t avsg(struct conn *c, const struct cvol *vol, uint64_t skip, struct conn_server **srvs,
 		   struct sconn **scs)
 {
 	size_t n = 0;
+	uint64_t now = now_ns();
 
-	for (uint32_t i = 0; i < vol->vsg.n; i++) {
-		struct conn_server *srv = conn_server_by_id(c, vol->vsg.ids[i]);
-		struct sconn *sc;
+	for (int behind = 0; behind < 2 && n == 0; behind++) {
+		for (uint32_t i = 0; i < vol->vsg.n; i++) {
+			struct conn_server *srv = conn_server_by_id(c, vol->vsg.ids[i]);
+			struct sconn *sc;
 
-		if (srv == NULL || (skip & (1ull << srv->idx)) || !atomic_load(&srv->up))
-			continue;
-		sc = sconn_cur(srv);
-		if (sc == NULL)
-			continue;
-		srvs[n] = srv;
-		scs[n] = sc;
-		n++;
+			if (srv == NULL || (skip & (1ull << srv->idx)) || !atomic_load(&srv->up) ||
+			    (behind == 0 && atomic_load(&srv->behind_until_ns) > now))
+				continue;
+			sc = sconn_cur(srv);
+			if (sc == NULL)
+				continue;
+			srvs[n] = srv;
+			scs[n] = sc;
+			n++;
+		}
 	}
 	/* Insertion sort by srtt: n <= VV_MAX. */
 	for (size_t i = 1; i < n; i++) {
@@ -1155,10 +1167,36 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 			continue;
 		sc = sconn_cur(srv);
 		if (sc != NULL) {
-			struct fid root;
+			/* It missed updates: until the volume pass that brings it
+			 * level is done, it stays out of our calls (avsg) unless
+			 * it is the only member up, or reads would see its old
+			 * state and name-based updates would apply to it. The
+			 * pass answers when done, -EAGAIN if it left objects
+			 * different (updates came in meanwhile): then another,
+			 * shorter one. Bounded: a slow pass only ends the wait. */
+			uint64_t until = now_ns() + (uint64_t)REJOIN_RESOLVE_MS * 1000000u;
+			int ret = -EAGAIN;
 
-			fid_make_root(&root, v->id);
-			request_resolve(srv, sc, &root, RESOLVE_VOLUME);
+			atomic_store(&srv->behind_until_ns, until);
+			log_info("conn", "asking server %u to resolve volume %u", id, v->id);
+			for (int k = 0; k < REJOIN_PASSES && ret == -EAGAIN && now_ns() < until;
+			     k++) {
+				struct msg req, rep;
+				struct rpc_call *call = NULL;
+
+				msg_init(&req, MSG_RESOLVE);
+				fid_make_root(&req.fid, v->id);
+				req.mflags = RESOLVE_VOLUME;
+				ret = rpc_call(sc->rpc, &req, &rep,
+					       (int)((until - now_ns()) / 1000000u) + 1, &call);
+				if (ret == 0)
+					ret = rep.status;
+				rpc_call_free(call);
+			}
+			atomic_store(&srv->behind_until_ns, 0);
+			if (ret < 0)
+				log_debug("conn", "volume %u resolution at server %u: %s", v->id,
+					  id, err_str(ret));
 			sconn_put(sc);
 		}
 		pthread_mutex_lock(&c->vol_lock);

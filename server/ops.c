@@ -2061,6 +2061,8 @@ static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d, const s
 
 	memcpy(cf.oid, r->child, OID_LEN);
 	switch (r->op) {
+	case RLOG_MARK:
+		return 0;
 	case RLOG_SETATTR:
 		d->mode = (d->mode & S_IFMT) | (r->mode & 07777);
 		d->uid = r->uid;
@@ -2183,6 +2185,18 @@ static int op_res_apply(struct ops *o, struct meta_txn *t, const struct msg *req
 		ret = repl_log_truncate(t, &d.fid);
 		if (ret < 0)
 			return ret;
+		if (req->mflags & RES_EXPECT) {
+			/* Only at the merged state (checked above): keep its mark,
+			 * so that replicas whose truncation did not happen still
+			 * share a starting point with this one. */
+			memset(&r, 0, sizeof(r));
+			r.op = RLOG_MARK;
+			memcpy(r.child, d.fid.oid, OID_LEN);
+			r.sid = req->attr2.sid;
+			ret = repl_log_append(t, &d.fid, &r);
+			if (ret < 0)
+				return ret;
+		}
 	}
 	if (req->attr.vv.n > 0) {
 		d.vv = req->attr.vv;

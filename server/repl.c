@@ -127,8 +127,8 @@ int rlog_decode(struct rd *r, struct rlog_rec *out)
 	vv_get(r, &out->vv);
 	out->sid.client = rd_u64(r);
 	out->sid.seq = rd_u64(r);
-	if (r->err != 0 || out->op < RLOG_CREATE || out->op > RLOG_SETATTR ||
-	    strlen(out->name) != n || (out->op != RLOG_SETATTR && !name_valid(out->name)) ||
+	if (r->err != 0 || out->op < RLOG_CREATE || out->op > RLOG_MARK || strlen(out->name) != n ||
+	    (out->op != RLOG_SETATTR && out->op != RLOG_MARK && !name_valid(out->name)) ||
 	    strchr(out->name, '/') != NULL)
 		return -EPROTO;
 	return 1;

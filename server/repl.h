@@ -32,6 +32,12 @@ enum rlog_op {
 	RLOG_RENAME_OUT = 4,
 	RLOG_LINK = 5,
 	RLOG_SETATTR = 6,
+	/* A merge's sync point: appended with the replays to every replica it
+	 * reached (StoreId: the merged directory's), kept by truncation. The
+	 * next merge compares only what follows the latest mark every replica
+	 * holds, so a truncation that reached only some replicas leaves
+	 * nothing that looks new. Name "", child: the directory. */
+	RLOG_MARK = 7,
 };
 
 /* One directory operation. Packed form (wire and disk): u8 op, u8 name_len,

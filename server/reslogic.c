@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/fid.h"
+#include "common/xalloc.h"
 
 /* True if replica j's state is an earlier one of w's history: its last
  * update came from the client of w's last update, earlier in that client's
@@ -22,7 +23,7 @@ static bool superseded(const struct vv *vj, const struct storeid *sj, const stru
 	uint32_t n = vj->n > vw->n ? vj->n : vw->n, more = 0;
 	uint64_t sum_j = 0, sum_w = 0;
 
-	if (sj->client != sw->client || sj->seq >= sw->seq || (sw->client >> 63) != 0)
+	if (sj->client != sw->client || sj->seq >= sw->seq)
 		return false;
 	if (n > VV_MAX)
 		n = VV_MAX;
@@ -123,9 +124,26 @@ bool res_remove_update(const struct vv *vv, const struct storeid *sid, const str
 		return false;
 	/* The remover's own earlier update, which this replica performed but
 	 * (phase two lost) without the others' slots: seen by the remover. */
-	if (sid->client == rm->sid.client && sid->seq < rm->sid.seq && (sid->client >> 63) == 0)
+	if (sid->client == rm->sid.client && sid->seq < rm->sid.seq)
 		return false;
 	return true;
+}
+
+/* True if replica v removed or renamed away e's child in a record origin
+ * lacks that the client of e issued after e: e is history there, and only
+ * missing from v's log because v's log was truncated since (a truncation
+ * that reached some replicas and not others). */
+static bool undone_later(const struct res_dirview *v, const struct res_dirview *origin,
+			 const struct rlog_rec *e)
+{
+	for (size_t i = 0; i < v->n_log; i++) {
+		const struct rlog_rec *x = &v->log[i];
+		if (is_unbind(x->op) && memcmp(x->child, e->child, OID_LEN) == 0 &&
+		    x->sid.client == e->sid.client && x->sid.seq > e->sid.seq &&
+		    !log_has(origin, x))
+			return true;
+	}
+	return false;
 }
 
 /* True if replica v binds name to child now. */
@@ -137,8 +155,40 @@ static bool binds_now(const struct res_dirview *v, const char *name, const uint8
 	return false;
 }
 
-bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out, size_t *n_out)
+/* True if v's log holds a mark with this StoreId. */
+static bool has_mark(const struct res_dirview *v, const struct storeid *sid)
 {
+	for (size_t i = 0; i < v->n_log; i++)
+		if (v->log[i].op == RLOG_MARK && storeid_eq(&v->log[i].sid, sid))
+			return true;
+	return false;
+}
+
+bool res_dir_merge(size_t n, const struct res_dirview *all, struct rlog_rec **out, size_t *n_out)
+{
+	struct res_dirview v[VV_MAX];
+
+	/* Only what follows the latest mark every replica holds: before it
+	 * they were equal, and a truncation may have dropped it from some. */
+	ASSERT(n <= VV_MAX);
+	memcpy(v, all, n * sizeof(v[0]));
+	for (size_t i = all[0].n_log; n > 0 && i-- > 0;) {
+		const struct rlog_rec *m = &all[0].log[i];
+		bool common = m->op == RLOG_MARK;
+		for (size_t o = 1; o < n && common; o++)
+			common = has_mark(&all[o], &m->sid);
+		if (!common)
+			continue;
+		for (size_t o = 0; o < n; o++) {
+			size_t j = all[o].n_log;
+			while (j > 0 && !(all[o].log[j - 1].op == RLOG_MARK &&
+					  storeid_eq(&all[o].log[j - 1].sid, &m->sid)))
+				j--;
+			v[o].log = all[o].log + j;
+			v[o].n_log = all[o].n_log - j;
+		}
+		break;
+	}
 	for (size_t r = 0; r < n; r++) {
 		size_t k = 0;
 		/* Pass 0: unbinds, pass 1: binds, pass 2: setattr. */
@@ -157,7 +207,9 @@ bool res_dir_merge(size_t n, const struct res_dirview *v, struct rlog_rec **out,
 					 * renamed away, rebound) is history, not state: its
 					 * unbind is replayed too, and replaying the bind
 					 * after it would bring the name back. */
-					if (is_bind(e->op) && !binds_now(&v[o], e->name, e->child))
+					if (is_bind(e->op) &&
+					    (!binds_now(&v[o], e->name, e->child) ||
+					     undone_later(&v[r], &v[o], e)))
 						continue;
 					bool dup = false;
 					for (size_t j = 0; j < k && !dup; j++)

@@ -658,6 +658,15 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 		fin.vv.slot[fin.vv.n++] = 0;
 	fin.vv.slot[r->self_slot]++;
 	new_sid(r, &fin.sid);
+	/* Every replica's replays end with the merge's mark (out[i] has room:
+	 * total + 1). */
+	for (size_t i = 0; i < n; i++) {
+		struct rlog_rec *mk = &out[i][n_out[i]++];
+		memset(mk, 0, sizeof(*mk));
+		mk->op = RLOG_MARK;
+		memcpy(mk->child, fid->oid, OID_LEN);
+		mk->sid = fin.sid;
+	}
 	/* Each replica gets its replays only if it is still as read: an update
 	 * since (a client's, another coordinator's) refuses them, and the next
 	 * round merges again from fresh logs. */
@@ -810,17 +819,20 @@ static int scan_all(struct resolver *r, uint32_t vol, uint32_t up, struct scanro
 	return 0;
 }
 
-/* Hands the pass to slot coord: RESOLVE(RESOLVE_VOLUME) there, fire and
- * forget (waiting would keep this thread, and the clients' RESOLVEs queued
- * behind, for the length of the whole pass). */
-static int forward_pass(struct resolver *r, uint32_t coord, uint32_t vol)
+/* Hands the pass to slot coord: RESOLVE(RESOLVE_VOLUME) there. Waited for
+ * when a client waits for ours (a rejoined member's clients read elsewhere
+ * until it is level); else fire and forget, so that this thread does not
+ * sit out the whole pass. */
+static int forward_pass(struct resolver *r, uint32_t coord, uint32_t vol, bool wait)
 {
-	struct msg req;
+	struct msg req, rep;
 	struct rpc_call *c = NULL;
 
 	msg_init(&req, MSG_RESOLVE);
 	fid_make_root(&req.fid, vol);
 	req.mflags = RESOLVE_VOLUME;
+	if (wait)
+		return call1(r, coord, &req, &rep);
 	int ret = rpc_start(r->conn[coord], &req, &c);
 	rpc_call_free(c); /* a late reply is dropped */
 	return ret;
@@ -831,7 +843,7 @@ static int forward_pass(struct resolver *r, uint32_t coord, uint32_t vol)
  * other's half-applied state (RES_EXPECT refuses what they would install
  * over each other, so they would mostly undo each other's progress). Any
  * other member hands the pass to it. */
-static int volume_pass(struct resolver *r, uint32_t vol)
+static int volume_pass(struct resolver *r, uint32_t vol, bool wait)
 {
 	size_t last_diff = SIZE_MAX;
 	int ret = 0;
@@ -849,7 +861,7 @@ static int volume_pass(struct resolver *r, uint32_t vol)
 		if (n_up < 2 || !(up & (1u << r->self_slot)))
 			return 0;
 		if (coord != r->self_slot)
-			return forward_pass(r, coord, vol);
+			return forward_pass(r, coord, vol, wait);
 		struct scanrow *rows;
 		size_t n_rows;
 		ret = scan_all(r, vol, up, &rows, &n_rows);
@@ -903,9 +915,12 @@ static int volume_pass(struct resolver *r, uint32_t vol)
 			dirs[0] = dirs[i];
 			dirs[i] = t;
 		}
+		size_t busy = 0;
 		for (size_t i = 0; i < n_dirs + n_files && !stopping(r); i++) {
 			const struct fid *f = i < n_dirs ? &dirs[i] : &files[i - n_dirs];
 			int e = resolve_tree(r, f);
+			if (e == -ERR_VERSION || e == -EAGAIN)
+				busy++;
 			if (e < 0) {
 				char fs[FID_STR_LEN];
 				fid_fmt(f, fs);
@@ -914,7 +929,10 @@ static int volume_pass(struct resolver *r, uint32_t vol)
 		}
 		free(dirs);
 		free(files);
-		r->pass_left = diff;
+		/* Left for a later pass: objects whose installs were refused
+		 * because they changed meanwhile. Objects only some replicas
+		 * hold for good (a name conflict's two files) are not counted. */
+		r->pass_left = busy;
 		if (diff == 0)
 			return 0;
 		if (diff >= last_diff && round > 2)
@@ -1173,12 +1191,16 @@ static void *thread_main(void *arg)
 			continue;
 		switch (job->kind) {
 		case RES_JOB_VOLUME:
-			job->status = volume_pass(r, job->fid.vol);
+			job->status = volume_pass(r, job->fid.vol, false);
 			retry_later(r);
 			break;
 		case RES_JOB_RESOLVE:
 			if (job->mflags & RESOLVE_VOLUME) {
-				job->status = volume_pass(r, job->fid.vol);
+				job->status = volume_pass(r, job->fid.vol, true);
+				/* The client keeps the member out of its calls
+				 * until a pass leaves nothing different. */
+				if (job->status == 0 && r->pass_left > 0)
+					job->status = -EAGAIN;
 				retry_later(r);
 				fid_make_root(&job->fid, job->fid.vol);
 			} else {

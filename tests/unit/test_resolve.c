@@ -218,6 +218,55 @@ static void test_undone_bind_not_replayed(void **state)
 	assert_string_equal(o1[1].name, "y");
 }
 
+static void test_bind_undone_after_partial_truncation(void **state)
+{
+	/* A merge truncated replica 0's log but not replica 1's (killed before
+	 * the second step): replica 1 still holds the old create of "x"
+	 * (seq 1); since then replica 0 removed "x" (seq 5, the same client)
+	 * while replica 1 was away. "x" stays removed on both. */
+	struct rlog_rec a[1] = { rec(RLOG_REMOVE, "x", 1, 5) };
+	struct rlog_rec b[1] = { rec(RLOG_CREATE, "x", 1, 1) };
+	char nb[1][NAME_MAX_LEN + 1] = { "x" };
+	uint8_t ob[1][OID_LEN] = { { [15] = 1 } };
+	struct res_dirview v[2];
+	struct rlog_rec o0[4], o1[4], *out[2] = { o0, o1 };
+	size_t n_out[2];
+	(void)state;
+	view(&v[0], a, 1, NULL, NULL, 0);
+	view(&v[1], b, 1, nb, ob, 1);
+	assert_false(res_dir_merge(2, v, out, n_out));
+	assert_int_equal(n_out[0], 0);
+	assert_int_equal(n_out[1], 1);
+	assert_int_equal(o1[0].op, RLOG_REMOVE);
+}
+
+static void test_merge_starts_at_common_mark(void **state)
+{
+	/* A merge (mark 9) reached both replicas; its truncation only replica
+	 * 0. Replica 1 still has the records before the mark (create and
+	 * remove of "x", create of "y"); after it, replica 0 removed "y".
+	 * Nothing before the mark is replayed: "x" does not come back at
+	 * replica 0, "y"'s removal reaches replica 1. */
+	struct rlog_rec m = rec(RLOG_MARK, "", 0, 9);
+	struct rlog_rec a[2] = { m, rec(RLOG_REMOVE, "y", 2, 10) };
+	struct rlog_rec b[4] = { rec(RLOG_CREATE, "x", 1, 1), rec(RLOG_CREATE, "y", 2, 3),
+				 rec(RLOG_REMOVE, "x", 1, 4), m };
+	char nb[1][NAME_MAX_LEN + 1] = { "y" };
+	uint8_t ob[1][OID_LEN] = { { [15] = 2 } };
+	struct res_dirview v[2];
+	struct rlog_rec o0[8], o1[8], *out[2] = { o0, o1 };
+	size_t n_out[2];
+	(void)state;
+	b[0].sid.client = b[1].sid.client = b[2].sid.client = 5; /* another client */
+	view(&v[0], a, 2, NULL, NULL, 0);
+	view(&v[1], b, 4, nb, ob, 1);
+	assert_false(res_dir_merge(2, v, out, n_out));
+	assert_int_equal(n_out[0], 0);
+	assert_int_equal(n_out[1], 1);
+	assert_int_equal(o1[0].op, RLOG_REMOVE);
+	assert_string_equal(o1[0].name, "y");
+}
+
 static void test_rename_vs_remove_conflict(void **state)
 {
 	struct rlog_rec a[1] = { rec(RLOG_RENAME_OUT, "x", 1, 5) };
@@ -267,6 +316,8 @@ int main(void)
 		cmocka_unit_test(test_superseded_by_same_client),
 		cmocka_unit_test(test_remove_update),
 		cmocka_unit_test(test_undone_bind_not_replayed),
+		cmocka_unit_test(test_bind_undone_after_partial_truncation),
+		cmocka_unit_test(test_merge_starts_at_common_mark),
 		cmocka_unit_test(test_rlog_codec),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

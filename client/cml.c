@@ -577,9 +577,10 @@ int cml_add(struct cml_tx *tx, struct cml_rec *r, struct storeid *obj_sid)
 			r->sid = o->sid;
 			return put_rec(tx, vol, p->lsn, o);
 		} else if (r->op == CML_RENAME && o->op == CML_RENAME && fid_eq(&o->fid, &r->fid) &&
-		    fid_zero(&o->fid2) && fid_zero(&r->fid2) && o->flags == 0 && r->flags == 0 &&
-		    fid_eq(&o->dir2, &r->dir) && strcmp(o->name2, r->name) == 0 &&
-		    !names_after(v, (size_t)li, &r->dir) && !names_after(v, (size_t)li, &r->dir2)) {
+			   fid_zero(&o->fid2) && fid_zero(&r->fid2) && o->flags == 0 &&
+			   r->flags == 0 && fid_eq(&o->dir2, &r->dir) &&
+			   strcmp(o->name2, r->name) == 0 && !names_after(v, (size_t)li, &r->dir) &&
+			   !names_after(v, (size_t)li, &r->dir2)) {
 			/* Rename chain: first source, last target. */
 			o->dir2 = r->dir2;
 			snprintf(o->name2, sizeof(o->name2), "%s", r->name2);
@@ -812,6 +813,15 @@ static int copy_container(struct cml *m, const struct fid *fid, const char *to)
 	return ret;
 }
 
+/* A record other than lsn names fid (caller holds lock). */
+static bool named_by_other(const struct mvol *v, uint64_t lsn, const struct fid *fid)
+{
+	for (size_t k = 0; k < v->n; k++)
+		if (v->recs[k].lsn != lsn && rec_names(v->recs[k].r, fid))
+			return true;
+	return false;
+}
+
 int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t n,
 	       const bool *drop, const int *status, const char (*paths)[1024])
 {
@@ -836,14 +846,18 @@ int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t
 			struct wr w;
 			size_t plen = strnlen(paths[i], 1023);
 
-			if (cache_txn_get(tx.ct, &items[i].rec.fid, &e) == 0 &&
-			    (e.has_data || e.dirty) && S_ISREG(e.attr.mode) &&
+			const struct cml_rec *r = &items[i].rec;
+			bool file = cache_txn_get(tx.ct, &r->fid, &e) == 0 && S_ISREG(e.attr.mode);
+
+			/* The data of a store or create is the local version. */
+			if (file && (r->op == CML_STORE || r->op == CML_CREATE) &&
+			    (e.has_data || e.dirty) &&
 			    cml_repair_path(m, vol, items[i].lsn, cpath, sizeof(cpath)) == 0)
-				has_data = copy_container(m, &items[i].rec.fid, cpath) == 0;
-			/* The servers' version is what the file shows now; the
-			 * local one lives in the repair area. */
-			if (has_data)
-				ret = cache_txn_del(tx.ct, &items[i].rec.fid);
+				has_data = copy_container(m, &r->fid, cpath) == 0;
+			/* The servers' version is what the file shows now (unless
+			 * later records still read the container). */
+			if (file && !named_by_other(v, items[i].lsn, &r->fid))
+				ret = cache_txn_del(tx.ct, &r->fid);
 			if (ret < 0)
 				break;
 			wr_init(&w);

@@ -511,6 +511,13 @@ static bool cb_ok(struct client *cl, struct inode *in)
 static void grant(struct client *cl, struct inode *in, const struct attr *a, uint64_t gen)
 {
 	pthread_mutex_lock(&in->lock);
+	if (in->stale) {
+		/* A listing or target kept across a connection loss (for
+		 * disconnected operation) is not current: reload it. */
+		inode_drop_listing_locked(in);
+		free(in->target);
+		in->target = NULL;
+	}
 	if (in->n_open > 0 && in->dirty) {
 		/* Local size and times win while the container is modified. */
 		struct attr keep = in->attr;

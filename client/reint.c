@@ -801,6 +801,50 @@ static int store_path(struct client *cl, const struct fid *fid, const char *path
 	return ret;
 }
 
+/* "Keep local" for a record without data: performs it again, connected,
+ * without its version check (the local decision wins). */
+static int redo(struct client *cl, const struct cml_rec *r)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	int ret;
+
+	switch (r->op) {
+	case CML_REMOVE:
+		msg_init(&m, MSG_REMOVE);
+		m.fid = r->dir;
+		snprintf(m.name, sizeof(m.name), "%s", r->name);
+		m.mflags = r->flags;
+		break;
+	case CML_SETATTR:
+		msg_init(&m, MSG_SETATTR);
+		m.fid = r->fid;
+		m.sattr = r->sattr;
+		break;
+	case CML_RENAME:
+		msg_init(&m, MSG_RENAME);
+		m.fid = r->dir;
+		m.fid2 = r->dir2;
+		snprintf(m.name, sizeof(m.name), "%s", r->name);
+		snprintf(m.name2, sizeof(m.name2), "%s", r->name2);
+		m.mflags = r->flags;
+		break;
+	case CML_LINK:
+		msg_init(&m, MSG_LINK);
+		m.fid = r->fid;
+		m.fid2 = r->dir;
+		snprintf(m.name, sizeof(m.name), "%s", r->name);
+		break;
+	default:
+		return -EINVAL; /* a create without data: keep all */
+	}
+	conn_next_storeid(cl->conn, &m.sid);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret == 0)
+		conn_done(cl->conn, &cc);
+	return ret;
+}
+
 /* Creates NAME.conflict-local beside the original (or at the volume root)
  * holding the local version. */
 static int keep_beside(struct client *cl, const struct cml_conflict *c, const char *copy)
@@ -907,11 +951,11 @@ int reint_repair(struct client *cl, json_object *req, uint64_t ino, json_object 
 	if (strcmp(keep, "server") == 0) {
 		ret = 0;
 	} else if (strcmp(keep, "local") == 0) {
-		if (cs[hit].has_data)
-			ret = store_path(cl, &cs[hit].rec.fid, copy);
+		if (cs[hit].rec.op == CML_STORE || cs[hit].rec.op == CML_CREATE)
+			ret = cs[hit].has_data ? store_path(cl, &cs[hit].rec.fid, copy) : -EINVAL;
 		else
-			ret = -EINVAL; /* nothing to store over: keep all */
-		if (ret == -ENOENT || ret == -ESTALE)
+			ret = redo(cl, &cs[hit].rec);
+		if (cs[hit].has_data && (ret == -ENOENT || ret == -ESTALE))
 			ret = keep_beside(cl, &cs[hit], copy);
 	} else if (strcmp(keep, "all") == 0) {
 		ret = keep_beside(cl, &cs[hit], copy);

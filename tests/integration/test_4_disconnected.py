@@ -344,3 +344,30 @@ def test_cli_disconnect_reconnect(pair):
     run_encore("reconnect", a.root)
     assert wait_for(lambda: vol_status(a)["cml_records"] == 0)
     assert read_bytes(b.root / "via-cli") == b"cli"
+
+
+def test_remove_conflict_keep_local_and_server(pair):
+    """A file removed while disconnected and updated on the servers
+    meanwhile: the removal is a conflict; keep server leaves the file, keep
+    local removes it."""
+    servers, a, b = pair
+    write_bytes(a.root / "rm1", b"base")
+    write_bytes(a.root / "rm2", b"base")
+    os.listdir(a.root)
+    assert read_bytes(b.root / "rm1") == b"base" and read_bytes(b.root / "rm2") == b"base"
+    disconnect(a)
+    os.unlink(a.root / "rm1")
+    os.unlink(a.root / "rm2")
+    write_bytes(b.root / "rm1", b"changed on the servers")
+    write_bytes(b.root / "rm2", b"changed on the servers")
+    force(a, "reconnect")
+    assert wait_for(lambda: cml_records(a) == 0 and len(local_conflicts(a)) == 2, timeout=30), \
+        local_conflicts(a)
+    by_name = {c["path"].rsplit("/", 1)[-1]: c for c in local_conflicts(a)}
+    assert set(by_name) == {"rm1", "rm2"} and by_name["rm1"]["op"] == "remove", by_name
+    assert ctl(a, "repair", id=by_name["rm1"]["id"], keep="server")["ok"]
+    r = ctl(a, "repair", id=by_name["rm2"]["id"], keep="local")
+    assert r["ok"], r
+    assert read_bytes(b.root / "rm1") == b"changed on the servers"
+    assert wait_for(lambda: not os.path.exists(b.root / "rm2"))
+    assert local_conflicts(a) == []

@@ -69,8 +69,9 @@
  * It must stay well under the 1 s floor of a replicated client's update
  * deadline (docs/replication.md): a holder cut off by a partition must not
  * hold an updater's reply past it, or the updater takes this reachable
- * server for down and it misses the update. */
-#define BREAK_DEADLINE_MS 400
+ * server for down and it misses the update. 600 ms leaves the update
+ * itself 400 ms of that second. */
+#define BREAK_DEADLINE_MS 600
 
 struct conn;
 

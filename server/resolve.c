@@ -981,14 +981,20 @@ static int repair(struct resolver *r, struct res_job *job)
 		a.vv = top;
 		a.sid = sid;
 		uint32_t others = st->have & ~(1u << w);
-		if (S_ISREG(a.mode) && others != 0)
-			ret = stream(r, w, &job->fid, st->a[w].data_version, a.size, others, &a,
+		if (S_ISREG(a.mode) && others != 0) {
+			/* The kept server too gets the data anew: every replica
+			 * then has a data version none of them had, so a client
+			 * that cached another side's version under the kept one's
+			 * old data version (both sides wrote once: equal numbers)
+			 * cannot take it for current. */
+			ret = stream(r, w, &job->fid, st->a[w].data_version, a.size, st->have, &a,
 				     RES_INSTALL_CLEAR, NULL);
-		else
-			for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
-				if (others & (1u << s))
-					ret = install_status(r, s, &a, st->target[w],
-							     RES_INSTALL_CLEAR, NULL);
+			goto out;
+		}
+		for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++)
+			if (others & (1u << s))
+				ret = install_status(r, s, &a, st->target[w], RES_INSTALL_CLEAR,
+						     NULL);
 		if (ret == 0)
 			ret = install_status(r, w, &a, st->target[w], RES_INSTALL_CLEAR, NULL);
 		goto out;

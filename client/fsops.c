@@ -2546,10 +2546,53 @@ out:
 	return ret;
 }
 
+static void drop_cb_cb(void *arg, struct inode *in)
+{
+	(void)arg;
+	if (in->ino == INODE_TOP)
+		return;
+	pthread_mutex_lock(&in->lock);
+	in->cb_valid = false;
+	in->stale = true;
+	pthread_mutex_unlock(&in->lock);
+}
+
 void fsops_inval_all(struct client *cl)
 {
 	struct note *n = xcalloc(1, sizeof(*n));
 
+	/* The callbacks go now, not when the notifier gets to the note: what
+	 * runs next (a hoard walk after reintegration) must not trust them. */
+	itab_foreach(cl->itab, drop_cb_cb, NULL);
 	n->kind = NOTE_ALL;
 	note_push(cl, n);
+}
+
+int fsops_walk_readlink(struct client *cl, const struct cred *cr, struct inode *in, bool *loaded)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	bool ok;
+	int ret;
+
+	*loaded = false;
+	pthread_mutex_lock(&in->lock);
+	ok = in->target != NULL && cb_ok_locked(cl, in);
+	pthread_mutex_unlock(&in->lock);
+	if (ok)
+		return 0;
+	walk_cred = cr;
+	req_msg(NULL, &m, MSG_READLINK);
+	walk_cred = NULL;
+	m.fid = in->fid;
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&in->lock);
+	free(in->target);
+	in->target = xstrdup(rep.target);
+	pthread_mutex_unlock(&in->lock);
+	conn_done(cl->conn, &cc);
+	*loaded = true;
+	return 0;
 }

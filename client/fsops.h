@@ -52,6 +52,9 @@ int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *d
  * there, 1 if fetched (*bytes its size), -EINVAL if not a regular file,
  * -ERR_CONFLICT, or another -errno. */
 int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in, uint64_t *bytes);
+/* Makes symlink in's target cached (READLINK unless a callback holds it);
+ * *loaded says whether it was asked. 0 or -errno. */
+int fsops_walk_readlink(struct client *cl, const struct cred *cr, struct inode *in, bool *loaded);
 
 /* Disconnected operation (reint.c): every inode's callback is dropped (the
  * kernel's caches too, from the notifier thread), as after a connection

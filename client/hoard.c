@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "client/cache.h"
+#include "client/cml.h"
 #include "client/conn.h"
 #include "client/cstate.h"
 #include "client/fsops.h"
@@ -49,7 +50,7 @@ struct walk_stats {
 	uint64_t checked;	/* objects looked at */
 	uint64_t fetched;	/* files fetched */
 	uint64_t fetched_bytes; /* their bytes */
-	uint64_t listings;	/* directory listings loaded from a server */
+	uint64_t listings;	/* directory listings and symlink targets loaded */
 	uint64_t missing;	/* hoarded paths that do not exist */
 	uint64_t errors;	/* objects that could not be checked or fetched */
 	uint64_t entries;	/* hoard entries walked */
@@ -73,8 +74,8 @@ struct hoard {
 	struct walk_stats last;		  /* protected by lock: the last finished walk's */
 	struct inode **keep;		  /* protected by lock: references kept */
 	size_t n_keep;			  /* protected by lock */
-	uint32_t vol_ids[HOARD_VOLS_MAX]; /* hoard thread only: AVSG sizes seen */
-	uint32_t vol_up[HOARD_VOLS_MAX];
+	uint32_t vol_ids[HOARD_VOLS_MAX]; /* hoard thread only: volumes seen */
+	bool vol_up[HOARD_VOLS_MAX];	  /* hoard thread only: connected when last seen */
 	size_t n_vols;
 };
 
@@ -444,8 +445,16 @@ static int visit(struct walk *w, const struct qent *qp, uint32_t pri, struct qen
 			cache_set_hoard(cl->cache, &q->in->fid, pri);
 		return 0;
 	}
+	if (S_ISLNK(a.mode)) {
+		ret = fsops_walk_readlink(cl, &w->cr, q->in, &loaded);
+		if (ret < 0)
+			goto fail;
+		if (loaded)
+			STAT_ADD(h, listings, 1);
+		return 0;
+	}
 	if (!S_ISDIR(a.mode))
-		return 0; /* symlinks and devices: their attributes are all there is */
+		return 0; /* devices and fifos: their attributes are all there is */
 	ret = fsops_walk_listing(cl, &w->cr, q->in, &ents, &n, &loaded);
 	if (ret < 0)
 		goto fail;
@@ -657,8 +666,17 @@ static void run_walk(struct hoard *h)
 	free(w.slots);
 }
 
-/* True if a volume's AVSG went from empty to not empty since the last call
- * (it reconnected): a walk refreshes what it hoards. */
+/* True if the volume is connected: its CML reintegrated (or, without
+ * disconnected operation, some VSG member up). */
+static bool vol_connected(struct hoard *h, const struct conn_vol_info *v)
+{
+	if (h->cl->cml != NULL)
+		return cml_state(h->cl->cml, v->id) == VS_CONNECTED && v->avsg.n > 0;
+	return v->avsg.n > 0;
+}
+
+/* True if a volume became connected again since the last call (after a
+ * disconnection and its reintegration): a walk refreshes what it hoards. */
 static bool volume_came_back(struct hoard *h)
 {
 	struct conn_vol_info vi[HOARD_VOLS_MAX];
@@ -666,6 +684,7 @@ static bool volume_came_back(struct hoard *h)
 	bool back = false;
 
 	for (size_t i = 0; i < nv; i++) {
+		bool up = vol_connected(h, &vi[i]);
 		size_t k;
 
 		for (k = 0; k < h->n_vols && h->vol_ids[k] != vi[i].id; k++)
@@ -675,12 +694,12 @@ static bool volume_came_back(struct hoard *h)
 				continue;
 			h->n_vols++;
 			h->vol_ids[k] = vi[i].id;
-			h->vol_up[k] = vi[i].avsg.n;
+			h->vol_up[k] = up;
 			continue;
 		}
-		if (h->vol_up[k] == 0 && vi[i].avsg.n > 0)
+		if (!h->vol_up[k] && up)
 			back = true;
-		h->vol_up[k] = vi[i].avsg.n;
+		h->vol_up[k] = up;
 	}
 	return back;
 }

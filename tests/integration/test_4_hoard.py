@@ -193,3 +193,55 @@ def test_eviction_keeps_higher_priority(cluster):
     for i in range(3):
         assert read_bytes(b.root / ("lo/%d" % i)) == data["lo/%d" % i]
     assert fetch_calls(s) > before
+
+
+def wait_walks(client, n, timeout=30):
+    """Waits until client finished at least n hoard walks; returns the status."""
+    import time
+    end = time.monotonic() + timeout
+    while True:
+        st = ctl(client, "hoard-status")
+        assert st["ok"], st
+        if st["done"] >= n and not st["running"]:
+            return st
+        if time.monotonic() > end:
+            pytest.fail("no hoard walk %d: %r" % (n, st))
+        time.sleep(0.1)
+
+
+def test_periodic_walk(cluster):
+    s = cluster.server()
+    a = cluster.client(s, name="a")
+    b = cluster.client(s, name="b", extra_args=["--hoard-interval", "1"])
+    files = make_tree(a.root)
+    os.symlink("f1", a.root / "d/link")
+    run_encore("hoard", "add", b.root / "d", "children")
+    before = fetch_calls(s)
+    st = wait_walks(b, 1)
+    st = wait_walks(b, st["done"] + 1)  # one that started after the add
+    assert st["last"]["errors"] == 0, st
+    assert fetch_calls(s) - before == 2  # d/f1 and d/f2, by the hoard thread alone
+    assert read_bytes(b.root / "d/f2") == files["d/f2"]
+    assert os.readlink(b.root / "d/link") == "f1"
+    assert fetch_calls(s) - before == 2
+
+
+def test_walk_after_reconnection(two):
+    s, a, b = two
+    files = make_tree(a.root)
+    run_encore("hoard", "add", b.root / "d", "descendants")
+    w = hoard_walk(b)
+    assert w["fetched"] == 4, w
+    r = ctl(b, "disconnect")
+    if not r["ok"]:
+        pytest.xfail("the client does not implement disconnect: %s" % r.get("error"))
+    done = ctl(b, "hoard-status")["done"]
+    # Changed on the server while b is disconnected.
+    files["d/sub/g1"] = pattern(777, 42)
+    write_bytes(a.root / "d/sub/g1", files["d/sub/g1"])
+    assert ctl(b, "reconnect")["ok"]
+    st = wait_walks(b, done + 1)
+    assert st["last"]["fetched"] == 1 and st["last"]["fetched_bytes"] == 777, st
+    before = fetch_calls(s)
+    assert read_bytes(b.root / "d/sub/g1") == files["d/sub/g1"]
+    assert fetch_calls(s) == before

@@ -1247,9 +1247,15 @@ int resolver_start(const struct resolver_cfg *cfg, struct resolver **out)
 		if (cfg->vsg.ids[s] == cfg->self_id)
 			r->self_slot = s;
 	r->sid_client = (1ull << 63) | cfg->self_id;
-	/* StoreIds of resolution: unique across restarts (seconds) and within
-	 * one run (a counter). */
-	r->sid_seq = (uint64_t)time(NULL) << 24;
+	/* StoreIds of resolution: unique within one run (a counter) and across
+	 * restarts: the counter starts at the wall clock in nanoseconds, which
+	 * a run never catches up with. Seconds (the clock << 24) repeated the
+	 * StoreIds of a run that restarted within the same second: two merges
+	 * gave their different results the same StoreId, and equal StoreIds
+	 * count as equal contents (test_server_crash_in_the_middle_of_resolution). */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	r->sid_seq = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 	r->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (r->efd < 0) {
 		ret = -errno;

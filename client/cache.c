@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/db.h"
+#include "common/err.h"
 #include "common/fid.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -62,6 +63,7 @@ struct cache {
 	size_t cap_pins;     /* protected by lock */
 	cache_keep_fn keep;  /* set once before use; may be NULL */
 	void *keep_arg;
+	bool durable; /* protected by lock: every commit synced (cache_set_durable) */
 };
 
 static uint64_t wall_ns(void)
@@ -270,14 +272,16 @@ static int recount_locked(struct cache *c)
 }
 
 /*
- * The index is written with MDB_NOSYNC: commits cost no fsync (the cache
- * holds copies; the server has the durable ones, and containers are not
- * fsynced either). A process crash loses nothing (the page cache has every
- * commit), but a machine crash may leave a torn env. So DIR/index.boot
- * holds the boot id of the session that has the index open, and a clean
- * close syncs the env and removes it. Found at open with another boot id:
- * the machine went down with the index open, so the index and the
- * containers are discarded (the cache refills from the servers).
+ * While the index holds only copies of what the servers have, it is written
+ * with MDB_NOSYNC: commits cost no fsync. A process crash loses nothing (the
+ * page cache has every commit), but a machine crash may leave a torn env. So
+ * DIR/index.boot holds the boot id of the session that has the index open in
+ * that mode, and a clean close or a switch to durable mode (cache_set_durable)
+ * syncs the env and removes it. Found at open with another boot id: the
+ * machine went down with the index open in NOSYNC mode, so the index and the
+ * containers are discarded (the cache refills from the servers). The env is
+ * never in NOSYNC mode while it holds anything only the client has (CML
+ * records, the repair area), so nothing acknowledged is discarded.
  */
 static int boot_guard(const char *dir, const char *index)
 {
@@ -372,6 +376,54 @@ err_env:
 err_free:
 	free(c->dir);
 	free(c);
+	return ret;
+}
+
+static int boot_mark_path(const struct cache *c, char *out, size_t len)
+{
+	return snprintf(out, len, "%s/index.boot", c->dir) < (int)len ? 0 : -ENAMETOOLONG;
+}
+
+int cache_set_durable(struct cache *c, bool on)
+{
+	char mark[4096], *boot = NULL;
+	size_t boot_len = 0;
+	int ret, rc;
+
+	ret = boot_mark_path(c, mark, sizeof(mark));
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&c->lock);
+	if (c->durable == on)
+		goto out;
+	if (on) {
+		/* Sync first: the NOSYNC commits before this one become durable,
+		 * then the env stays intact across a machine crash. */
+		rc = mdb_env_set_flags(c->env, MDB_NOSYNC, 0);
+		if (rc == 0)
+			rc = mdb_env_sync(c->env, 1);
+		ret = rc == 0 ? 0 : db_err(rc);
+		if (ret == 0 && unlink(mark) < 0 && errno != ENOENT)
+			ret = -errno;
+		if (ret == 0)
+			ret = fs_fsync_dir(c->dir);
+	} else {
+		ret = fs_read_file("/proc/sys/kernel/random/boot_id", 64, &boot, &boot_len);
+		if (ret == 0)
+			ret = fs_write_atomic(mark, boot, boot_len, 0600);
+		if (ret == 0) {
+			rc = mdb_env_set_flags(c->env, MDB_NOSYNC, 1);
+			ret = rc == 0 ? 0 : db_err(rc);
+		}
+	}
+	if (ret == 0)
+		c->durable = on;
+	else
+		log_err("cache", "cannot switch the cache index to %s mode: %s",
+			on ? "durable" : "fast", err_str(ret));
+out:
+	pthread_mutex_unlock(&c->lock);
+	free(boot);
 	return ret;
 }
 

@@ -48,6 +48,13 @@ struct cache_stats {
 int cache_open(const char *dir, uint64_t limit, struct cache **out);
 /* Closes the index. NULL is a no-op. */
 void cache_close(struct cache *c);
+/* Durable mode (on): every commit of the index is synced, and the env survives
+ * a machine crash; required while the env holds anything the servers do not
+ * have (CML records, the repair area). Fast mode (off, the state after
+ * cache_open): commits are not synced and the index is discarded at the next
+ * open after a machine crash. Switching on syncs all earlier commits.
+ * Takes the cache lock: never call it inside a cache_txn. Returns 0 or -errno. */
+int cache_set_durable(struct cache *c, bool on);
 
 /* Looks fid up; 0 and *ent filled, -ENOENT, or -EIO. */
 int cache_get(struct cache *c, const struct fid *fid, struct cache_ent *ent);

@@ -396,6 +396,13 @@ int cml_open(struct cache *cache, struct conn *conn, struct cml **out)
 	if (n > 0)
 		log_notice("cml", "%llu CML record(s) pending reintegration",
 			   (unsigned long long)n);
+	/* A log or repair area left by an earlier run keeps the index durable;
+	 * cml_commit switches back to fast mode once both are empty. */
+	if (n > 0 || cml_conflicts(m, NULL, 0) > 0) {
+		ret = cache_set_durable(cache, true);
+		if (ret < 0)
+			goto err;
+	}
 	*out = m;
 	return 0;
 err:
@@ -424,6 +431,12 @@ int cml_begin(struct cml *m, struct cml_tx *tx)
 
 	memset(tx, 0, sizeof(*tx));
 	pthread_mutex_lock(&m->lock);
+	/* Whatever this transaction logs must survive a machine crash. */
+	ret = cache_set_durable(m->cache, true);
+	if (ret < 0) {
+		pthread_mutex_unlock(&m->lock);
+		return ret;
+	}
 	ret = cache_txn_begin(m->cache, &tx->ct);
 	if (ret < 0) {
 		pthread_mutex_unlock(&m->lock);
@@ -436,12 +449,22 @@ int cml_begin(struct cml *m, struct cml_tx *tx)
 int cml_commit(struct cml_tx *tx)
 {
 	struct cml *m = tx->m;
-	int ret = cache_txn_commit(tx->ct);
+	MDB_stat st_cml, st_repair;
+	bool empty;
+	int ret;
 
+	/* Only the client holds CML records and the repair area: while either
+	 * has entries the index stays in durable mode (cache_set_durable). */
+	empty = mdb_stat(cache_txn_mdb(tx->ct), m->dbi_cml, &st_cml) == 0 &&
+		mdb_stat(cache_txn_mdb(tx->ct), m->dbi_repair, &st_repair) == 0 &&
+		st_cml.ms_entries == 0 && st_repair.ms_entries == 0;
+	ret = cache_txn_commit(tx->ct);
 	if (ret < 0 && tx->dirty_mem) {
 		log_err("cml", "CML commit failed: %s; reloading", err_str(ret));
 		load_locked(m);
 	}
+	if (ret == 0 && empty)
+		cache_set_durable(m->cache, false); /* failure keeps it durable */
 	pthread_mutex_unlock(&m->lock);
 	return ret;
 }

@@ -25,6 +25,7 @@
 #include "client/inode.h"
 #include "client/reint.h"
 #include "common/fid.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -772,6 +773,16 @@ out:
 	return ret;
 }
 
+/* fsync of the directory holding fid's container, so that the container's
+ * name is as durable as its data. */
+static int sync_container_name(struct client *cl, const struct fid *fid)
+{
+	char path[4096];
+	int ret = cache_container_path(cl->cache, fid, path, sizeof(path));
+
+	return ret < 0 ? ret : fs_fsync_parent(path);
+}
+
 int emul_store(struct client *cl, struct inode *in)
 {
 	struct cml_rec *r = xcalloc(1, sizeof(*r));
@@ -790,10 +801,15 @@ int emul_store(struct client *cl, struct inode *in)
 	memset(&e, 0, sizeof(e));
 	e.attr = in->attr;
 	pthread_mutex_unlock(&in->lock);
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	/* The container is the only copy of this data until reintegration: it
+	 * must be on disk before the record that names it. */
+	if (fd < 0 || fstat(fd, &st) < 0 || fsync(fd) < 0) {
 		ret = fd < 0 ? -EBADF : -errno;
 		goto out;
 	}
+	ret = sync_container_name(cl, &in->fid);
+	if (ret < 0)
+		goto out;
 	r->op = CML_STORE;
 	r->fid = in->fid;
 	r->length = (uint64_t)st.st_size;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -231,6 +232,54 @@ static void test_persistence(void **state)
 	assert_false(cache_pinned(fx->c, &a));
 }
 
+/* A child opens the cache, writes an entry in the given mode and dies
+ * without closing (a crash); then a "reboot" is simulated by giving a boot
+ * mark left behind another boot id. Returns whether the entry survived the
+ * next open. */
+static bool survives_crash_and_reboot(const char *dir, bool durable)
+{
+	struct fid f = mkfid(9, 9);
+	struct cache_ent e;
+	struct cache *c;
+	char mark[4096];
+	bool kept;
+	pid_t pid;
+	int st;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (cache_open(dir, 10 * MIB, &c) != 0 || cache_set_durable(c, durable) != 0)
+			_exit(1);
+		put_file(c, &f, 100, 1, true);
+		_exit(0); /* no cache_close: the process dies with the env open */
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	snprintf(mark, sizeof(mark), "%s/index.boot", dir);
+	/* Fast mode leaves the mark; durable mode must not. */
+	assert_int_equal(access(mark, F_OK) == 0, !durable);
+	if (!durable)
+		assert_int_equal(fs_write_atomic(mark, "another-boot", 12, 0600), 0);
+	assert_int_equal(cache_open(dir, 10 * MIB, &c), 0);
+	kept = cache_get(c, &f, &e) == 0 && e.dirty;
+	cache_close(c);
+	return kept;
+}
+
+static void test_durable_mode_survives_reboot(void **state)
+{
+	struct fixture *fx = *state;
+
+	cache_close(fx->c);
+	fx->c = NULL;
+	/* Durable mode: what the client alone holds is still there. */
+	assert_true(survives_crash_and_reboot(fx->dir, true));
+	/* Fast mode: a possibly torn index is discarded after a reboot. */
+	assert_false(survives_crash_and_reboot(fx->dir, false));
+	assert_int_equal(cache_open(fx->dir, 10 * MIB, &fx->c), 0);
+}
+
 static void test_entry_without_data_not_counted(void **state)
 {
 	struct fixture *fx = *state;
@@ -256,6 +305,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_evict_lru, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_never_evict_dirty_or_pinned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_durable_mode_survives_reboot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_entry_without_data_not_counted, setup,
 						teardown),
 	};

@@ -26,6 +26,24 @@
 
 #define MIB (1ull << 20)
 
+/* Writes a seed of tests/fuzz/fuzz_client_state.c (when run from the top
+ * of the tree, where the corpus directory is). */
+static void write_seed(const char *name, const void *p, size_t len)
+{
+	const char *dir = "tests/fuzz/corpus/fuzz_client_state";
+	char path[512];
+	struct stat st;
+	FILE *f;
+
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
 static void test_path_norm(void **state)
 {
 	char out[HOARD_PATH_MAX + 1];
@@ -76,6 +94,7 @@ static void test_rec_decode(void **state)
 
 	(void)state;
 	rec(&w, 0x31484345u, 1, 700, HOARD_DESCENDANTS, 1000);
+	write_seed("hoard_entry", w.buf, w.len);
 	assert_int_equal(hoard_rec_decode(w.buf, w.len, &e), 0);
 	assert_int_equal(e.pri, 700);
 	assert_int_equal(e.flags, HOARD_DESCENDANTS);
@@ -155,6 +174,7 @@ static void test_state_decode(void **state)
 
 	(void)state;
 	obj_rec(&w, 3, 2);
+	write_seed("state_dir", w.buf, w.len);
 	assert_int_equal(cstate_obj_decode(w.buf, w.len, &a, &ents, &n, &target), 0);
 	assert_int_equal(a.fid.vol, 1);
 	assert_int_equal(a.fid.oid[15], 15);

@@ -21,7 +21,6 @@
 #include "client/cache.h"
 #include "client/cml.h"
 #include "client/conn.h"
-#include "client/fsops.h"
 #include "client/inode.h"
 #include "client/reint.h"
 #include "common/fid.h"
@@ -54,11 +53,12 @@ static enum vol_state vol_state(struct client *cl, uint32_t vol)
 	for (size_t i = 0; i < nv; i++) {
 		if (vi[i].id != vol || vi[i].avsg.n == 0)
 			continue;
+		/* No invalidation here (the caller may hold an inode lock):
+		 * the connection losses that emptied the AVSG already dropped
+		 * every callback, and nothing granted one since. */
 		cml_count(cl->cml, vol, &n, &bytes);
 		st = n > 0 ? VS_REINTEGRATING : VS_CONNECTED;
 		cml_set_state(cl->cml, vol, st);
-		if (st == VS_CONNECTED)
-			fsops_inval_all(cl);
 		reint_kick(cl);
 		break;
 	}

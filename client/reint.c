@@ -50,8 +50,9 @@ struct reint {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	bool stop; /* protected by lock */
-	bool kick; /* protected by lock */
+	bool stop;	  /* protected by lock */
+	bool kick;	  /* protected by lock */
+	bool forget_weak; /* protected by lock: reconnect lifts measured weakness */
 	/* Thread only: */
 	uint32_t weak_vols[REINT_VOLS]; /* measured below the threshold */
 	size_t n_weak;
@@ -605,6 +606,9 @@ static void *reint_main(void *arg)
 				break;
 		}
 		ri->kick = false;
+		if (ri->forget_weak)
+			ri->n_weak = 0;
+		ri->forget_weak = false;
 		if (ri->stop) {
 			pthread_mutex_unlock(&ri->lock);
 			break;
@@ -710,7 +714,9 @@ int reint_ctl_force(struct client *cl, const char *op, uint64_t ino)
 	cml_force(cl->cml, vol, f);
 	if (f == VF_NONE && cl->reint != NULL) {
 		/* Measured weakness is forgotten too: measure again. */
-		cl->reint->n_weak = 0;
+		pthread_mutex_lock(&cl->reint->lock);
+		cl->reint->forget_weak = true;
+		pthread_mutex_unlock(&cl->reint->lock);
 	}
 	reint_kick(cl);
 	return 0;

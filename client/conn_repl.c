@@ -1193,7 +1193,10 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 					ret = rep.status;
 				rpc_call_free(call);
 			}
-			atomic_store(&srv->behind_until_ns, 0);
+			/* Failed (not just -EAGAIN): it stays out of our calls
+			 * until the bound, while the servers' own passes go on. */
+			if (ret == 0 || ret == -EAGAIN)
+				atomic_store(&srv->behind_until_ns, 0);
 			if (ret < 0)
 				log_debug("conn", "volume %u resolution at server %u: %s", v->id,
 					  id, err_str(ret));

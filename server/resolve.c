@@ -860,8 +860,14 @@ static int volume_pass(struct resolver *r, uint32_t vol, bool wait)
 			}
 		if (n_up < 2 || !(up & (1u << r->self_slot)))
 			return 0;
-		if (coord != r->self_slot)
-			return forward_pass(r, coord, vol, wait);
+		if (coord != r->self_slot) {
+			ret = forward_pass(r, coord, vol, wait);
+			/* The coordinator went away meanwhile (its connection is
+			 * gone): look again, this member may coordinate now. */
+			if (ret < 0 && wait && r->conn[coord] == NULL && !stopping(r))
+				continue;
+			return ret;
+		}
 		struct scanrow *rows;
 		size_t n_rows;
 		ret = scan_all(r, vol, up, &rows, &n_rows);

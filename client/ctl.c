@@ -239,9 +239,18 @@ static json_object *op_conflicts(struct client *cl, uid_t uid, int *err)
 		}
 	}
 	if (answered == 0 && nv > 0) {
+		/* No server answers: the local/global ones are still known. */
+		arr = json_object_new_array();
+		reint_conflicts_json(cl, arr);
 		free(cs);
-		*err = ret < 0 ? ret : -ENOTCONN;
-		return NULL;
+		if (json_object_array_length(arr) == 0) {
+			json_object_put(arr);
+			*err = ret < 0 ? ret : -ENOTCONN;
+			return NULL;
+		}
+		r = json_object_new_object();
+		json_object_object_add(r, "conflicts", arr);
+		return r;
 	}
 	r = json_object_new_object();
 	arr = json_object_new_array();

@@ -371,3 +371,19 @@ def test_remove_conflict_keep_local_and_server(pair):
     assert read_bytes(b.root / "rm1") == b"changed on the servers"
     assert wait_for(lambda: not os.path.exists(b.root / "rm2"))
     assert local_conflicts(a) == []
+
+
+def test_local_conflicts_listed_while_disconnected(pair):
+    servers, a, b = pair
+    write_bytes(a.root / "lc", b"base")
+    assert read_bytes(b.root / "lc") == b"base"
+    disconnect(a)
+    write_bytes(a.root / "lc", b"local")
+    write_bytes(b.root / "lc", b"server")
+    force(a, "reconnect")
+    assert wait_for(lambda: cml_records(a) == 0 and local_conflicts(a), timeout=30)
+    for s in servers:
+        s.stop()
+    # No server answers: the local/global conflict is still listed.
+    assert wait_for(lambda: vol_status(a)["state"] == "disconnected", timeout=20)
+    assert [c["op"] for c in local_conflicts(a)] == ["store"]

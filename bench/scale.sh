@@ -23,9 +23,9 @@ mnt=$(field 's["mount"]')/local
 
 restart_ms() { # median of 5 restarts of server 1, start to ready
 	for _ in 1 2 3 4 5; do
-		$enc local stop-server 1 >/dev/null
+		$enc local stop-server --dir "$work" 1 >/dev/null
 		t0=$(date +%s%N)
-		$enc local start-server 1 >/dev/null
+		$enc local start-server --dir "$work" 1 >/dev/null
 		t1=$(date +%s%N)
 		echo $(((t1 - t0) / 1000000))
 	done | sort -n | sed -n 3p

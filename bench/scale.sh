@@ -31,10 +31,16 @@ restart_ms() { # median of 5 restarts of server 1, start to ready
 	done | sort -n | sed -n 3p
 }
 rss_kb() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
+# After a server restart the client notices it with its next probe: wait
+# (bounded) until the mount answers again.
+wait_mount() {
+	for _ in $(seq 300); do ls "$mnt" >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "scale.sh: the mount did not come back after the restarts" >&2; return 1
+}
 
 for i in $(seq 10); do echo "$i" > "$mnt/f$i"; done
 r10=$(restart_ms)
-ls "$mnt" >/dev/null
+wait_mount
 echo "creating $n files ..." >&2
 /usr/bin/python3 - "$mnt" "$n" <<'PY'
 import os, sys
@@ -60,6 +66,7 @@ PY
 spid=$(field 's["servers"][0]["pid"]'); cpid=$(field 's["client_pid"]')
 srss=$(rss_kb "$spid"); crss=$(rss_kb "$cpid")
 rN=$(restart_ms)
+wait_mount
 {
 	echo "# Scale figures, $stamp"
 	echo

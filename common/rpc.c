@@ -44,7 +44,8 @@ struct rpc_call {
 	struct msg rep;	 /* valid once done && err == 0 */
 	int sink_fd;	 /* borrowed, -1: where the reply's F_DATA payload goes */
 	uint64_t sink_off;
-	bool sink_busy; /* protected by c->lock: the reader writes into the sink */
+	bool sink_busy;	   /* protected by c->lock: the reader writes into the sink */
+	bool sink_abandon; /* protected by c->lock: freed meanwhile, write no more */
 };
 
 /* Bytes of a sink call's reply body read before its F_DATA payload: every
@@ -54,6 +55,10 @@ struct rpc_call {
 #define SINK_PIPE (1u << 20)
 /* Bounce buffer of the reader where splice is not possible. */
 #define SINK_SCRATCH (64u << 10)
+/* How long rpc_call_free waits for the rest of a reply being received into
+ * a freed call's sink (a live server sends it at once) before it kills the
+ * connection, which a stalled server would otherwise hold forever. */
+#define SINK_DRAIN_MS 1000
 
 struct rpc_conn {
 	int fd; /* closed by rpc_close after the reader is joined */
@@ -234,8 +239,10 @@ static int sink_copy(struct rpc_conn *c, int from, size_t len, int fd, uint64_t 
  * is not possible. A failure to write fd is recorded in *serr and the rest
  * of the payload is read and dropped, which keeps the stream in frame.
  * Returns 0 or a transport error. */
-static int sink_move(struct rpc_conn *c, size_t len, int fd, uint64_t off, int *serr)
+static int sink_move(struct rpc_conn *c, struct rpc_call *call, size_t len, uint64_t off, int *serr)
 {
+	int fd = call->sink_fd;
+
 	if (c->scratch == NULL)
 		c->scratch = xmalloc(SINK_SCRATCH);
 	if (c->pipe[0] < 0 && !c->no_splice) {
@@ -269,6 +276,16 @@ static int sink_move(struct rpc_conn *c, size_t len, int fd, uint64_t off, int *
 		if (n == 0)
 			return -ENOTCONN;
 		len -= (size_t)n;
+		/* Freed meanwhile (rpc_call_free waits): write no more. */
+		pthread_mutex_lock(&c->lock);
+		if (call->sink_abandon)
+			*serr = -ECANCELED;
+		pthread_mutex_unlock(&c->lock);
+		if (*serr != 0) {
+			if (sink_copy(c, c->pipe[0], (size_t)n, fd, off, serr) < 0)
+				return -EIO;
+			continue;
+		}
 		for (left = (size_t)n; left > 0;) {
 			loff_t o = (loff_t)off;
 
@@ -314,8 +331,7 @@ static int sink_reply(struct rpc_conn *c, struct rpc_call *call, uint16_t type, 
 		if (have > 0)
 			serr = fs_pwrite_all(call->sink_fd, head + off, have,
 					     (off_t)call->sink_off);
-		err = sink_move(c, body_len - off - have, call->sink_fd, call->sink_off + have,
-				&serr);
+		err = sink_move(c, call, body_len - off - have, call->sink_off + have, &serr);
 	}
 	pthread_mutex_lock(&c->lock);
 	call->sink_busy = false;
@@ -640,12 +656,29 @@ void rpc_call_free(struct rpc_call *call)
 	c = call->c;
 	pthread_mutex_lock(&c->lock);
 	if (call->sink_busy) {
-		/* The reader is writing this call's reply into its sink. A reply
-		 * cannot be left half-read, so the connection dies: the reader's
-		 * next socket call fails and it lets go of the sink. */
-		conn_fail_locked(c, -ETIMEDOUT);
-		while (call->sink_busy)
-			pthread_cond_wait(&call->cond, &c->lock);
+		/* The reader is receiving this call's reply into its sink: it
+		 * writes no more of it and reads the rest of the frame. A reply
+		 * cannot be left half-read, so if the rest does not come in
+		 * time the connection dies: the reader's socket calls fail and
+		 * it lets go of the sink. */
+		struct timespec ts;
+
+		call->sink_abandon = true;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += SINK_DRAIN_MS / 1000;
+		ts.tv_nsec += (long)(SINK_DRAIN_MS % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (call->sink_busy) {
+			if (pthread_cond_timedwait(&call->cond, &c->lock, &ts) == ETIMEDOUT &&
+			    call->sink_busy) {
+				conn_fail_locked(c, -ETIMEDOUT);
+				while (call->sink_busy)
+					pthread_cond_wait(&call->cond, &c->lock);
+			}
+		}
 	}
 	unlist_locked(c, call);
 	pthread_mutex_unlock(&c->lock);

@@ -65,8 +65,9 @@ int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out);
  * from the socket through a pipe, so it never enters user space, or a copy
  * where splice cannot), and rpc_wait's reply has data NULL and data_len
  * the bytes written. fd is borrowed and must stay open until rpc_call_free,
- * which waits for the reader to let go of it (freeing a call whose reply is
- * being received kills the connection: a reply cannot be left half-read).
+ * which waits for the reader to let go of it: freeing a call whose reply is
+ * being received waits (without writing fd) for the rest of that reply, up
+ * to 1 s, then kills the connection (a reply cannot be left half-read).
  * If writing fd fails, rpc_wait returns that error (-ENOSPC, -EIO, ...)
  * and the connection lives on. Returns as rpc_start, -EBADF if fd < 0. */
 int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,

@@ -15,7 +15,8 @@
  *   STATS    server sends a malformed frame
  *   READDIR  reply attr.size = length, data = pattern(length) (sink calls);
  *            fid.vol 98: status -ENOENT; fid.vol 99: half the frame, then
- *            nothing until the client hangs up
+ *            nothing until the client hangs up; fid.vol 97: half the frame,
+ *            the rest 200 ms later
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/msg.h"
@@ -90,6 +92,12 @@ static void serve_readdir(int fd, const struct msg *req)
 		assert_int_equal(send(fd, w.buf, w.len / 2, MSG_NOSIGNAL), (ssize_t)(w.len / 2));
 		while (read(fd, &b, 1) > 0)
 			;
+	} else if (req->fid.vol == 97) {
+		size_t half = w.len / 2;
+		assert_int_equal(send(fd, w.buf, half, MSG_NOSIGNAL), (ssize_t)half);
+		usleep(200000);
+		assert_int_equal(send(fd, w.buf + half, w.len - half, MSG_NOSIGNAL),
+				 (ssize_t)(w.len - half));
 	} else {
 		assert_int_equal(send(fd, w.buf, w.len, MSG_NOSIGNAL), (ssize_t)w.len);
 	}
@@ -613,8 +621,40 @@ static void test_sink(void **state)
 	assert_int_equal(n_dead, 0);
 }
 
-/* Freeing a sink call whose reply is half received kills the connection
- * (it cannot be left half-read) and returns. */
+/* Freeing a sink call whose reply is half received waits for the rest,
+ * writing no more of it; the connection lives on. */
+static void test_sink_free_draining(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	char path[] = "/tmp/test_rpc_sinkXXXXXX";
+	int fd = mkstemp(path);
+	struct rpc_call *call;
+	struct msg req, rep;
+	struct stat st;
+
+	assert_true(fd >= 0);
+	unlink(path);
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = 97;
+	req.length = 400000;
+	assert_int_equal(rpc_start_sink(c, &req, fd, 0, &call), 0);
+	assert_int_equal(rpc_wait(call, 50, &rep), -ETIMEDOUT);
+	rpc_call_free(call);
+	assert_true(rpc_alive(c));
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true(st.st_size <= 200000 + 512); /* nothing of the second half */
+	msg_init(&req, MSG_PING);
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &call), 0);
+	assert_int_equal(rep.server_id, 7);
+	rpc_call_free(call);
+	close(fd);
+	rpc_close(c);
+	assert_int_equal(n_dead, 0);
+}
+
+/* Freeing a sink call whose reply stalls half received kills the
+ * connection after a bound (it cannot be left half-read) and returns. */
 static void test_sink_free_busy(void **state)
 {
 	struct server *s = *state;
@@ -710,6 +750,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_garbage_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_encode_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink_free_draining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_free_busy, setup, teardown),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_unix_socket),

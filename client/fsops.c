@@ -2561,11 +2561,13 @@ void fsops_inval_all(struct client *cl)
 {
 	struct note *n = xcalloc(1, sizeof(*n));
 
-	/* The callbacks go now, not when the notifier gets to the note: what
-	 * runs next (a hoard walk after reintegration) must not trust them. */
-	itab_foreach(cl->itab, drop_cb_cb, NULL);
 	n->kind = NOTE_ALL;
 	note_push(cl, n);
+}
+
+void fsops_drop_callbacks(struct client *cl)
+{
+	itab_foreach(cl->itab, drop_cb_cb, NULL);
 }
 
 int fsops_walk_readlink(struct client *cl, const struct cred *cr, struct inode *in, bool *loaded)

@@ -55,6 +55,10 @@ int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in,
 /* Makes symlink in's target cached (READLINK unless a callback holds it);
  * *loaded says whether it was asked. 0 or -errno. */
 int fsops_walk_readlink(struct client *cl, const struct cred *cr, struct inode *in, bool *loaded);
+/* Drops every callback now (fsops_inval_all tells the kernel later, from
+ * the notifier): a walk right after a reintegration must not trust them.
+ * The caller holds no inode lock. */
+void fsops_drop_callbacks(struct client *cl);
 
 /* Disconnected operation (reint.c): every inode's callback is dropped (the
  * kernel's caches too, from the notifier thread), as after a connection

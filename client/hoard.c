@@ -67,6 +67,7 @@ struct hoard {
 	pthread_cond_t done_cond;	  /* a walk finished */
 	bool stop;			  /* protected by lock */
 	bool want;			  /* protected by lock: a walk is asked for */
+	bool revalidate;		  /* protected by lock: a volume reconnected */
 	bool running;			  /* protected by lock */
 	uint64_t started;		  /* protected by lock: walks started */
 	uint64_t done;			  /* protected by lock: walks finished */
@@ -723,7 +724,7 @@ static void *hoard_main(void *arg)
 
 	for (;;) {
 		struct timespec ts;
-		bool back;
+		bool back, revalidate;
 
 		pthread_mutex_lock(&h->lock);
 		if (!h->want && !h->stop) {
@@ -750,13 +751,19 @@ static void *hoard_main(void *arg)
 			pthread_mutex_unlock(&h->lock);
 			continue;
 		}
+		revalidate = h->revalidate || back;
+		h->revalidate = false;
 		h->want = false;
 		h->running = true;
 		h->started++;
 		memset(&h->cur, 0, sizeof(h->cur));
 		pthread_mutex_unlock(&h->lock);
-		if (back)
-			log_info("hoard", "a volume came back: hoard walk");
+		if (revalidate) {
+			/* What we cached before the disconnection is checked again,
+			 * even before the notifier dropped its callbacks. */
+			log_info("hoard", "a volume is connected again: hoard walk");
+			fsops_drop_callbacks(h->cl);
+		}
 		run_walk(h);
 		pthread_mutex_lock(&h->lock);
 		h->running = false;
@@ -836,6 +843,7 @@ void hoard_kick(struct hoard *h)
 		return;
 	pthread_mutex_lock(&h->lock);
 	h->want = true;
+	h->revalidate = true;
 	pthread_cond_broadcast(&h->cond);
 	pthread_mutex_unlock(&h->lock);
 }

@@ -10,8 +10,8 @@
 
 enum encore_err {
 	ERR_BASE = 4096,
-	ERR_CONFLICT = 4096, /* object in conflict */
-	ERR_VERSION = 4097,  /* expected version did not match */
+	ERR_CONFLICT = 4096,   /* object in conflict */
+	ERR_VERSION = 4097,    /* expected version did not match */
 	ERR_BADVERSION = 4098, /* peer speaks another protocol version */
 };
 

@@ -19,7 +19,7 @@
 
 struct msg {
 	/* frame header */
-	uint16_t type;  /* MSG_* */
+	uint16_t type;	/* MSG_* */
 	uint16_t flags; /* FRAME_F_* */
 	uint32_t reqid;
 	/* replies: a negative errno or -ERR_* (converted from the wire status by

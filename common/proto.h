@@ -38,12 +38,12 @@
  * (names, target, attrs, credentials) with generous slack. */
 #define FRAME_BODY_MAX (CHUNK_MAX + 16384u)
 
-#define NAME_MAX_LEN    255  /* one path component, as NAME_MAX on Linux */
-#define TARGET_MAX_LEN  4095 /* symlink target, as PATH_MAX - 1 */
-#define REALM_MAX_LEN   253  /* a DNS name */
-#define VV_MAX          8    /* replicas per volume (VSG size), DESIGN section 4 */
-#define GROUPS_MAX      32   /* supplementary groups passed per call */
-#define OID_LEN         16   /* object ids are 128-bit random values */
+#define NAME_MAX_LEN   255  /* one path component, as NAME_MAX on Linux */
+#define TARGET_MAX_LEN 4095 /* symlink target, as PATH_MAX - 1 */
+#define REALM_MAX_LEN  253  /* a DNS name */
+#define VV_MAX	       8    /* replicas per volume (VSG size), DESIGN section 4 */
+#define GROUPS_MAX     32   /* supplementary groups passed per call */
+#define OID_LEN	       16   /* object ids are 128-bit random values */
 /* Packed dirents per READDIR reply: bounded by the frame anyway; this caps
  * the work one call can ask of the server. */
 #define READDIR_MAX_ENTRIES 2048
@@ -80,13 +80,13 @@ enum msg_type {
 	MSG_PING = 15,
 	MSG_STATS = 16,
 	MSG_CB_BREAK = 17,
-	MSG_VOLINFO = 18,   /* volume's VSG and this replica's volume stamp */
-	MSG_COP2 = 19,      /* phase two of an update: the update set */
-	MSG_RESOLVE = 20,   /* ask a replica to resolve an object or a volume */
-	MSG_CONFLICTS = 21, /* list the objects in conflict in a volume */
-	MSG_REPAIR = 22,    /* resolve a conflict by keeping one or all versions */
+	MSG_VOLINFO = 18,     /* volume's VSG and this replica's volume stamp */
+	MSG_COP2 = 19,	      /* phase two of an update: the update set */
+	MSG_RESOLVE = 20,     /* ask a replica to resolve an object or a volume */
+	MSG_CONFLICTS = 21,   /* list the objects in conflict in a volume */
+	MSG_REPAIR = 22,      /* resolve a conflict by keeping one or all versions */
 	MSG_REINTEGRATE = 23, /* apply a batch of CML records atomically (docs/disconnected.md) */
-	MSG_CTL = 32,       /* control socket only: JSON request, JSON reply */
+	MSG_CTL = 32,	      /* control socket only: JSON request, JSON reply */
 	/* 40..59: server-to-server resolution messages (docs/replication.md). */
 	MSG_RES_GET = 40,
 	MSG_RES_SCAN = 41,
@@ -99,32 +99,32 @@ enum msg_type {
 
 /* Fields a message may carry, encoded in this order (ascending bit). */
 enum msg_field {
-	F_VERSION = 1u << 0,     /* u32 protocol version */
-	F_CLIENT_ID = 1u << 1,   /* u64 random client id */
-	F_SERVER_ID = 1u << 2,   /* u32 server id */
+	F_VERSION = 1u << 0,	 /* u32 protocol version */
+	F_CLIENT_ID = 1u << 1,	 /* u64 random client id */
+	F_SERVER_ID = 1u << 2,	 /* u32 server id */
 	F_INCARNATION = 1u << 3, /* u64 server start counter */
-	F_REALM = 1u << 4,       /* str<=REALM_MAX_LEN */
-	F_CRED = 1u << 5,        /* struct cred */
-	F_FID = 1u << 6,         /* struct fid: object or directory operated on */
-	F_FID2 = 1u << 7,        /* struct fid: second directory, or the new object's fid */
-	F_NAME = 1u << 8,        /* str<=NAME_MAX_LEN */
-	F_NAME2 = 1u << 9,       /* str<=NAME_MAX_LEN */
-	F_TARGET = 1u << 10,     /* str<=TARGET_MAX_LEN: symlink target */
-	F_SATTR = 1u << 11,      /* struct sattr */
-	F_MODE = 1u << 12,       /* u32 mode including S_IF* type bits */
-	F_RDEV = 1u << 13,       /* u64 device number */
-	F_OFFSET = 1u << 14,     /* u64 */
-	F_LENGTH = 1u << 15,     /* u64 */
-	F_HANDLE = 1u << 16,     /* u64 store handle chosen by the client */
-	F_EXPECT = 1u << 17,     /* u64 data version the client based its update on; 0 = any */
-	F_MFLAGS = 1u << 18,     /* u32 per-type flags (RENAME_*, STORE_*, READDIR_*, CREATE_*) */
-	F_ATTR = 1u << 19,       /* struct attr */
-	F_ATTR2 = 1u << 20,      /* struct attr: of the (second) directory changed */
-	F_FSSTAT = 1u << 21,     /* struct fsstat */
-	F_DATA = 1u << 22,       /* u32 len + bytes, len <= CHUNK_MAX (CTL: <= CTL_JSON_MAX) */
-	F_STOREID = 1u << 23,    /* struct storeid of this update */
-	F_VSG = 1u << 24,        /* struct vsg: server ids in slot order */
-	F_STAMP = 1u << 25,      /* u64 volume stamp of one replica */
+	F_REALM = 1u << 4,	 /* str<=REALM_MAX_LEN */
+	F_CRED = 1u << 5,	 /* struct cred */
+	F_FID = 1u << 6,	 /* struct fid: object or directory operated on */
+	F_FID2 = 1u << 7,	 /* struct fid: second directory, or the new object's fid */
+	F_NAME = 1u << 8,	 /* str<=NAME_MAX_LEN */
+	F_NAME2 = 1u << 9,	 /* str<=NAME_MAX_LEN */
+	F_TARGET = 1u << 10,	 /* str<=TARGET_MAX_LEN: symlink target */
+	F_SATTR = 1u << 11,	 /* struct sattr */
+	F_MODE = 1u << 12,	 /* u32 mode including S_IF* type bits */
+	F_RDEV = 1u << 13,	 /* u64 device number */
+	F_OFFSET = 1u << 14,	 /* u64 */
+	F_LENGTH = 1u << 15,	 /* u64 */
+	F_HANDLE = 1u << 16,	 /* u64 store handle chosen by the client */
+	F_EXPECT = 1u << 17,	 /* u64 data version the client based its update on; 0 = any */
+	F_MFLAGS = 1u << 18,	 /* u32 per-type flags (RENAME_*, STORE_*, READDIR_*, CREATE_*) */
+	F_ATTR = 1u << 19,	 /* struct attr */
+	F_ATTR2 = 1u << 20,	 /* struct attr: of the (second) directory changed */
+	F_FSSTAT = 1u << 21,	 /* struct fsstat */
+	F_DATA = 1u << 22,	 /* u32 len + bytes, len <= CHUNK_MAX (CTL: <= CTL_JSON_MAX) */
+	F_STOREID = 1u << 23,	 /* struct storeid of this update */
+	F_VSG = 1u << 24,	 /* struct vsg: server ids in slot order */
+	F_STAMP = 1u << 25,	 /* u64 volume stamp of one replica */
 };
 
 /* Wire status codes: errno values differ between architectures and never

@@ -13,10 +13,10 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 
 /* Always-on assertion for programmer errors (never for input). */
-#define ASSERT(cond)                                                                               \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			assert_fail(#cond, __FILE__, __LINE__);                                    \
+#define ASSERT(cond)                                            \
+	do {                                                    \
+		if (!(cond))                                    \
+			assert_fail(#cond, __FILE__, __LINE__); \
 	} while (0)
 void assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
 

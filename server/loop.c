@@ -118,13 +118,13 @@ struct conn {
 	size_t out_off;
 	struct oseg *seg_head, *seg_tail; /* owned: segments in out, in order */
 	size_t seg_bytes;		  /* their bytes left to send */
-	bool closing;	 /* close once the output is sent */
-	bool broken;	 /* protocol error: process nothing more */
-	bool dead;	 /* close at the end of this iteration */
-	bool touched;	 /* on srv->touched this iteration */
-	bool listed;	 /* on srv->work this iteration */
-	bool pending;	 /* complete frames still buffered */
-	uint32_t events; /* registered with epoll */
+	bool closing;			  /* close once the output is sent */
+	bool broken;			  /* protocol error: process nothing more */
+	bool dead;			  /* close at the end of this iteration */
+	bool touched;			  /* on srv->touched this iteration */
+	bool listed;			  /* on srv->work this iteration */
+	bool pending;			  /* complete frames still buffered */
+	uint32_t events;		  /* registered with epoll */
 	struct pbrk *brk_head, *brk_tail; /* breaks it has not acknowledged, oldest first */
 	struct cb_holder holder;
 	struct store_set stores;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,6 +56,26 @@ static void print_time(json_object *v)
 		return;
 	}
 	fputs(buf, stdout);
+}
+
+/* True when the reply lists replica versions and none of them is marked in
+ * conflict (a local/global conflict's reply lists no replica versions). */
+static bool no_replica_in_conflict(json_object *rep)
+{
+	json_object *list = NULL, *flag = NULL;
+	size_t n;
+
+	if (!json_object_object_get_ex(rep, "versions", &list) ||
+	    !json_object_is_type(list, json_type_array))
+		return false;
+	n = json_object_array_length(list);
+	for (size_t i = 0; i < n; i++) {
+		if (!json_object_object_get_ex(json_object_array_get_idx(list, i), "conflict",
+					       &flag) ||
+		    json_object_get_boolean(flag))
+			return false;
+	}
+	return n > 0;
 }
 
 static void print_versions(json_object *rep)
@@ -156,6 +177,11 @@ int cmd_repair(int argc, char **argv)
 		cli_note("'%s' repaired: every version was kept beside it as "
 			 "NAME.conflict-server<N>",
 			 path);
+	} else if (no_replica_in_conflict(rep)) {
+		cli_err("repair: '%s' is not in conflict: nothing to repair (see 'encore conflicts')",
+			path);
+		json_object_put(rep);
+		return CLI_FAIL;
 	} else {
 		print_versions(rep);
 		cli_note("keep one with 'encore repair %s --keep SERVER', or all with "

@@ -156,8 +156,6 @@ def test_local_up_one_server_still_works(local_dir):  # noqa: F811
     assert read_bytes(m / "x") == b"x"
 
 
-# TRANSITION: drop once encore-client answers the "conflicts" ctl op.
-@pytest.mark.xfail(reason="encore-client has no 'conflicts' control op yet", strict=False)
 def test_conflicts_none(local_dir):  # noqa: F811
     """A realm where nothing ever diverged: an empty list, exit 0."""
     encore("local", "up", "--dir", local_dir, "--servers", "3", timeout=180)

@@ -30,6 +30,15 @@
 #include "common/net.h"
 #include "common/xalloc.h"
 
+/* One rpc_wait_any in progress: woken by whichever of its calls is done
+ * first. Lives on the waiter's stack; lock order: rpc_conn.lock before
+ * waiter.lock. */
+struct rpc_waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* signalled with lock when fired is set */
+	bool fired;	     /* protected by lock */
+};
+
 struct rpc_call {
 	struct rpc_conn *c;	      /* holds a reference */
 	struct rpc_call *prev, *next; /* in c->pending while listed; protected by c->lock */
@@ -44,8 +53,9 @@ struct rpc_call {
 	struct msg rep;	 /* valid once done && err == 0 */
 	int sink_fd;	 /* borrowed, -1: where the reply's F_DATA payload goes */
 	uint64_t sink_off;
-	bool sink_busy;	   /* protected by c->lock: the reader writes into the sink */
-	bool sink_abandon; /* protected by c->lock: freed meanwhile, write no more */
+	bool sink_busy;		   /* protected by c->lock: the reader writes into the sink */
+	bool sink_abandon;	   /* protected by c->lock: freed meanwhile, write no more */
+	struct rpc_waiter *waiter; /* protected by c->lock: rpc_wait_any to wake, or NULL */
 };
 
 /* Bytes of a sink call's reply body read before its F_DATA payload: every
@@ -86,6 +96,19 @@ struct rpc_conn {
 	uint8_t *scratch; /* SINK_SCRATCH bytes, allocated on first use */
 };
 
+/* Sets call done (caller holds its connection's lock) and wakes whoever
+ * waits for it. */
+static void call_done_locked(struct rpc_call *call)
+{
+	call->done = true;
+	if (call->waiter != NULL) {
+		pthread_mutex_lock(&call->waiter->lock);
+		call->waiter->fired = true;
+		pthread_cond_signal(&call->waiter->cond);
+		pthread_mutex_unlock(&call->waiter->lock);
+	}
+}
+
 static void unlist_locked(struct rpc_conn *c, struct rpc_call *call)
 {
 	if (!call->listed)
@@ -114,8 +137,8 @@ static void conn_fail_locked(struct rpc_conn *c, int err)
 	while (c->pending != NULL) {
 		struct rpc_call *call = c->pending;
 		unlist_locked(c, call);
-		call->done = true;
 		call->err = call_err;
+		call_done_locked(call);
 		pthread_cond_signal(&call->cond);
 	}
 	pthread_cond_broadcast(&c->slot_cond);
@@ -188,8 +211,8 @@ static void complete_locked(struct rpc_conn *c, struct rpc_call *call, const str
 	unlist_locked(c, call);
 	call->rep = *m;
 	call->buf = buf;
-	call->done = true;
 	call->err = err;
+	call_done_locked(call);
 	pthread_cond_broadcast(&call->cond);
 }
 
@@ -644,6 +667,62 @@ int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
 	if (ret == 0)
 		*rep = call->rep;
 	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+int rpc_wait_any(struct rpc_call *const *calls, size_t n, int timeout_ms)
+{
+	struct rpc_waiter w = { .fired = false };
+	struct timespec ts;
+	int ret = -ETIMEDOUT;
+
+	pthread_mutex_init(&w.lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	/* Attach to every call, unless one is done already. */
+	for (size_t i = 0; i < n && ret < 0; i++) {
+		struct rpc_conn *c = calls[i]->c;
+
+		pthread_mutex_lock(&c->lock);
+		ASSERT(calls[i]->waiter == NULL);
+		if (calls[i]->done)
+			ret = (int)i;
+		else
+			calls[i]->waiter = &w;
+		pthread_mutex_unlock(&c->lock);
+	}
+	if (ret < 0 && timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += timeout_ms / 1000;
+		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_mutex_lock(&w.lock);
+		while (!w.fired) {
+			if (pthread_cond_timedwait(&w.cond, &w.lock, &ts) == ETIMEDOUT)
+				break;
+		}
+		pthread_mutex_unlock(&w.lock);
+	}
+	/* Detach under each connection's lock: once done, no completion can
+	 * touch w any more. The first call found done is the answer. */
+	for (size_t i = 0; i < n; i++) {
+		struct rpc_conn *c = calls[i]->c;
+
+		pthread_mutex_lock(&c->lock);
+		if (calls[i]->waiter == &w)
+			calls[i]->waiter = NULL;
+		if (ret < 0 && calls[i]->done)
+			ret = (int)i;
+		pthread_mutex_unlock(&c->lock);
+	}
+	pthread_cond_destroy(&w.cond);
+	pthread_mutex_destroy(&w.lock);
 	return ret;
 }
 

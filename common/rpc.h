@@ -77,6 +77,12 @@ int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,
  * which the caller checks. Returns -ETIMEDOUT (call stays pending; free it),
  * -ENOTCONN / -EPROTO if the connection died. */
 int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep);
+/* Waits up to timeout_ms (0: only looks) until one of calls[0..n) is done,
+ * answered or failed; the calls may belong to different connections, and
+ * one call must not be in two rpc_wait_any at once. Returns the index of a
+ * done call, whose outcome rpc_wait(call, 0, rep) then gives, or
+ * -ETIMEDOUT. Used to race one request at two servers (read hedging). */
+int rpc_wait_any(struct rpc_call *const *calls, size_t n, int timeout_ms);
 /* Frees a call (pending or done). NULL is a no-op. */
 void rpc_call_free(struct rpc_call *call);
 

@@ -498,6 +498,62 @@ static void test_dead_connection(void **state)
 	assert_int_equal(dead_err, -ENOTCONN);
 }
 
+struct any_waiter {
+	struct rpc_call *calls[2];
+	int ret;
+};
+
+static void *any_main(void *arg)
+{
+	struct any_waiter *aw = arg;
+
+	aw->ret = rpc_wait_any(aw->calls, 2, 5000);
+	return NULL;
+}
+
+/* rpc_wait_any: times out while nothing is done, wakes on the first reply
+ * (sent while it waits), reports a done call at once, and a failed call. */
+static void test_wait_any(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	struct rpc_call *lookup, *fetch, *ping, *bye;
+	struct msg req, rep;
+	struct any_waiter aw;
+	pthread_t th;
+
+	msg_init(&req, MSG_LOOKUP); /* never answered */
+	snprintf(req.name, sizeof(req.name), "x");
+	assert_int_equal(rpc_start(c, &req, &lookup), 0);
+	msg_init(&req, MSG_FETCH); /* held until the next PING */
+	req.offset = 777;
+	assert_int_equal(rpc_start(c, &req, &fetch), 0);
+	aw = (struct any_waiter){ .calls = { lookup, fetch }, .ret = 1000 };
+	assert_int_equal(rpc_wait_any(aw.calls, 2, 0), -ETIMEDOUT);
+	assert_int_equal(rpc_wait_any(aw.calls, 2, 50), -ETIMEDOUT);
+	assert_int_equal(pthread_create(&th, NULL, any_main, &aw), 0);
+	usleep(50000);
+	msg_init(&req, MSG_PING);
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &ping), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(aw.ret, 1);
+	assert_int_equal(rpc_wait(fetch, 0, &rep), 0);
+	assert_int_equal(rep.attr.size, 777);
+	/* Done already: found without waiting; the other one still pending. */
+	assert_int_equal(rpc_wait_any(aw.calls, 2, 0), 1);
+	assert_int_equal(rpc_wait_any(aw.calls, 1, 0), -ETIMEDOUT);
+	/* The server hangs up: the pending call is done, with the error. */
+	msg_init(&req, MSG_READLINK);
+	assert_int_equal(rpc_start(c, &req, &bye), 0);
+	assert_int_equal(rpc_wait_any(aw.calls, 1, 5000), 0);
+	assert_int_equal(rpc_wait(lookup, 0, &rep), -ENOTCONN);
+	rpc_close(c);
+	rpc_call_free(lookup);
+	rpc_call_free(fetch);
+	rpc_call_free(ping);
+	rpc_call_free(bye);
+}
+
 static void test_garbage_and_timeout(void **state)
 {
 	struct server *s = *state;
@@ -747,6 +803,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_push_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_push_auto_ack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wait_any, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_and_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_encode_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink, setup, teardown),

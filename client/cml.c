@@ -234,6 +234,16 @@ enum vol_force cml_forced(struct cml *m, uint32_t vol)
 	return f;
 }
 
+enum vol_force cml_forced_all(struct cml *m)
+{
+	enum vol_force f;
+
+	pthread_mutex_lock(&m->state_lock);
+	f = m->force_all;
+	pthread_mutex_unlock(&m->state_lock);
+	return f;
+}
+
 bool cml_logging(struct cml *m, uint32_t vol)
 {
 	return cml_state(m, vol) != VS_CONNECTED;

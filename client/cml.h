@@ -72,6 +72,9 @@ const char *cml_state_name(enum vol_state st);
  * lifts the forced state (reconnect). */
 void cml_force(struct cml *m, uint32_t vol, enum vol_force f);
 enum vol_force cml_forced(struct cml *m, uint32_t vol);
+/* The state forced on every volume (cml_force with vol 0), VF_NONE once a
+ * reconnect lifted it. Does not register a volume. */
+enum vol_force cml_forced_all(struct cml *m);
 /* Updates are logged (the volume is not connected). */
 bool cml_logging(struct cml *m, uint32_t vol);
 /* The cache is trusted without callbacks (disconnected). */

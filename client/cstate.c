@@ -6,7 +6,8 @@
  * Locking: snapshots of inodes are taken under each inode's lock, one at a
  *          time, before the cache transaction that writes them.
  * Format:  key "R" = the realm root; "V" + u32 vol (LE) = a volume;
- *          "O" + u32 vol (LE) + oid = an object. Values start with the db
+ *          "O" + u32 vol (LE) + oid = an object; "F" + u32 vol (LE) = a
+ *          forced state (vol 0: every volume). Values start with the db
  *          header (CSTATE_MAGIC, CSTATE_VERSION) (docs/ondisk.md).
  */
 #include "client/cstate.h"
@@ -205,6 +206,9 @@ struct cstate {
 	struct client *cl;
 	pthread_mutex_t lock;
 	struct ckpt pend; /* protected by lock */
+	/* Serialises cstate_save_forced: the snapshot written last is the
+	 * newest. Taken before the cache lock. */
+	pthread_mutex_t force_lock;
 };
 
 static void ckpt_release(struct ckpt *ck)
@@ -289,6 +293,7 @@ struct cstate *cstate_new(struct client *cl)
 
 	cs->cl = cl;
 	pthread_mutex_init(&cs->lock, NULL);
+	pthread_mutex_init(&cs->force_lock, NULL);
 	itab_set_free_hook(cl->itab, on_free, cs);
 	return cs;
 }
@@ -299,6 +304,7 @@ void cstate_free(struct cstate *cs)
 		return;
 	itab_set_free_hook(cs->cl->itab, NULL, NULL);
 	ckpt_release(&cs->pend);
+	pthread_mutex_destroy(&cs->force_lock);
 	pthread_mutex_destroy(&cs->lock);
 	free(cs);
 }
@@ -622,4 +628,184 @@ int cstate_restore(struct client *cl, struct inode ***out, size_t *n_out)
 out_abort:
 	cache_txn_abort(t);
 	return ret;
+}
+
+/* ---------- forced states ---------- */
+
+#define FORCE_KEY_LEN 5
+
+static void force_key(uint32_t vol, uint8_t key[FORCE_KEY_LEN])
+{
+	key[0] = 'F';
+	le_put_u32(key + 1, vol);
+}
+
+void cstate_force_encode(struct wr *w, enum vol_force f)
+{
+	db_hdr_put(w, CSTATE_MAGIC, CSTATE_VERSION);
+	wr_u8(w, (uint8_t)f);
+}
+
+int cstate_force_decode(const uint8_t *buf, size_t len, enum vol_force *f)
+{
+	struct rd r;
+	uint8_t v;
+
+	*f = VF_NONE;
+	rd_init(&r, buf, len);
+	if (db_hdr_check(&r, CSTATE_MAGIC, CSTATE_VERSION, "client state forced state") < 0)
+		return -EIO;
+	v = rd_u8(&r);
+	if (!rd_done(&r) || (v != VF_DISCONNECT && v != VF_WEAK)) {
+		log_err("cstate", "client state forced-state record malformed");
+		return -EIO;
+	}
+	*f = (enum vol_force)v;
+	return 0;
+}
+
+/* Deletes every "F" record of the table. */
+static int force_del_all(MDB_txn *txn, unsigned int dbi)
+{
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	rc = mdb_cursor_open(txn, dbi, &cur);
+	if (rc != 0)
+		return db_err(rc);
+	for (;;) {
+		k.mv_size = 1;
+		k.mv_data = (void *)"F";
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		if (rc != 0 || k.mv_size < 1 || ((const uint8_t *)k.mv_data)[0] != 'F')
+			break;
+		rc = mdb_cursor_del(cur, 0);
+		if (rc != 0)
+			break;
+	}
+	mdb_cursor_close(cur);
+	return rc == 0 || rc == MDB_NOTFOUND ? 0 : db_err(rc);
+}
+
+static int force_put(MDB_txn *txn, unsigned int dbi, uint32_t vol, enum vol_force f)
+{
+	uint8_t key[FORCE_KEY_LEN];
+	MDB_val k = { sizeof(key), key }, v;
+	struct wr w;
+	int rc;
+
+	force_key(vol, key);
+	wr_init(&w);
+	cstate_force_encode(&w, f);
+	v.mv_size = w.len;
+	v.mv_data = w.buf;
+	rc = mdb_put(txn, dbi, &k, &v, 0);
+	wr_release(&w);
+	return rc == 0 ? 0 : db_err(rc);
+}
+
+int cstate_save_forced(struct cstate *cs)
+{
+	struct client *cl = cs != NULL ? cs->cl : NULL;
+	uint32_t vols[CSTATE_VOLS_MAX];
+	enum vol_force fs[CSTATE_VOLS_MAX], all;
+	struct cache_txn *t;
+	unsigned int dbi;
+	size_t nv;
+	int ret;
+
+	if (cl == NULL || cl->cml == NULL)
+		return 0;
+	pthread_mutex_lock(&cs->force_lock);
+	all = cml_forced_all(cl->cml);
+	nv = cml_volumes(cl->cml, vols, CSTATE_VOLS_MAX);
+	for (size_t i = 0; i < nv; i++)
+		fs[i] = cml_forced(cl->cml, vols[i]);
+	ret = cache_txn_begin(cl->cache, &t);
+	if (ret < 0)
+		goto out;
+	ret = cache_txn_table(t, CSTATE_TABLE, &dbi);
+	if (ret == 0)
+		ret = force_del_all(cache_txn_mdb(t), dbi);
+	if (ret == 0 && all != VF_NONE)
+		ret = force_put(cache_txn_mdb(t), dbi, 0, all);
+	for (size_t i = 0; ret == 0 && i < nv; i++) {
+		if (vols[i] != 0 && fs[i] != VF_NONE)
+			ret = force_put(cache_txn_mdb(t), dbi, vols[i], fs[i]);
+	}
+	if (ret == 0)
+		ret = cache_txn_commit(t);
+	else
+		cache_txn_abort(t);
+out:
+	pthread_mutex_unlock(&cs->force_lock);
+	return ret;
+}
+
+int cstate_restore_forced(struct client *cl)
+{
+	uint32_t vols[CSTATE_VOLS_MAX + 1];
+	enum vol_force fs[CSTATE_VOLS_MAX + 1];
+	struct cache_txn *t;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	unsigned int dbi;
+	size_t n = 0;
+	int ret, rc;
+
+	if (cl->cml == NULL)
+		return 0;
+	ret = cache_txn_begin(cl->cache, &t);
+	if (ret < 0)
+		return ret;
+	ret = cache_txn_table(t, CSTATE_TABLE, &dbi);
+	if (ret < 0)
+		goto out_abort;
+	rc = mdb_cursor_open(cache_txn_mdb(t), dbi, &cur);
+	if (rc != 0) {
+		ret = db_err(rc);
+		goto out_abort;
+	}
+	k.mv_size = 1;
+	k.mv_data = (void *)"F";
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		const uint8_t *kb = k.mv_data;
+		enum vol_force f;
+
+		if (k.mv_size < 1 || kb[0] != 'F')
+			break;
+		if (k.mv_size != FORCE_KEY_LEN) {
+			log_err("cstate", "client state forced-state key malformed");
+			continue;
+		}
+		if (cstate_force_decode(v.mv_data, v.mv_size, &f) < 0)
+			continue; /* logged */
+		if (n == CSTATE_VOLS_MAX + 1) {
+			log_warn("cstate", "more than %d forced states saved: the rest ignored",
+				 CSTATE_VOLS_MAX + 1);
+			break;
+		}
+		vols[n] = le_get_u32(kb + 1);
+		fs[n++] = f;
+	}
+	mdb_cursor_close(cur);
+	ret = rc == 0 || rc == MDB_NOTFOUND ? 0 : db_err(rc);
+out_abort:
+	cache_txn_abort(t);
+	if (ret < 0)
+		return ret;
+	/* Every volume first (key order puts vol 0 first): the volumes' own
+	 * records then say which differ. */
+	for (size_t i = 0; i < n; i++) {
+		cml_force(cl->cml, vols[i], fs[i]);
+		if (vols[i] != 0 && fs[i] == VF_WEAK)
+			cml_set_state(cl->cml, vols[i], VS_WEAK);
+		log_notice("cstate",
+			   "volume %u%s: still %s by the user (encore reconnect lifts it)", vols[i],
+			   vols[i] == 0 ? " (every volume)" : "",
+			   fs[i] == VF_DISCONNECT ? "disconnected" : "write-disconnected");
+	}
+	return (int)n;
 }

@@ -11,6 +11,9 @@
  * one at shutdown. At start, if no server answers, cstate_restore rebuilds
  * the root, the volumes and the objects' inodes from it so that every
  * volume starts disconnected with its cache (the emulation serves it).
+ * It also keeps the states the user forced on volumes (disconnect,
+ * write-disconnect), written at once by cstate_save_forced, so that a
+ * restart does not lift them: only `encore reconnect` does.
  *
  * Locking: none of its own; takes inode locks one at a time (never while
  * in a cache transaction) and the cache lock through cache_txn.
@@ -22,6 +25,7 @@
 #include <stdint.h>
 
 #include "client/client.h"
+#include "client/cml.h"
 #include "common/msg.h"
 
 /* Period of checkpoints: a crash loses at most this much of the state
@@ -30,6 +34,7 @@
 
 struct inode;
 struct cstate;
+struct wr;
 
 /* Starts recording: installs cl->itab's free hook, so that the state of
  * inodes the kernel forgets is kept for the next checkpoint. */
@@ -50,6 +55,26 @@ int cstate_checkpoint(struct cstate *cs);
  * each (an owned array; hand it to hoard_adopt or put them). Returns the
  * number of objects, -ENOENT if there is no saved root, or -errno. */
 int cstate_restore(struct client *cl, struct inode ***out, size_t *n_out);
+
+/* Saves the states forced by `encore disconnect|write-disconnect|reconnect`
+ * (cml_forced, cml_forced_all) so that they survive a restart: one "F"
+ * record per forced volume and one for every volume (vol 0), committed
+ * before it returns; records of states lifted are deleted. Call after each
+ * cml_force of a control op. 0 or -errno. Thread-safe; NULL is a no-op. */
+int cstate_save_forced(struct cstate *cs);
+
+/* Start: applies the forced states saved by cstate_save_forced to cl->cml
+ * (cml_force; a forced write-disconnection also sets the state weak).
+ * Call after cml_open, before the reintegration thread starts. Returns
+ * the number of forced states restored (0: none), or -errno; malformed
+ * records are skipped with a log. */
+int cstate_restore_forced(struct client *cl);
+
+/* Record codec (for tests and fuzzing): decodes a forced-state record into
+ * *f (VF_DISCONNECT or VF_WEAK). 0 or -EIO (*f = VF_NONE). */
+int cstate_force_decode(const uint8_t *buf, size_t len, enum vol_force *f);
+/* Encodes the forced-state record of f (appended to w). */
+void cstate_force_encode(struct wr *w, enum vol_force f);
 
 /* Record codec (for tests and fuzzing): decodes an object record into
  * *a, *ents (owned, *n_ents entries) and *target (owned or NULL). 0 or

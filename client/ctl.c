@@ -23,6 +23,7 @@
 
 #include "client/cache.h"
 #include "client/conn.h"
+#include "client/cstate.h"
 #include "client/fsops.h"
 #include "client/hoard.h"
 #include "client/inode.h"
@@ -499,6 +500,19 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 		err = reint_ctl_force(cl, op, ino);
 		if (err < 0)
 			goto out;
+		/* Sticky across restarts too: saved before the answer, with a
+		 * checkpoint of what a restart needs to serve the cache. */
+		err = cstate_save_forced(cl->cstate);
+		if (err < 0) {
+			log_warn("ctl", "cannot save the forced volume states: %s", err_str(err));
+			goto out;
+		}
+		if (cl->cstate != NULL && strcmp(op, "reconnect") != 0) {
+			int ret = cstate_checkpoint(cl->cstate);
+
+			if (ret < 0)
+				log_warn("ctl", "cannot save the client state: %s", err_str(ret));
+		}
 		r = json_object_new_object();
 	} else if (strcmp(op, "repair") == 0) {
 		uint64_t ino = 0;

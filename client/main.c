@@ -91,10 +91,12 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-/* No server answers at start: the state cstate.c saved lets the client
- * mount anyway, every volume disconnected, serving its cache. *restored
- * gets the inodes it made (references for hoard_adopt). */
-static void start_offline(struct client *cl, struct inode ***restored, size_t *n)
+/* No server answers at start, or the user forced a volume disconnected
+ * (n_forced states restored, cstate_restore_forced) before a restart: the
+ * state cstate.c saved lets the client mount anyway and serve its cache
+ * to the volumes that are disconnected. *restored gets the inodes it made
+ * (references for hoard_adopt). */
+static void start_offline(struct client *cl, int n_forced, struct inode ***restored, size_t *n)
 {
 	struct conn_server_info si[64];
 	size_t ns = conn_check_servers(cl->conn, si, 64, true);
@@ -102,12 +104,14 @@ static void start_offline(struct client *cl, struct inode ***restored, size_t *n
 
 	*restored = NULL;
 	*n = 0;
-	for (size_t i = 0; i < ns; i++) {
+	for (size_t i = 0; i < ns && n_forced <= 0; i++) {
 		if (si[i].up)
 			return;
 	}
 	ret = cstate_restore(cl, restored, n);
-	if (ret >= 0)
+	if (ret >= 0 && n_forced > 0)
+		log_notice("client", "forced states restored: %d object(s) cached", ret);
+	else if (ret >= 0)
 		log_notice("client",
 			   "no server answers: starting disconnected, %d object(s) cached", ret);
 	else if (ret != -ENOENT)
@@ -141,7 +145,7 @@ int main(int argc, char **argv)
 	size_t n_restored;
 	char sock_buf[PATH_MAX], optbuf[PATH_MAX + 128], mnt_real[PATH_MAX];
 	uint64_t mib = DEFAULT_CACHE_MIB, ready_fd = UINT64_MAX, v64;
-	int verbose = 0, use_syslog = 0, trace = 0, c, ret, rc = 1;
+	int verbose = 0, use_syslog = 0, trace = 0, c, ret, rc = 1, n_forced;
 
 	/* Every bulk frame is a CHUNK_MAX buffer: keep them on the heap instead
 	 * of an mmap + page-zeroing + munmap per chunk. */
@@ -256,12 +260,17 @@ int main(int argc, char **argv)
 	ret = cml_open(cl.cache, cl.conn, &cl.cml);
 	if (ret < 0)
 		fatal(1, "cannot open the CML in '%s': %s", cl.cache_dir, err_str(ret));
+	/* A disconnection the user forced outlives a restart. */
+	n_forced = cstate_restore_forced(&cl);
+	if (n_forced < 0)
+		log_warn("client", "cannot restore the forced volume states: %s",
+			 err_str(n_forced));
 	conn_set_gate(cl.conn, emul_gate, &cl);
 	ret = conn_start_probes(cl.conn);
 	if (ret < 0)
 		fatal(1, "cannot start server probes: %s", err_str(ret));
 	cl.cstate = cstate_new(&cl);
-	start_offline(&cl, &restored, &n_restored);
+	start_offline(&cl, n_forced, &restored, &n_restored);
 
 	if (snprintf(optbuf, sizeof(optbuf),
 		     "-oallow_other,default_permissions,fsname=encore:%s,subtype=encore",

@@ -125,3 +125,51 @@ def test_hoard_walk_progress_on_a_terminal(cluster):
     for line in err.decode(errors="replace").replace("\r", "\n").splitlines():
         if line.strip():
             assert re.match(r"encore: hoard walk: \d+ checked, \d+ fetched, \d+ bytes", line), err
+
+
+def status_json(client):
+    vols = json.loads(run_encore("status", "--json", client.root).out)["volumes"]
+    assert len(vols) == 1, vols
+    return vols[0]
+
+
+@pytest.mark.parametrize("op,state", [("disconnect", "disconnected"), ("write-disconnect", "weak")])
+def test_forced_state_survives_kill9(cluster, op, state):
+    """A state the user forced is saved at once (client state table): after
+    kill -9 and a restart the volume is still forced, its CML still pending
+    and unsent; only `encore reconnect` lifts it, then the CML reintegrates
+    and another client sees the file."""
+    s = cluster.server()
+    # A long ageing delay: the weak volume trickles nothing during the test.
+    a = cluster.client(s, name="a", extra_args=["--aging", "3600"])
+    b = cluster.client(s, name="b")
+    write_bytes(a.root / "before", b"before")
+    assert os.listdir(a.root) == ["before"]
+    run_encore(op, a.root)
+    wait_state(a, state)
+    write_bytes(a.root / "during", b"written while %s" % state.encode())
+    v = status_json(a)
+    assert v["state"] == state and v["cml_records"] >= 1 and v["cml_bytes"] > 0, v
+    pending = v["cml_records"]
+    a.kill9()
+    a.start()
+    # Still forced: the reintegration thread (every 200 ms) never starts.
+    for _ in range(15):
+        v = status_json(a)
+        assert v["state"] == state and v["cml_records"] == pending, v
+        time.sleep(0.1)
+    assert not os.path.exists(b.root / "during")
+    run_encore("reconnect", a.root)
+    wait_state(a, "connected", timeout=60)
+    assert status_json(a)["cml_records"] == 0
+    end = time.monotonic() + 20
+    while not os.path.exists(b.root / "during") and time.monotonic() < end:
+        time.sleep(0.1)
+    with open(b.root / "during", "rb") as f:
+        assert f.read() == b"written while %s" % state.encode()
+    # Lifted for good: a restart now comes back connected.
+    a.kill9()
+    a.start()
+    os.listdir(a.root)
+    time.sleep(0.5)
+    assert status_json(a)["state"] == "connected"

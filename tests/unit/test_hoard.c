@@ -205,6 +205,41 @@ static void test_state_decode(void **state)
 	wr_release(&w);
 }
 
+/* The forced-state record (cstate_save_forced): both states round-trip,
+ * and a truncated, extended, unknown-state or unknown-version record is
+ * refused. */
+static void test_force_decode(void **state)
+{
+	static const enum vol_force fs[] = { VF_DISCONNECT, VF_WEAK };
+	enum vol_force f;
+	struct wr w;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		wr_init(&w);
+		cstate_force_encode(&w, fs[i]);
+		write_seed(i == 0 ? "state_force_disconnect" : "state_force_weak", w.buf, w.len);
+		assert_int_equal(cstate_force_decode(w.buf, w.len, &f), 0);
+		assert_int_equal(f, fs[i]);
+		for (size_t k = 0; k < w.len; k++) {
+			assert_int_equal(cstate_force_decode(w.buf, k, &f), -EIO);
+			assert_int_equal(f, VF_NONE);
+		}
+		wr_u8(&w, 0);
+		assert_int_equal(cstate_force_decode(w.buf, w.len, &f), -EIO);
+		wr_release(&w);
+	}
+	wr_init(&w);
+	cstate_force_encode(&w, VF_NONE);
+	assert_int_equal(cstate_force_decode(w.buf, w.len, &f), -EIO);
+	w.buf[w.len - 1] = 3;
+	assert_int_equal(cstate_force_decode(w.buf, w.len, &f), -EIO);
+	w.buf[w.len - 1] = VF_WEAK;
+	w.buf[4] ^= 0xff; /* the header's version */
+	assert_int_equal(cstate_force_decode(w.buf, w.len, &f), -EIO);
+	wr_release(&w);
+}
+
 struct fixture {
 	char dir[64];
 	struct cache *c;
@@ -340,6 +375,7 @@ int main(void)
 		cmocka_unit_test(test_path_norm),
 		cmocka_unit_test(test_rec_decode),
 		cmocka_unit_test(test_state_decode),
+		cmocka_unit_test(test_force_decode),
 		cmocka_unit_test_setup_teardown(test_eviction_by_priority, setup, teardown),
 	};
 

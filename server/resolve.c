@@ -564,6 +564,10 @@ static int apply_recs(struct resolver *r, uint32_t slot, const struct fid *dir,
 		if (i == n) {
 			req.attr = *fin;
 			req.mflags = flags;
+		} else {
+			/* A repair's replays go into a directory in conflict: every
+			 * frame needs the force, only the last sets the vector. */
+			req.mflags = flags & RES_APPLY_FORCE;
 		}
 		expect(&req, exp);
 		ret = call1(r, slot, &req, &rep);
@@ -948,6 +952,407 @@ static int volume_pass(struct resolver *r, uint32_t vol, bool wait)
 	return ret;
 }
 
+/* ---- repair of a directory ------------------------------------------------- */
+
+/* One binding of a directory repair's result: name -> oid, with the slot
+ * whose copy of the object gives the status for creates elsewhere. */
+struct rbind {
+	char name[NAME_MAX_LEN + 1];
+	uint8_t oid[OID_LEN];
+	uint32_t src;
+};
+
+struct rtarget {
+	struct rbind *v;
+	size_t n, cap;
+};
+
+static void target_add(struct rtarget *t, const char *name, const uint8_t *oid, uint32_t src)
+{
+	if (t->n == t->cap) {
+		t->cap = t->cap ? t->cap * 2 : 64;
+		t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
+	}
+	struct rbind *b = &t->v[t->n++];
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	memcpy(b->oid, oid, OID_LEN);
+	b->src = src;
+}
+
+/* Index in t of the binding of name; -1 if none. */
+static ssize_t target_name(const struct rtarget *t, const char *name)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* True if t binds oid under some name. */
+static bool target_has(const struct rtarget *t, const uint8_t *oid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (memcmp(t->v[i].oid, oid, OID_LEN) == 0)
+			return true;
+	return false;
+}
+
+/* True if d binds name to oid. */
+static bool ents_bind(const struct dirlog *d, const char *name, const uint8_t *oid)
+{
+	for (size_t i = 0; i < d->n_ents; i++)
+		if (strcmp(d->names[i], name) == 0)
+			return memcmp(d->oids[i], oid, OID_LEN) == 0;
+	return false;
+}
+
+/* True if d's log holds a bind (create, link, rename-in) of name to oid. */
+static bool log_binds(const struct dirlog *d, const char *name, const uint8_t *oid)
+{
+	for (size_t i = 0; i < d->n_log; i++) {
+		const struct rlog_rec *e = &d->log[i];
+		if ((e->op == RLOG_CREATE || e->op == RLOG_LINK || e->op == RLOG_RENAME_IN) &&
+		    strcmp(e->name, name) == 0 && memcmp(e->child, oid, OID_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* RES_GET of the object oid of vol at slot: 0, -ENOENT, or another error. */
+static int child_get(struct resolver *r, uint32_t slot, uint32_t vol, const uint8_t *oid,
+		     struct attr *a)
+{
+	struct msg req, rep;
+
+	msg_init(&req, MSG_RES_GET);
+	req.fid.vol = vol;
+	memcpy(req.fid.oid, oid, OID_LEN);
+	int ret = call1(r, slot, &req, &rep);
+	if (ret == 0)
+		*a = rep.attr;
+	return ret;
+}
+
+/* "NAME.conflict-server<ID>" into out; -ENAMETOOLONG if it does not fit. */
+static int conflict_name(char *out, size_t len, const char *name, uint32_t id)
+{
+	int n = snprintf(out, len, "%s.conflict-server%u", name, id);
+	return n < 0 || (size_t)n >= len || (size_t)n > NAME_MAX_LEN ? -ENAMETOOLONG : 0;
+}
+
+/* --keep w: w's entries, plus, under NAME.conflict-server<M>, every object
+ * another replica M binds here that would otherwise be lost: one w does not
+ * hold at all, unless w's log removed it and M has not changed it since (a
+ * directory only if M's copy is empty: anything below it is data too). */
+static int target_keep_one(struct resolver *r, uint32_t vol, uint32_t w, struct dirlog *dl,
+			   struct rtarget *t)
+{
+	char nm[NAME_MAX_LEN + 1];
+	struct attr a;
+	int ret;
+
+	for (size_t i = 0; i < dl[w].n_ents; i++)
+		target_add(t, dl[w].names[i], dl[w].oids[i], w);
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (s == w)
+			continue;
+		for (size_t i = 0; i < dl[s].n_ents; i++) {
+			const uint8_t *oid = dl[s].oids[i];
+			if (target_has(t, oid))
+				continue; /* kept (maybe under another name) */
+			ret = child_get(r, w, vol, oid, &a);
+			if (ret == 0)
+				continue; /* w has it elsewhere: moved, not lost */
+			if (ret != -ENOENT)
+				return ret;
+			ret = child_get(r, s, vol, oid, &a);
+			if (ret == -ENOENT)
+				continue; /* a dangling entry: nothing to keep */
+			if (ret < 0)
+				return ret;
+			bool dropped = false;
+			for (size_t j = 0; j < dl[w].n_log && !dropped; j++) {
+				const struct rlog_rec *e = &dl[w].log[j];
+				dropped = e->op == RLOG_REMOVE &&
+					  memcmp(e->child, oid, OID_LEN) == 0 &&
+					  !res_remove_update(&a.vv, &a.sid, e);
+			}
+			if (dropped && S_ISDIR(a.mode)) {
+				struct dirlog sub = { 0 };
+				struct fid sf = { .vol = vol };
+				memcpy(sf.oid, oid, OID_LEN);
+				ret = fetch_ents(r, s, &sf, &sub);
+				dropped = ret == 0 && sub.n_ents == 0;
+				dirlog_free(&sub);
+				if (ret < 0)
+					return ret;
+			}
+			if (dropped)
+				continue;
+			ret = conflict_name(nm, sizeof(nm), dl[s].names[i], r->cfg.vsg.ids[s]);
+			if (ret < 0)
+				return ret;
+			if (target_name(t, nm) >= 0)
+				return -EEXIST; /* the new name is taken */
+			target_add(t, nm, oid, s);
+		}
+	}
+	return 0;
+}
+
+/* --keep-all: the union of every replica's entries. A name bound to
+ * different objects becomes NAME.conflict-server<M> for each (M: the first
+ * member binding it to that object); an object bound under different names
+ * (renamed on one side) keeps one of them, a name some replica's log bound
+ * it to (the rename) before the others, so no object gets a second name. */
+static int target_keep_all(struct resolver *r, uint32_t have, struct dirlog *dl, struct rtarget *t)
+{
+	struct rtarget all = { 0 };
+	char nm[NAME_MAX_LEN + 1];
+	int ret = 0;
+
+	/* Every distinct (name, oid), first holder as the source. */
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		if (!(have & (1u << s)))
+			continue;
+		for (size_t i = 0; i < dl[s].n_ents; i++) {
+			bool seen = false;
+			for (size_t k = 0; k < all.n && !seen; k++)
+				seen = strcmp(all.v[k].name, dl[s].names[i]) == 0 &&
+				       memcmp(all.v[k].oid, dl[s].oids[i], OID_LEN) == 0;
+			if (!seen)
+				target_add(&all, dl[s].names[i], dl[s].oids[i], s);
+		}
+	}
+	/* One name per object, unless every replica binds all its names (hard
+	 * links they share: nothing to change). */
+	bool *drop = xcalloc(all.n + 1, sizeof(*drop));
+	for (size_t i = 0; i < all.n; i++) {
+		size_t best = SIZE_MAX, n_names = 0;
+		bool everywhere = true;
+		for (size_t k = 0; k < all.n; k++) {
+			if (memcmp(all.v[k].oid, all.v[i].oid, OID_LEN) != 0)
+				continue;
+			n_names++;
+			bool logged = false;
+			for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+				if (!(have & (1u << s)))
+					continue;
+				everywhere = everywhere &&
+					     ents_bind(&dl[s], all.v[k].name, all.v[k].oid);
+				logged = logged || log_binds(&dl[s], all.v[k].name, all.v[k].oid);
+			}
+			if (best == SIZE_MAX ||
+			    (logged &&
+			     !log_binds(&dl[all.v[best].src], all.v[best].name, all.v[best].oid)))
+				best = k;
+		}
+		if (n_names > 1 && !everywhere && best != i)
+			drop[i] = true;
+	}
+	for (size_t i = 0; i < all.n && ret == 0; i++) {
+		if (drop[i])
+			continue;
+		bool collides = false;
+		for (size_t k = 0; k < all.n && !collides; k++)
+			collides = !drop[k] && strcmp(all.v[k].name, all.v[i].name) == 0 &&
+				   memcmp(all.v[k].oid, all.v[i].oid, OID_LEN) != 0;
+		if (!collides) {
+			target_add(t, all.v[i].name, all.v[i].oid, all.v[i].src);
+			continue;
+		}
+		ret = conflict_name(nm, sizeof(nm), all.v[i].name, r->cfg.vsg.ids[all.v[i].src]);
+		if (ret == 0 && target_name(t, nm) >= 0)
+			ret = -EEXIST;
+		if (ret == 0)
+			target_add(t, nm, all.v[i].oid, all.v[i].src);
+	}
+	/* A conflict name may equal a name some replica already binds. */
+	for (size_t i = 0; i < t->n && ret == 0; i++)
+		for (size_t k = i + 1; k < t->n && ret == 0; k++)
+			if (strcmp(t->v[i].name, t->v[k].name) == 0)
+				ret = -EEXIST;
+	free(drop);
+	free(all.v);
+	return ret;
+}
+
+/* The records that turn slot s's entries (d) into t: unbinds first, then
+ * binds, then the directory's status (st) and the mark (sid). An object
+ * that stays (bound in t under another name, or kept by w elsewhere) is
+ * unbound with a rename-out, so that its vnode lives on; a link of a file
+ * with more links is removed. binds[k] is the create record of t->v[k]. */
+static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
+		       const struct dirlog *d, const struct rtarget *t,
+		       const struct rlog_rec *binds, const struct attr *st,
+		       const struct storeid *mark, struct rlog_rec *out, size_t *n_out,
+		       uint32_t *created)
+{
+	size_t k = 0;
+	struct attr a;
+	int ret;
+
+	for (size_t i = 0; i < d->n_ents; i++) {
+		ssize_t at = target_name(t, d->names[i]);
+		if (at >= 0 && memcmp(t->v[at].oid, d->oids[i], OID_LEN) == 0)
+			continue;
+		ret = child_get(r, s, vol, d->oids[i], &a);
+		if (ret < 0 && ret != -ENOENT)
+			return ret;
+		bool stays = target_has(t, d->oids[i]);
+		if (!stays && w != VV_MAX) {
+			struct attr wa;
+			int e = child_get(r, w, vol, d->oids[i], &wa);
+			if (e < 0 && e != -ENOENT)
+				return e;
+			stays = e == 0;
+		}
+		struct rlog_rec *e = &out[k++];
+		memset(e, 0, sizeof(*e));
+		e->op = stays && (ret < 0 || S_ISDIR(a.mode) || a.nlink <= 1) ? RLOG_RENAME_OUT
+									      : RLOG_REMOVE;
+		snprintf(e->name, sizeof(e->name), "%s", d->names[i]);
+		memcpy(e->child, d->oids[i], OID_LEN);
+		if (ret == 0) {
+			e->mode = a.mode;
+			e->uid = a.uid;
+			e->gid = a.gid;
+			e->vv = a.vv;
+		}
+		new_sid(r, &e->sid);
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		if (ents_bind(d, t->v[i].name, t->v[i].oid))
+			continue;
+		out[k++] = binds[i];
+		*created |= 1u << s;
+	}
+	struct rlog_rec *e = &out[k++];
+	memset(e, 0, sizeof(*e));
+	e->op = RLOG_SETATTR;
+	memcpy(e->child, st->fid.oid, OID_LEN);
+	e->mode = st->mode;
+	e->uid = st->uid;
+	e->gid = st->gid;
+	e->sid = *mark;
+	e = &out[k++];
+	memset(e, 0, sizeof(*e));
+	e->op = RLOG_MARK;
+	memcpy(e->child, st->fid.oid, OID_LEN);
+	e->sid = *mark;
+	*n_out = k;
+	return 0;
+}
+
+/* Repairs a directory in conflict (docs/replication.md "Conflicts and
+ * repair"): every replica's entries become the target (w's, or the union for
+ * keep-all), with one vector, StoreId and status, the flag cleared and the
+ * logs truncated to the repair's mark; then the objects bound anew are
+ * resolved like a merge's new children. Every member must be up: one left
+ * out would mark the conflict again when it comes back. */
+static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *st, uint32_t w)
+{
+	const uint32_t all = (r->cfg.vsg.n >= 32 ? 0 : 1u << r->cfg.vsg.n) - 1;
+	const uint32_t vol = job->fid.vol;
+	struct dirlog dl[VV_MAX];
+	struct rtarget t = { 0 };
+	struct rlog_rec *binds = NULL, *recs = NULL;
+	struct worklist wl = { 0 };
+	uint32_t created = 0;
+	size_t applied = 0;
+	int ret = 0;
+
+	if (st->have != all) {
+		log_notice("resolve", "repair of a directory in volume %u waits for every member",
+			   vol);
+		return -EAGAIN;
+	}
+	memset(dl, 0, sizeof(dl));
+	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++) {
+		ret = fetch_log(r, s, &job->fid, &dl[s]);
+		if (ret == 0)
+			ret = fetch_ents(r, s, &job->fid, &dl[s]);
+	}
+	if (ret < 0)
+		goto out;
+	if (w != VV_MAX)
+		ret = target_keep_one(r, vol, w, dl, &t);
+	else
+		ret = target_keep_all(r, st->have, dl, &t);
+	if (ret < 0)
+		goto out;
+	/* The create record of each binding, shared by every replica that
+	 * lacks it (same StoreId everywhere). */
+	binds = xmalloc((t.n + 1) * sizeof(*binds));
+	for (size_t i = 0; i < t.n; i++) {
+		struct rlog_rec *e = &binds[i];
+		struct attr a;
+		ret = child_get(r, t.v[i].src, vol, t.v[i].oid, &a);
+		if (ret < 0)
+			goto out;
+		memset(e, 0, sizeof(*e));
+		e->op = RLOG_CREATE;
+		snprintf(e->name, sizeof(e->name), "%s", t.v[i].name);
+		memcpy(e->child, t.v[i].oid, OID_LEN);
+		e->mode = a.mode;
+		e->uid = a.uid;
+		e->gid = a.gid;
+		new_sid(r, &e->sid);
+	}
+	/* One final state for every replica: above all of their vectors. */
+	uint32_t base = w != VV_MAX ? w : 0;
+	struct attr fin = st->a[base];
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
+		vv_merge(&fin.vv, &st->a[s].vv);
+	while (fin.vv.n <= r->self_slot)
+		fin.vv.slot[fin.vv.n++] = 0;
+	fin.vv.slot[r->self_slot]++;
+	new_sid(r, &fin.sid);
+	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+		size_t n;
+		free(recs);
+		recs = xmalloc((dl[s].n_ents + t.n + 2) * sizeof(*recs));
+		ret = repair_recs(r, vol, s, w, &dl[s], &t, binds, &st->a[base], &fin.sid, recs, &n,
+				  &created);
+		if (ret == 0)
+			ret = apply_recs(r, s, &job->fid, recs, n, &fin, RES_APPLY_FORCE,
+					 &st->a[s]);
+		if (ret < 0)
+			goto out;
+		applied++;
+	}
+	/* Every member took it: the logs go, down to the repair's mark, so
+	 * that the next merge starts from the repaired state. */
+	if (applied == r->cfg.vsg.n) {
+		struct attr keep = { .vv = { 0 } };
+		for (uint32_t s = 0; s < r->cfg.vsg.n; s++)
+			(void)apply_recs(r, s, &job->fid, NULL, 0, &keep, RES_APPLY_TRUNCATE, &fin);
+	}
+	log_notice("resolve", "repaired a directory in volume %u: %zu entries", vol, t.n);
+	/* Objects bound where they were missing come over as a merge's new
+	 * children do: created empty there, then resolved. */
+	if (created != 0) {
+		for (size_t i = 0; i < t.n; i++) {
+			struct fid cf = { .vol = vol };
+			memcpy(cf.oid, t.v[i].oid, OID_LEN);
+			work_push(&wl, &cf);
+		}
+		for (size_t i = 0; i < wl.n && !stopping(r); i++) {
+			int e = resolve_one(r, &wl.v[i], &wl);
+			if (e < 0 && e != -ENOENT)
+				log_debug("resolve", "repair: resolving an entry: %s", err_str(e));
+		}
+	}
+out:
+	for (uint32_t s = 0; s < VV_MAX; s++)
+		dirlog_free(&dl[s]);
+	free(wl.v);
+	free(binds);
+	free(recs);
+	free(t.v);
+	return ret;
+}
+
 /* ---- repair --------------------------------------------------------------- */
 
 static int repair(struct resolver *r, struct res_job *job)
@@ -980,7 +1385,7 @@ static int repair(struct resolver *r, struct res_job *job)
 			goto out;
 		}
 		if (S_ISDIR(st->a[w].mode)) {
-			ret = -EOPNOTSUPP;
+			ret = repair_dir(r, job, st, w);
 			goto out;
 		}
 		struct attr a = st->a[w];
@@ -1009,7 +1414,11 @@ static int repair(struct resolver *r, struct res_job *job)
 		ret = -EINVAL;
 		goto out;
 	}
-	if (S_ISDIR(st->a[any].mode) || st->name[any][0] == '\0') {
+	if (S_ISDIR(st->a[any].mode)) {
+		ret = repair_dir(r, job, st, VV_MAX);
+		goto out;
+	}
+	if (st->name[any][0] == '\0') {
 		ret = -EOPNOTSUPP;
 		goto out;
 	}

@@ -169,6 +169,44 @@ void conn_rtt_sample(struct conn_server *srv, uint64_t us)
 	pthread_mutex_unlock(&srv->lock);
 }
 
+void conn_bw_sample(struct conn *c, uint32_t server_id, uint64_t bytes, uint64_t ns)
+{
+	struct conn_server *srv = conn_server_by_id(c, server_id);
+	uint_fast64_t old, est;
+	double kbps;
+
+	if (srv == NULL || bytes == 0)
+		return;
+	/* bytes per ms = KB/s; bounded so that the smoothing cannot overflow. */
+	kbps = ns > 0 ? (double)bytes * 1e6 / (double)ns : 1e12;
+	if (kbps < 1)
+		kbps = 1;
+	else if (kbps > 1e12)
+		kbps = 1e12;
+	old = atomic_load(&srv->bw_kbps);
+	do {
+		est = old == 0 ? (uint64_t)kbps : old - old / 4 + (uint64_t)kbps / 4;
+		if (est == 0)
+			est = 1;
+	} while (!atomic_compare_exchange_weak(&srv->bw_kbps, &old, est));
+	log_debug("conn", "server %u: %llu bytes in %llu us: %.0f KB/s, estimate %llu KB/s",
+		  server_id, (unsigned long long)bytes, (unsigned long long)(ns / 1000), kbps,
+		  (unsigned long long)est);
+}
+
+uint64_t conn_bw_kbps(struct conn *c, uint32_t server_id)
+{
+	struct conn_server *srv = conn_server_by_id(c, server_id);
+
+	return srv != NULL ? atomic_load(&srv->bw_kbps) : 0;
+}
+
+void conn_bw_forget(struct conn *c)
+{
+	for (size_t i = 0; i < c->n_servers; i++)
+		atomic_store(&c->servers[i].bw_kbps, 0);
+}
+
 int conn_deadline_ms(struct conn_server *srv, bool update)
 {
 	uint64_t ms;
@@ -458,6 +496,7 @@ struct conn *conn_new(const char *realm, const char *const *addrs, size_t n_addr
 		atomic_init(&s->ever_up, false);
 		atomic_init(&s->server_id, 0);
 		atomic_init(&s->last_fail_ns, 0);
+		atomic_init(&s->bw_kbps, 0);
 	}
 	pthread_mutex_init(&c->probe_lock, NULL);
 	pthread_condattr_t ca;
@@ -571,6 +610,7 @@ size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t m
 		pthread_mutex_unlock(&s->lock);
 		o->id = atomic_load(&s->server_id);
 		o->up = atomic_load(&s->up);
+		o->bw_kbps = atomic_load(&s->bw_kbps);
 	}
 	return n;
 }

@@ -65,6 +65,7 @@ struct conn_server_info {
 	char addr[256];
 	bool up;
 	uint64_t rtt_us;
+	uint64_t bw_kbps; /* smoothed bulk-transfer bandwidth, KB/s; 0: not measured */
 };
 
 struct conn_vol_info {
@@ -120,6 +121,24 @@ int conn_start_sink(struct conn *c, struct msg *req, int fd, uint64_t off, struc
 int conn_wait(struct conn *c, struct conn_call *cc, struct msg *rep);
 /* Releases a call. Safe on a zeroed or already released cc. */
 void conn_done(struct conn *c, struct conn_call *cc);
+
+/* The id of the server whose reply a completed read (conn_wait returned
+ * 0) came from, if it was the only server asked (no failover); 0
+ * otherwise, and for updates and multicasts. Call before conn_done. */
+uint32_t conn_call_answered_by(const struct conn_call *cc);
+
+/* Bandwidth (docs/disconnected.md "Weak connectivity"). Fetches shorter
+ * than this are not measured: their time is mostly round trips. */
+#define CONN_BW_FETCH_MIN_BYTES (256u * 1024u)
+/* Records a sample of a bulk transfer with the server of this id (bytes
+ * moved in ns of wall time): the first sample sets the server's estimate,
+ * each later one moves it a quarter of the way. Unknown ids and empty
+ * samples are ignored. Thread-safe. */
+void conn_bw_sample(struct conn *c, uint32_t server_id, uint64_t bytes, uint64_t ns);
+/* The estimate of the server of this id, KB/s (1000 bytes); 0 if none. */
+uint64_t conn_bw_kbps(struct conn *c, uint32_t server_id);
+/* Forgets every estimate (encore reconnect: measure again). */
+void conn_bw_forget(struct conn *c);
 
 /* Sends PING to every server; fills up to max infos. Returns the count. */
 size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t max, bool ping);

@@ -55,6 +55,9 @@ struct conn_server {
 	 * member is up, until then (now_ns clock; 0: not behind), see
 	 * repl_rejoined. */
 	atomic_uint_fast64_t behind_until_ns;
+	/* Smoothed bandwidth of bulk transfers with it, KB/s; 0: not measured
+	 * (conn_bw_sample). */
+	atomic_uint_fast64_t bw_kbps;
 };
 
 /* What the client knows of one volume. */

@@ -1003,6 +1003,17 @@ void conn_done(struct conn *c, struct conn_call *cc)
 	cc->op = NULL;
 }
 
+uint32_t conn_call_answered_by(const struct conn_call *cc)
+{
+	const struct conn_op *op = cc->op;
+
+	/* A read that moved (failover) waited on a silent member first: its
+	 * time says nothing about the one that answered. */
+	if (op == NULL || op->kind != OP_READ || op->n != 1 || op->chosen != 0)
+		return 0;
+	return atomic_load(&op->m[0].srv->server_id);
+}
+
 int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call *cc)
 {
 	int ret = -ENOTCONN;

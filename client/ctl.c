@@ -62,6 +62,9 @@ static json_object *servers_json(struct client *cl, bool ping)
 		json_object_object_add(o, "state",
 				       json_object_new_string(info[i].up ? "up" : "down"));
 		json_object_object_add(o, "rtt_us", json_object_new_int64((int64_t)info[i].rtt_us));
+		/* Smoothed bandwidth of fetches and uploads, KB/s; 0: not measured. */
+		json_object_object_add(o, "bw_kbps",
+				       json_object_new_int64((int64_t)info[i].bw_kbps));
 		json_object_array_add(arr, o);
 	}
 	return arr;
@@ -553,6 +556,7 @@ char *ctl_handle_json(struct client *cl, const char *req, size_t len, uid_t uid)
 
 			json_object_object_del(o, "state");
 			json_object_object_del(o, "rtt_us");
+			json_object_object_del(o, "bw_kbps");
 		}
 		json_object_object_add(r, "servers", srv);
 	} else {

@@ -1602,8 +1602,12 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 	/* Once, not per chunk: libfuse reads /proc for the caller's groups. */
 	req_cred(req, &cr);
 	for (int tries = 0; tries < FETCH_TRIES; tries++) {
-		uint64_t size, sent = 0, total = 0;
+		uint64_t size, sent = 0, total = 0, t0;
 		size_t head = 0, n_pend = 0;
+		/* The one server every chunk came from without failover, for
+		 * the bandwidth estimate (!bw_one: several, do not measure). */
+		uint32_t bw_srv = 0;
+		bool bw_one = true;
 
 		if (tries > 0 || !cb_ok(cl, in)) {
 			ret = do_getattr(cl, req, in);
@@ -1625,6 +1629,7 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 		if (size > 0)
 			(void)fallocate(fd, 0, 0, (off_t)size);
 		ret = 0;
+		t0 = now_ns();
 		while (ret == 0 && (sent < size || n_pend > 0)) {
 			struct msg rep;
 			int r;
@@ -1651,10 +1656,15 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 				break;
 			r = conn_wait(cl->conn, &win[head], &rep);
 			if (r == 0) {
+				uint32_t srv = conn_call_answered_by(&win[head]);
+
 				if (rep.data_len != lens[head] ||
 				    rep.attr.data_version != a.data_version)
 					r = -ERR_VERSION;
 				total += rep.data_len;
+				if (srv == 0 || (bw_srv != 0 && srv != bw_srv))
+					bw_one = false;
+				bw_srv = srv;
 				conn_done(cl->conn, &win[head]);
 			}
 			if (r < 0 && ret == 0)
@@ -1678,6 +1688,10 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 		}
 		CTR_ADD(cl, fetches, 1);
 		CTR_ADD(cl, fetch_bytes, total);
+		/* Weak connectivity: the bandwidth of whole-file fetches large
+		 * enough not to be mere round trips (docs/disconnected.md). */
+		if (total >= CONN_BW_FETCH_MIN_BYTES && bw_one && bw_srv != 0)
+			conn_bw_sample(cl->conn, bw_srv, total, now_ns() - t0);
 		memset(&e, 0, sizeof(e));
 		e.fid = in->fid;
 		e.attr = a;

@@ -53,9 +53,6 @@ struct reint {
 	bool stop;	  /* protected by lock */
 	bool kick;	  /* protected by lock */
 	bool forget_weak; /* protected by lock: reconnect lifts measured weakness */
-	/* Thread only: */
-	uint32_t weak_vols[REINT_VOLS]; /* measured below the threshold */
-	size_t n_weak;
 };
 
 static uint64_t mono_ms(void)
@@ -99,35 +96,29 @@ static int avsg_of(struct client *cl, uint32_t vol, struct vsg *out, struct vsg 
 	return -1;
 }
 
+/* Measured weakness: an AVSG member of vol has a bandwidth estimate
+ * (conn_bw_kbps: fetches, fsops.c, and reintegration uploads) below
+ * --weak-threshold. */
 static bool weak_measured(struct reint *ri, uint32_t vol)
 {
-	for (size_t i = 0; i < ri->n_weak; i++)
-		if (ri->weak_vols[i] == vol)
+	struct vsg avsg, vsg;
+
+	if (ri->cl->weak_kbps == 0 || avsg_of(ri->cl, vol, &avsg, &vsg) <= 0)
+		return false;
+	for (uint32_t i = 0; i < avsg.n && i < VV_MAX; i++) {
+		uint64_t kbps = conn_bw_kbps(ri->cl->conn, avsg.ids[i]);
+
+		if (kbps != 0 && kbps < ri->cl->weak_kbps)
 			return true;
+	}
 	return false;
 }
 
-static void bw_sample(struct reint *ri, uint32_t vol, uint64_t bytes, uint64_t ns)
+/* An upload of bytes to server took ns: a sample of its bandwidth. */
+static void bw_sample(struct reint *ri, uint32_t server, uint64_t bytes, uint64_t ns)
 {
-	uint64_t kbps;
-	bool weak;
-
-	if (bytes < BW_MIN_BYTES || ri->cl->weak_kbps == 0)
-		return;
-	kbps = ns > 0 ? bytes * 1000000ull / ns : UINT64_MAX; /* bytes/ms = KB/s */
-	weak = kbps < ri->cl->weak_kbps;
-	for (size_t i = 0; i < ri->n_weak; i++) {
-		if (ri->weak_vols[i] == vol) {
-			if (!weak)
-				ri->weak_vols[i] = ri->weak_vols[--ri->n_weak];
-			return;
-		}
-	}
-	if (weak && ri->n_weak < REINT_VOLS) {
-		log_notice("reint", "volume %u: %llu KB/s, below %u: weakly connected", vol,
-			   (unsigned long long)kbps, ri->cl->weak_kbps);
-		ri->weak_vols[ri->n_weak++] = vol;
-	}
+	if (bytes >= BW_MIN_BYTES)
+		conn_bw_sample(ri->cl->conn, server, bytes, ns);
 }
 
 /* ---------- one batch ---------- */
@@ -496,7 +487,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 		}
 	}
 	for (size_t s = 0; s < n_jobs; s++) {
-		bw_sample(ri, vol, jobs[s].up_bytes, jobs[s].up_ns);
+		bw_sample(ri, jobs[s].server, jobs[s].up_bytes, jobs[s].up_ns);
 		if (jobs[s].ret < 0)
 			log_info("reint", "volume %u: server %u: %s", vol, jobs[s].server,
 				 err_str(jobs[s].ret));
@@ -607,7 +598,7 @@ static void *reint_main(void *arg)
 		}
 		ri->kick = false;
 		if (ri->forget_weak)
-			ri->n_weak = 0;
+			conn_bw_forget(cl->conn);
 		ri->forget_weak = false;
 		if (ri->stop) {
 			pthread_mutex_unlock(&ri->lock);

@@ -278,6 +278,47 @@ def test_all_servers_down_then_back(pair):
     assert read_bytes(b.root / "during") == b"while the servers were down"
 
 
+@pytest.mark.parametrize("threshold,goes_weak", [(1 << 30, True), (1, False)],
+                         ids=["threshold-high", "threshold-low"])
+def test_weak_threshold_measured_on_fetch(cluster, threshold, goes_weak):
+    """The bandwidth estimate that drives weak connectivity is measured on
+    whole-file fetches too (not only on reintegration uploads), per server,
+    and shown as bw_kbps in status / check-servers. Loopback is far faster
+    than 1 KB/s and far slower than 2^30 KB/s: after one large fetch the
+    volume goes weak with the high --weak-threshold only. Small fetches are
+    not measured."""
+    s = cluster.server()
+    a = cluster.client(s, name="a", extra_args=("--weak-threshold", str(threshold)))
+    b = cluster.client(s, name="b")
+    big = os.urandom(4 << 20)
+    write_bytes(b.root / "small", b"s" * 1000)
+    write_bytes(b.root / "big", big)
+    assert read_bytes(a.root / "small") == b"s" * 1000
+    time.sleep(0.5)  # the reintegration thread looks every 200 ms
+    assert vol_status(a)["state"] == "connected"
+    assert [sv["bw_kbps"] for sv in ctl(a, "status")["servers"]] == [0]
+    assert read_bytes(a.root / "big") == big
+    est = ctl(a, "check-servers")["servers"][0]["bw_kbps"]
+    assert 1 < est < (1 << 30), est
+    assert vol_status(a)["servers"][0]["bw_kbps"] == est
+    if goes_weak:
+        assert wait_for(lambda: vol_status(a)["state"] == "weak", timeout=10), vol_status(a)
+        # Updates are logged (trickled after the ageing delay), reads still fetch.
+        write_bytes(a.root / "logged", b"while weak")
+        assert cml_records(a) >= 1
+        # reconnect forgets the estimate: connected again, the log goes out.
+        reconnect(a)
+        assert ctl(a, "status")["servers"][0]["bw_kbps"] == 0
+        assert wait_for(lambda: os.path.exists(b.root / "logged"))
+    else:
+        for _ in range(10):
+            assert vol_status(a)["state"] == "connected"
+            time.sleep(0.1)
+        write_bytes(a.root / "direct", b"connected")
+        assert cml_records(a) == 0
+        assert read_bytes(b.root / "direct") == b"connected"
+
+
 def test_weak_trickle(cluster):
     servers = replicated_servers(cluster, 3)
     a = cluster.client(servers, extra_args=("--aging", "1"))

@@ -147,8 +147,12 @@ void conn_mark_down(struct conn_server *srv, struct sconn *sc, int err)
 	}
 	was_up = mark_lost(srv, err);
 	pthread_mutex_unlock(&srv->lock);
-	/* Shuts the socket down now so that every call pending on it fails;
-	 * the memory goes with the last call's reference. */
+	/* Shuts the socket down now so that every call pending on it fails
+	 * (an update waiting on a frozen member a hedged read left behind
+	 * must not wait out its own deadline); the memory goes with the last
+	 * call's reference. Its reader's on_dead sees it dropped. */
+	if (drop != NULL)
+		rpc_kill(drop->rpc, err);
 	sconn_put(drop);
 	if (was_up && c->lost != NULL)
 		c->lost(c->arg, srv->idx);
@@ -156,6 +160,8 @@ void conn_mark_down(struct conn_server *srv, struct sconn *sc, int err)
 
 void conn_rtt_sample(struct conn_server *srv, uint64_t us)
 {
+	/* It answered: reads need not avoid it any more (repl: pick_read). */
+	atomic_store(&srv->slow_ns, 0);
 	pthread_mutex_lock(&srv->lock);
 	if (srv->srtt_us == 0) {
 		srv->srtt_us = us;
@@ -219,6 +225,21 @@ int conn_deadline_ms(struct conn_server *srv, bool update)
 		ms = (uint64_t)floor;
 	if (ms > CONN_DEADLINE_CAP_MS)
 		ms = CONN_DEADLINE_CAP_MS;
+	return (int)ms;
+}
+
+int conn_hedge_ms(struct conn_server *srv)
+{
+	uint64_t ms;
+	int cap = conn_deadline_ms(srv, false) / 2;
+
+	pthread_mutex_lock(&srv->lock);
+	ms = (3 * srv->srtt_us + 2 * srv->rttvar_us) / 1000;
+	pthread_mutex_unlock(&srv->lock);
+	if (ms < CONN_HEDGE_FLOOR_MS)
+		ms = CONN_HEDGE_FLOOR_MS;
+	if (ms > (uint64_t)cap)
+		ms = (uint64_t)cap;
 	return (int)ms;
 }
 
@@ -298,6 +319,7 @@ static int connect_locked(struct conn_server *srv, int connect_ms, int hello_ms,
 	}
 	srv->cur = sc;
 	atomic_store(&srv->last_fail_ns, 0);
+	atomic_store(&srv->slow_ns, 0);
 	if (!atomic_exchange(&srv->up, true)) {
 		log_notice("conn", "server '%s' up (id %u)", srv->addr,
 			   atomic_load(&srv->server_id));
@@ -496,6 +518,7 @@ struct conn *conn_new(const char *realm, const char *const *addrs, size_t n_addr
 		atomic_init(&s->ever_up, false);
 		atomic_init(&s->server_id, 0);
 		atomic_init(&s->last_fail_ns, 0);
+		atomic_init(&s->slow_ns, 0);
 		atomic_init(&s->bw_kbps, 0);
 	}
 	pthread_mutex_init(&c->probe_lock, NULL);
@@ -519,6 +542,8 @@ void conn_free(struct conn *c)
 		pthread_mutex_unlock(&c->probe_lock);
 		pthread_join(c->prober, NULL);
 	}
+	/* Before the servers go: its watcher thread uses them. */
+	repl_release(c);
 	for (size_t i = 0; i < c->n_servers; i++) {
 		struct conn_server *s = &c->servers[i];
 
@@ -529,7 +554,6 @@ void conn_free(struct conn *c)
 		pthread_mutex_destroy(&s->lock);
 		free(s->addr);
 	}
-	repl_release(c);
 	pthread_cond_destroy(&c->probe_cond);
 	pthread_mutex_destroy(&c->probe_lock);
 	free(c->servers);

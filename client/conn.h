@@ -48,6 +48,13 @@ typedef void (*conn_lost_fn)(void *arg, int server);
 /* Cap of the adaptive deadline while another member can answer: an update
  * must not stall more than ~2 s behind a frozen server. */
 #define CONN_DEADLINE_CAP_MS 1800
+/* Read hedging: a read its member has not answered after
+ * max(CONN_HEDGE_FLOOR_MS, 3 srtt + 2 rttvar), at most half its read
+ * deadline, goes to the next AVSG member too and the first answer wins, so
+ * a frozen or cut-off member costs a read this much instead of the whole
+ * deadline. The floor keeps scheduling noise on a busy machine (a few ms)
+ * from racing every call of a healthy member. */
+#define CONN_HEDGE_FLOOR_MS 5
 /* Down servers are probed this often, each probe step with this deadline. */
 #define CONN_PROBE_MS	      500
 #define CONN_PROBE_TIMEOUT_MS 1000

@@ -55,6 +55,11 @@ struct conn_server {
 	 * member is up, until then (now_ns clock; 0: not behind), see
 	 * repl_rejoined. */
 	atomic_uint_fast64_t behind_until_ns;
+	/* A read was hedged away from it (or a validation left it out) and it
+	 * has not answered since (now_ns clock; 0: not slow): reads go to
+	 * other members first. Cleared by conn_rtt_sample and a new
+	 * connection. */
+	atomic_uint_fast64_t slow_ns;
 	/* Smoothed bandwidth of bulk transfers with it, KB/s; 0: not measured
 	 * (conn_bw_sample). */
 	atomic_uint_fast64_t bw_kbps;
@@ -77,6 +82,8 @@ struct cstore {
 	uint64_t t_ns; /* last use, for eviction of abandoned stores */
 };
 
+struct repl_watch;
+
 struct conn {
 	char *realm;
 	uint64_t client_id;
@@ -98,6 +105,10 @@ struct conn {
 
 	pthread_mutex_t store_lock;
 	struct cstore stores[CONN_STORES_MAX]; /* protected by store_lock */
+
+	/* Calls of hedged reads left behind, until their deadlines (owned by
+	 * conn_repl.c; its own lock, a leaf). */
+	struct repl_watch *watch;
 
 	pthread_mutex_t probe_lock;
 	pthread_cond_t probe_cond;
@@ -122,6 +133,9 @@ void conn_mark_down(struct conn_server *srv, struct sconn *sc, int err);
 void conn_rtt_sample(struct conn_server *srv, uint64_t us);
 /* Deadline for one call to srv: max(floor, 4 srtt + 4 rttvar), capped. */
 int conn_deadline_ms(struct conn_server *srv, bool update);
+/* Hedge delay of a read to srv: max(CONN_HEDGE_FLOOR_MS, 3 srtt +
+ * 2 rttvar), at most half its read deadline. */
+int conn_hedge_ms(struct conn_server *srv);
 /* The server with this id, or NULL. */
 struct conn_server *conn_server_by_id(struct conn *c, uint32_t id);
 
@@ -130,6 +144,8 @@ struct conn_server *conn_server_by_id(struct conn *c, uint32_t id);
  * asks it to resolve the volumes it may have missed. */
 void repl_rejoined(struct conn *c, struct conn_server *srv);
 void repl_init(struct conn *c);
+/* Stops the watcher thread (conn_repl.c) and frees what repl_init made;
+ * called before the servers are torn down. */
 void repl_release(struct conn *c);
 
 #endif /* CLIENT_CONN_I_H */

@@ -11,12 +11,17 @@
  *   single:   HELLO, GETROOT, PING, STATS and the repair messages: one
  *             server, no failover.
  *   read:     LOOKUP READDIR FETCH READLINK STATFS: the preferred AVSG
- *             member (lowest smoothed RTT); a member that fails or misses
- *             its read deadline while another can answer is marked down
- *             and the call moves on (the request is kept for that).
+ *             member (lowest smoothed RTT, not found slow); without an
+ *             answer after its hedge delay (conn_hedge_ms) the read also
+ *             goes to the next member and the first answer wins; a member
+ *             that fails or misses its read deadline while another can
+ *             answer is marked down and the call moves on (the request is
+ *             kept for that). A loser's call goes to the watcher, which
+ *             marks its member down if it misses its deadline.
  *   validate: GETATTR (asked only without a callback): every AVSG member;
- *             replicas that differ in (StoreId; VV) get RESOLVE(fid) at the
- *             preferred member, which is then asked again.
+ *             once one answered, members silent past their hedge delay are
+ *             left out (and watched); replicas that differ in (StoreId; VV)
+ *             get RESOLVE(fid) at the preferred member, asked again.
  *   update:   SETATTR CREATE REMOVE RENAME LINK STORE: every AVSG member in
  *             parallel with one deadline, then COP2 to those that did it.
  */
@@ -24,6 +29,7 @@
 #include "client/conn_i.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +53,14 @@
 /* Poll step while waiting for the first answer of a multicast past its
  * deadline (nobody answered yet: there is no one to move on to). */
 #define POLL_STEP_MS 20
+/* Calls the watcher keeps (losers of hedged reads, members a validation
+ * did not wait for): one per read in flight is plenty; beyond it a loser
+ * is dropped unwatched (its member is then marked down only by a later
+ * call that waits for it). */
+#define WATCH_MAX 256
+/* The watcher looks at its calls at least this often: late answers are
+ * RTT samples, taken this close to their arrival. */
+#define WATCH_STEP_MS 10
 
 enum op_kind {
 	OP_SINGLE,
@@ -62,6 +76,11 @@ struct member {
 	int slot;	       /* VSG slot, -1 if unknown */
 	bool answered;	       /* ret is final */
 	int ret;	       /* transport error, or the server's status */
+	/* now_ns() when sent; a read's hedge delay and deadline count from
+	 * here, or from when its caller started waiting if that is later
+	 * (pipelined FETCH chunks are waited for one after the other). */
+	uint64_t t_ns;
+	bool sink; /* its reply's data goes into op->sink_fd (first member only) */
 };
 
 struct conn_op {
@@ -80,6 +99,29 @@ struct conn_op {
 	int chosen;  /* member whose reply the caller gets, -1 */
 	int sink_fd; /* borrowed, -1: FETCH data goes here (conn_start_sink) */
 	uint64_t sink_off;
+	bool hedged; /* a read sent to a second member after a hedge delay */
+};
+
+/* A call left behind by a hedged read or a validation, kept until its
+ * member's deadline (watch_main). */
+struct watch_ent {
+	struct conn_server *srv;
+	struct sconn *sc;      /* owned reference */
+	struct rpc_call *call; /* owned */
+	uint64_t t_ns;	       /* now_ns() when sent */
+	uint64_t deadline_ns;
+	int ret; /* the call's outcome, once watch_main took it out */
+};
+
+/* The watcher: one thread, started at the first call handed to it. */
+struct repl_watch {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;		  /* signalled with lock: an entry added, or stop */
+	struct watch_ent ents[WATCH_MAX]; /* protected by lock */
+	size_t n;			  /* protected by lock */
+	bool stop;			  /* protected by lock */
+	bool started;			  /* protected by lock */
+	pthread_t thread;
 };
 
 static bool is_update(uint16_t type)
@@ -123,10 +165,29 @@ void repl_init(struct conn *c)
 {
 	pthread_mutex_init(&c->vol_lock, NULL);
 	pthread_mutex_init(&c->store_lock, NULL);
+	c->watch = xcalloc(1, sizeof(*c->watch));
+	pthread_mutex_init(&c->watch->lock, NULL);
+	pthread_cond_init(&c->watch->cond, NULL);
 }
 
 void repl_release(struct conn *c)
 {
+	struct repl_watch *w = c->watch;
+
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->started)
+		pthread_join(w->thread, NULL);
+	for (size_t i = 0; i < w->n; i++) {
+		rpc_call_free(w->ents[i].call);
+		sconn_put(w->ents[i].sc);
+	}
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+	c->watch = NULL;
 	pthread_mutex_destroy(&c->vol_lock);
 	pthread_mutex_destroy(&c->store_lock);
 }
@@ -246,6 +307,16 @@ static int call_once(struct conn_server *srv, struct msg *req, struct msg *rep, 
 	return ret;
 }
 
+/* True if a server other than srv is up. */
+static bool another_up(struct conn *c, const struct conn_server *srv)
+{
+	for (size_t i = 0; i < c->n_servers; i++) {
+		if (&c->servers[i] != srv && atomic_load(&c->servers[i].up))
+			return true;
+	}
+	return false;
+}
+
 /* The VSG of fid's volume: known, or asked with VOLINFO, or (a server
  * without replication) the one server that answers. */
 static void vol_for(struct conn *c, const struct fid *fid, struct cvol *out)
@@ -258,12 +329,20 @@ static void vol_for(struct conn *c, const struct fid *fid, struct cvol *out)
 		return;
 	memset(out, 0, sizeof(*out));
 	out->id = fid->vol;
-	srv = any_server(c);
-	if (srv == NULL)
-		return;
 	msg_init(&req, MSG_VOLINFO);
 	fid_make_root(&req.fid, fid->vol);
-	ret = call_once(srv, &req, &rep, CONN_CALL_TIMEOUT_MS);
+	/* A server that does not answer within its read deadline while
+	 * another is up is marked down (call_once) and the next one asked. */
+	for (size_t t = 0;; t++) {
+		srv = any_server(c);
+		if (srv == NULL)
+			return;
+		ret = call_once(srv, &req, &rep,
+				another_up(c, srv) ? conn_deadline_ms(srv, false)
+						   : CONN_CALL_TIMEOUT_MS);
+		if (!transport_err(ret) || t + 1 >= c->n_servers || !another_up(c, srv))
+			break;
+	}
 	if (ret == 0 && rep.vsg.n > 0 && rep.vsg.n <= VV_MAX) {
 		vol_set(c, fid->vol, NULL, &rep.vsg);
 		vol_get(c, fid->vol, out);
@@ -329,8 +408,13 @@ static int op_send(struct conn_op *op, struct conn_server *srv, struct sconn *sc
 	m->srv = srv;
 	m->sc = sc;
 	m->slot = vsg_slot(&op->vol.vsg, atomic_load(&srv->server_id));
+	m->t_ns = now_ns();
 	op->tried |= 1ull << srv->idx;
-	if (op->sink_fd >= 0)
+	/* Only the first member writes into the sink: another one (a hedge,
+	 * a failover) answers into memory, and wait_read copies the winner's
+	 * data once no other call can write there (read_won). */
+	m->sink = op->sink_fd >= 0 && op->n == 1;
+	if (m->sink)
 		ret = rpc_start_sink(sc->rpc, req, op->sink_fd, op->sink_off, &m->call);
 	else
 		ret = rpc_start(sc->rpc, req, &m->call);
@@ -505,20 +589,35 @@ static int start_single(struct conn *c, struct msg *req, struct conn_op *op)
 	return op_send(op, srv, sc, req);
 }
 
+/* The member a read goes to among srvs[0..n) (best first, see avsg): the
+ * first one no read was hedged away from since it last answered, so that
+ * reads stop paying the hedge delay of a slow or frozen member at once. */
+static size_t pick_read(struct conn_server **srvs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (atomic_load(&srvs[i]->slow_ns) == 0)
+			return i;
+	}
+	return 0;
+}
+
 static int start_read(struct conn *c, struct msg *req, struct conn_op *op)
 {
 	struct conn_server *srvs[VV_MAX];
 	struct sconn *scs[VV_MAX];
-	size_t n;
+	size_t n, k;
 	int ret = -ENOTCONN;
 
 	for (;;) {
 		n = avsg(c, &op->vol, op->tried, srvs, scs);
 		if (n == 0)
 			break;
-		for (size_t i = 1; i < n; i++)
-			sconn_put(scs[i]);
-		ret = op_send(op, srvs[0], scs[0], req);
+		k = pick_read(srvs, n);
+		for (size_t i = 0; i < n; i++) {
+			if (i != k)
+				sconn_put(scs[i]);
+		}
+		ret = op_send(op, srvs[k], scs[k], req);
 		if (ret == 0)
 			return 0;
 	}
@@ -825,12 +924,14 @@ static int wait_update(struct conn *c, struct conn_op *op, struct msg *rep)
 	return rep->status;
 }
 
-/* Moves a read to the next AVSG member; 0 if it was sent somewhere. */
-static int read_next(struct conn *c, struct conn_op *op)
+/* Sends a read to the next AVSG member (pick_read); 0 if it was sent
+ * somewhere. A hedge goes only to a member that is not being brought level
+ * after a rejoin: its answer, maybe old, would race a good one. */
+static int read_next(struct conn *c, struct conn_op *op, bool hedge)
 {
 	struct conn_server *srvs[VV_MAX];
 	struct sconn *scs[VV_MAX];
-	size_t n;
+	size_t n, k;
 
 	for (;;) {
 		if (op->n >= VV_MAX)
@@ -838,11 +939,199 @@ static int read_next(struct conn *c, struct conn_op *op)
 		n = avsg(c, &op->vol, op->tried, srvs, scs);
 		if (n == 0)
 			return -ENOTCONN;
-		for (size_t i = 1; i < n; i++)
-			sconn_put(scs[i]);
-		if (op_send(op, srvs[0], scs[0], op->req) == 0)
+		k = pick_read(srvs, n);
+		for (size_t i = 0; i < n; i++) {
+			if (i != k)
+				sconn_put(scs[i]);
+		}
+		if (hedge && atomic_load(&srvs[k]->behind_until_ns) > now_ns()) {
+			sconn_put(scs[k]);
+			return -ENOTCONN;
+		}
+		if (op_send(op, srvs[k], scs[k], op->req) == 0)
 			return 0;
 	}
+}
+
+/* ---------- the watcher ---------- */
+
+/* Waits for the calls handed to it until their deadlines: a call still
+ * unanswered then marks its member down, as the read would have had it
+ * waited (connection dropped, callbacks void); an answer is an RTT sample
+ * (and clears the member's slow mark). */
+static void *watch_main(void *arg)
+{
+	struct conn *c = arg;
+	struct repl_watch *w = c->watch;
+
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		struct rpc_call *calls[WATCH_MAX];
+		struct watch_ent done[WATCH_MAX];
+		size_t n = w->n, n_done = 0;
+		uint64_t next = UINT64_MAX, now;
+		int ms;
+
+		if (n == 0) {
+			pthread_cond_wait(&w->cond, &w->lock);
+			continue;
+		}
+		for (size_t i = 0; i < n; i++) {
+			calls[i] = w->ents[i].call;
+			if (w->ents[i].deadline_ns < next)
+				next = w->ents[i].deadline_ns;
+		}
+		pthread_mutex_unlock(&w->lock);
+		ms = ms_left(next);
+		(void)rpc_wait_any(calls, n, ms < WATCH_STEP_MS ? ms : WATCH_STEP_MS);
+		now = now_ns();
+		pthread_mutex_lock(&w->lock);
+		/* Entries [0, n) are the ones waited on: only this thread takes
+		 * entries out, others only append. */
+		for (size_t i = n; i-- > 0;) {
+			struct watch_ent *e = &w->ents[i];
+			struct msg rep;
+			int ret = rpc_wait(e->call, 0, &rep);
+
+			if (ret == -ETIMEDOUT && now < e->deadline_ns)
+				continue;
+			done[n_done] = *e;
+			done[n_done++].ret = ret == 0 ? rep.status : ret;
+			*e = w->ents[--w->n];
+		}
+		pthread_mutex_unlock(&w->lock);
+		for (size_t i = 0; i < n_done; i++) {
+			struct watch_ent *e = &done[i];
+
+			if (e->ret == -ETIMEDOUT) {
+				log_debug("conn", "server %u missed its deadline (hedged)",
+					  atomic_load(&e->srv->server_id));
+				conn_mark_down(e->srv, e->sc, -ETIMEDOUT);
+			} else if (!transport_err(e->ret)) {
+				conn_rtt_sample(e->srv, (now - e->t_ns) / 1000 + 1);
+			}
+			rpc_call_free(e->call);
+			sconn_put(e->sc);
+		}
+		pthread_mutex_lock(&w->lock);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+/* Hands call (to srv over sc, sent at t_ns) to the watcher until
+ * deadline_ns; takes ownership of call and of the reference sc. */
+static void watch_add(struct conn *c, struct conn_server *srv, struct sconn *sc,
+		      struct rpc_call *call, uint64_t t_ns, uint64_t deadline_ns)
+{
+	struct repl_watch *w = c->watch;
+	bool kept = false;
+
+	pthread_mutex_lock(&w->lock);
+	if (!w->started && !w->stop) {
+		sigset_t all, old;
+
+		/* Its thread takes no signals: the daemon handles them in main. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		w->started = pthread_create(&w->thread, NULL, watch_main, c) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (w->started && !w->stop && w->n < WATCH_MAX) {
+		w->ents[w->n++] = (struct watch_ent){
+			.srv = srv, .sc = sc, .call = call, .t_ns = t_ns, .deadline_ns = deadline_ns
+		};
+		pthread_cond_signal(&w->cond);
+		kept = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (!kept) {
+		rpc_call_free(call);
+		sconn_put(sc);
+	}
+}
+
+/* Marks srv as one a call was hedged away from (pick_read avoids it) until
+ * it answers again (conn_rtt_sample clears the mark). */
+static void mark_slow(struct conn_server *srv)
+{
+	uint_fast64_t zero = 0;
+
+	atomic_compare_exchange_strong(&srv->slow_ns, &zero, now_ns());
+}
+
+/* Deadline of member m of a read or validation. */
+static uint64_t member_deadline(const struct member *m)
+{
+	return m->t_ns + (uint64_t)conn_deadline_ms(m->srv, false) * 1000000ull;
+}
+
+/* When a hedge leaves member m behind: its hedge delay after it was sent,
+ * at once if a read was already hedged away from it. */
+static uint64_t member_hedge_at(const struct member *m)
+{
+	if (atomic_load(&m->srv->slow_ns) != 0)
+		return m->t_ns;
+	return m->t_ns + (uint64_t)conn_hedge_ms(m->srv) * 1000000ull;
+}
+
+/* Leaves member m's unanswered call to the watcher (its deadline still
+ * holds) and out of the op. A call that writes into the caller's sink
+ * cannot outlive the op: it is freed (its reader writes no more there) and
+ * a PING on the same connection, answered after it, is watched instead. */
+static void member_leave(struct conn *c, struct member *m)
+{
+	uint64_t deadline = member_deadline(m);
+
+	m->answered = true;
+	m->ret = -ECANCELED;
+	if (m->sink) {
+		struct msg ping;
+		struct rpc_call *call = NULL;
+
+		rpc_call_free(m->call);
+		msg_init(&ping, MSG_PING);
+		if (rpc_start(m->sc->rpc, &ping, &call) == 0)
+			watch_add(c, m->srv, m->sc, call, now_ns(), deadline);
+		else
+			sconn_put(m->sc);
+	} else {
+		watch_add(c, m->srv, m->sc, m->call, m->t_ns, deadline);
+	}
+	m->call = NULL;
+	m->sc = NULL;
+}
+
+/* A read's member answered (op->chosen; rep holds its reply): the others
+ * still waited for go to the watcher. Every other call into the sink is
+ * freed first; then a winner that answered into memory has its data
+ * copied into the sink, so the caller's file holds exactly its data. */
+static int read_won(struct conn *c, struct conn_op *op, struct msg *rep)
+{
+	struct member *w = &op->m[op->chosen];
+	int ret;
+
+	for (size_t i = 0; i < op->n; i++) {
+		struct member *m = &op->m[i];
+
+		if (m == w || m->call == NULL)
+			continue;
+		if (!m->answered) {
+			member_leave(c, m);
+		} else if (m->sink) {
+			rpc_call_free(m->call);
+			m->call = NULL;
+		}
+	}
+	if (op->sink_fd < 0 || w->sink || rep->status != 0)
+		return rep->status;
+	if (rep->data_len > 0) {
+		ret = fs_pwrite_all(op->sink_fd, rep->data, rep->data_len, (off_t)op->sink_off);
+		if (ret < 0)
+			return ret;
+	}
+	rep->data = NULL;
+	return 0;
 }
 
 static bool others_up(struct conn *c, const struct conn_op *op)
@@ -856,38 +1145,176 @@ static bool others_up(struct conn *c, const struct conn_op *op)
 	return false;
 }
 
+/* Waits for a read: the first answer of any member it was sent to wins.
+ * While another member can answer, a read (OP_READ) still unanswered after
+ * its member's hedge delay is also sent to the next member (once), and a
+ * member that misses its deadline or fails is marked down and the read
+ * moves on; the last member is waited for up to CONN_CALL_TIMEOUT_MS. */
 static int wait_read(struct conn *c, struct conn_op *op, struct msg *rep)
 {
-	for (;;) {
-		struct member *m = &op->m[op->n - 1];
-		bool others = op->kind != OP_SINGLE && others_up(c, op);
-		uint64_t t = now_ns();
-		int timeout = others ? conn_deadline_ms(m->srv, false) : CONN_CALL_TIMEOUT_MS;
-		int ret;
+	uint64_t t_wait = now_ns();
+	int ret = -ENOTCONN;
 
-		if (m->answered) {
-			ret = m->ret; /* the send failed */
-		} else {
-			ret = rpc_wait(m->call, timeout, rep);
-			if (ret == 0) {
-				m->answered = true;
-				m->ret = rep->status;
-				op->chosen = (int)op->n - 1;
-				conn_rtt_sample(m->srv, (now_ns() - t) / 1000 + 1);
-				return rep->status;
+	for (size_t i = 0; i < op->n; i++) {
+		if (op->m[i].t_ns < t_wait)
+			op->m[i].t_ns = t_wait;
+	}
+	for (;;) {
+		struct rpc_call *calls[VV_MAX];
+		size_t idx[VV_MAX], np = 0;
+		bool others = op->kind != OP_SINGLE && others_up(c, op), bounded;
+		uint64_t wake = UINT64_MAX, hedge_at = UINT64_MAX, now;
+		int k;
+
+		for (size_t i = 0; i < op->n; i++) {
+			if (!op->m[i].answered) {
+				calls[np] = op->m[i].call;
+				idx[np++] = i;
 			}
+		}
+		if (np == 0) {
+			/* Every member asked so far failed: the next one. */
+			struct member *m;
+
+			ASSERT(op->n > 0);
+			m = &op->m[op->n - 1];
+			if (op->kind == OP_SINGLE || read_next(c, op, false) < 0)
+				return m->ret;
+			log_debug("conn", "%s moved from server %u after %s", msg_name(op->type),
+				  atomic_load(&m->srv->server_id), err_str(m->ret));
+			continue;
+		}
+		/* A deadline applies only while another member can answer. */
+		bounded = others || np > 1;
+		for (size_t j = 0; j < np; j++) {
+			struct member *m = &op->m[idx[j]];
+			uint64_t d = bounded ? member_deadline(m)
+					     : m->t_ns + CONN_CALL_TIMEOUT_MS * 1000000ull;
+
+			if (d < wake)
+				wake = d;
+		}
+		if (op->kind == OP_READ && !op->hedged && np == 1 && others) {
+			hedge_at = member_hedge_at(&op->m[idx[0]]);
+			if (hedge_at < wake)
+				wake = hedge_at;
+		}
+		k = rpc_wait_any(calls, np, ms_left(wake));
+		if (k >= 0) {
+			struct member *m = &op->m[idx[k]];
+
+			ret = rpc_wait(m->call, 0, rep);
 			m->answered = true;
-			m->ret = ret;
-			if (ret == -ETIMEDOUT && !others)
-				return ret;
+			m->ret = ret == 0 ? rep->status : ret;
+			if (ret == 0) {
+				op->chosen = (int)idx[k];
+				conn_rtt_sample(m->srv, (now_ns() - m->t_ns) / 1000 + 1);
+				return read_won(c, op, rep);
+			}
 			if (!transport_err(ret))
 				return ret; /* the sink could not be written */
 			conn_mark_down(m->srv, m->sc, ret);
+			continue;
 		}
-		if (op->kind == OP_SINGLE || read_next(c, op) < 0)
-			return ret;
-		log_debug("conn", "%s moved from server %u after %s", msg_name(op->type),
-			  atomic_load(&m->srv->server_id), err_str(ret));
+		now = now_ns();
+		for (size_t j = 0; j < np; j++) {
+			struct member *m = &op->m[idx[j]];
+
+			if (now < (bounded ? member_deadline(m)
+					   : m->t_ns + CONN_CALL_TIMEOUT_MS * 1000000ull))
+				continue;
+			m->answered = true;
+			m->ret = -ETIMEDOUT;
+			if (!bounded)
+				return -ETIMEDOUT;
+			conn_mark_down(m->srv, m->sc, -ETIMEDOUT);
+		}
+		if (hedge_at != UINT64_MAX && now >= hedge_at && !op->m[idx[0]].answered) {
+			struct member *m = &op->m[idx[0]];
+
+			op->hedged = true;
+			mark_slow(m->srv);
+			if (read_next(c, op, true) == 0)
+				log_debug("conn", "%s hedged from server %u to %u after %llu us",
+					  msg_name(op->type), atomic_load(&m->srv->server_id),
+					  atomic_load(&op->m[op->n - 1].srv->server_id),
+					  (unsigned long long)((now - m->t_ns) / 1000));
+		}
+	}
+}
+
+/* Validation wait: every member, until all answered or, once one has
+ * answered, until each silent one's hedge delay, and at least twice as
+ * long as the first answer took (a loaded machine slows every member): a
+ * member still silent then is left out of this comparison (member_leave:
+ * the watcher marks it down if it misses its deadline) and reads move away
+ * from it. Until the first answer, as
+ * wait_all: nobody is left out, members past their deadline are marked
+ * down once another answered, and the wait ends after
+ * CONN_CALL_TIMEOUT_MS. Members left out or failed have a transport error
+ * in ret. */
+static void wait_validate_all(struct conn *c, struct conn_op *op)
+{
+	uint64_t hard = op->t0 + CONN_CALL_TIMEOUT_MS * 1000000ull, grace = 0;
+
+	for (;;) {
+		struct rpc_call *calls[VV_MAX];
+		size_t idx[VV_MAX], np = 0;
+		uint64_t wake = hard, now;
+		bool any = false;
+		int k;
+
+		for (size_t i = 0; i < op->n; i++) {
+			struct member *m = &op->m[i];
+
+			if (!m->answered) {
+				calls[np] = m->call;
+				idx[np++] = i;
+			} else if (!transport_err(m->ret)) {
+				any = true;
+			}
+		}
+		if (np == 0)
+			return;
+		for (size_t j = 0; j < np && any; j++) {
+			uint64_t h = member_hedge_at(&op->m[idx[j]]);
+
+			if (h < grace)
+				h = grace;
+			if (h < wake)
+				wake = h;
+		}
+		k = rpc_wait_any(calls, np, ms_left(wake));
+		if (k >= 0) {
+			struct member *m = &op->m[idx[k]];
+			struct msg rep;
+			int ret = rpc_wait(m->call, 0, &rep);
+
+			now = now_ns();
+			m->answered = true;
+			m->ret = ret == 0 ? rep.status : ret;
+			if (ret == 0)
+				conn_rtt_sample(m->srv, (now - m->t_ns) / 1000 + 1);
+			else if (transport_err(ret))
+				conn_mark_down(m->srv, m->sc, ret);
+			if (!any && !transport_err(m->ret))
+				grace = now + (now - op->t0);
+			continue;
+		}
+		now = now_ns();
+		for (size_t j = 0; j < np; j++) {
+			struct member *m = &op->m[idx[j]];
+
+			if (now >= hard) {
+				m->answered = true;
+				m->ret = -ETIMEDOUT;
+				conn_mark_down(m->srv, m->sc, -ETIMEDOUT);
+			} else if (any && now >= grace && now >= member_hedge_at(m)) {
+				mark_slow(m->srv);
+				member_leave(c, m);
+				m->ret = -ETIMEDOUT;
+			}
+		}
 	}
 }
 
@@ -908,7 +1335,7 @@ static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 
 	if (op->n == 1)
 		return wait_read(c, op, rep);
-	wait_all(c, op, false);
+	wait_validate_all(c, op);
 	for (size_t i = 0; i < op->n; i++) {
 		struct member *m = &op->m[i];
 

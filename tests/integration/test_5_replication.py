@@ -7,9 +7,12 @@ directly over raw sockets (GETROOT/READDIR/GETATTR/FETCH/READLINK). Also a
 server killed in the middle of resolution, and a chaos run of the exerciser
 while servers are killed, restarted, frozen and thawed.
 
-Stall bounds are generous (reads < 2 s, updates < 5 s) so that a noisy
+Stall bounds are generous (reads < 0.25 s, updates < 5 s) so that a noisy
 2-core machine does not make them flaky; the issue's targets (no stall for
-reads, at most 2 s for an update) are what bench/ reports. Convergence is
+reads, at most 2 s for an update) are what bench/ reports. The read bound
+still tells hedging (a read goes to the next member after a few ms) from
+the old failover, which waited out the faulted member's 300 ms read
+deadline. Convergence is
 polled with a bounded wait (CONVERGE seconds): that waits for background
 resolution, it is not a timing assertion.
 
@@ -36,7 +39,7 @@ import exerciser  # noqa: E402
 import harness  # noqa: E402
 import wire  # noqa: E402
 
-READ_STALL = 2.0     # first read after a fault, another replica being up
+READ_STALL = 0.25    # first read after a fault, another replica being up
 UPDATE_STALL = 5.0   # first update after a fault
 CONVERGE = 30.0      # background resolution: bounded wait, not a timing check
 CHAOS_OPS = int(os.environ.get("ENCORE_CHAOS_OPS", "20000"))

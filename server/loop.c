@@ -72,6 +72,10 @@
  * server for down and it misses the update. 600 ms leaves the update
  * itself 400 ms of that second. */
 #define BREAK_DEADLINE_MS 600
+/* Pending COP2 entries are swept for expiry this often: they expire after
+ * minutes (REPL_COP2_TTL_S), so a minute late is no loss, and an idle sweep
+ * costs one short read transaction. */
+#define COP2_GC_PERIOD_MS 60000
 
 struct conn;
 
@@ -156,6 +160,11 @@ struct server {
 	uint32_t next_brk_reqid;
 	struct conn *cur;      /* connection whose request ops_exec runs, or NULL */
 	struct held *cur_held; /* the reply of that request, once it breaks a callback */
+	/* Collection of pending COP2 entries (cop2_gc): when the next step is
+	 * due (CLOCK_MONOTONIC ms), and where a sweep in progress resumes. */
+	int64_t cop2_gc_at;
+	bool cop2_gc_more;
+	uint8_t cop2_gc_next[REPL_COP2_KEY_LEN];
 };
 
 static void push_conn(struct conn ***v, size_t *n, size_t *cap, struct conn *c)
@@ -810,6 +819,53 @@ static void brk_expire(struct server *s)
 	}
 }
 
+/* Between iterations, with no transaction open: one step of the
+ * collection of pending COP2 entries whose phase two never came (older than
+ * REPL_COP2_TTL_S; server/repl.c says why dropping them is safe). A step is
+ * one transaction over at most REPL_COP2_GC_BATCH entries; a sweep goes on
+ * at the next iteration while entries remain, the next one starts
+ * COP2_GC_PERIOD_MS later. */
+static void cop2_gc(struct server *s)
+{
+	struct timespec mono, wall;
+	struct meta_txn *t;
+	uint8_t next[REPL_COP2_KEY_LEN];
+	size_t n = 0;
+	bool more = false;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	int64_t now = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
+	if (now < s->cop2_gc_at)
+		return;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	uint64_t before =
+		wall.tv_sec > REPL_COP2_TTL_S ? (uint64_t)wall.tv_sec - REPL_COP2_TTL_S : 0;
+	ret = meta_begin(s->meta, NULL, false, &t);
+	if (ret == 0) {
+		ret = repl_cop2_gc(t, before, REPL_COP2_GC_BATCH,
+				   s->cop2_gc_more ? s->cop2_gc_next : NULL, next, &n, &more);
+		if (ret == 0 && n > 0)
+			ret = meta_commit(t);
+		else
+			meta_abort(t);
+	}
+	if (ret < 0) {
+		log_warn("loop", "cannot collect pending COP2 entries: %s", err_str(ret));
+		n = 0;
+		more = false;
+	}
+	if (n > 0) {
+		ops_stats(s->ops)->cop2_expired += n;
+		log_debug("loop", "dropped %zu pending COP2 entries older than %d s", n,
+			  REPL_COP2_TTL_S);
+	}
+	s->cop2_gc_more = more;
+	if (more)
+		memcpy(s->cop2_gc_next, next, sizeof(next));
+	s->cop2_gc_at = more ? now : now + COP2_GC_PERIOD_MS;
+}
+
 /* One loop iteration after epoll_wait returned n events. */
 static void iterate(struct server *s, struct epoll_event *evs, int n, struct conn **carry,
 		    size_t n_carry)
@@ -1029,6 +1085,7 @@ int server_run(const struct server_cfg *cfg, volatile sig_atomic_t *stop)
 			break;
 		}
 		iterate(&s, evs, n, carry, n_carry);
+		cop2_gc(&s);
 		/* Close the dead, carry the connections with frames left over. */
 		n_carry = 0;
 		for (size_t i = 0; i < s.n_work; i++) {

@@ -48,6 +48,7 @@
 	X(cb_breaks)         \
 	X(cb_acks)           \
 	X(cb_timeouts)       \
+	X(cop2_expired)      \
 	X(batches)           \
 	X(commits)           \
 	X(fsyncs)

@@ -9,11 +9,13 @@
  */
 #include "server/repl.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/fid.h"
 #include "common/log.h"
@@ -24,6 +26,9 @@
 #define MAGIC_RESLOG   0x4c524e45u /* "ENRL" */
 #define MAGIC_CONFLICT 0x46434e45u /* "ENCF" */
 #define REC_VERSION    1
+/* cop2 records: version 2 adds the time of the update (the age bound of
+ * repl_cop2_gc); version 1 is still read, as an entry of unknown age. */
+#define COP2_VERSION 2
 /* Depth bound of a path walk (a cycle means corruption). */
 #define PATH_DEPTH_MAX 4096
 /* Oids one COP2 entry may hold (several updates may share a StoreId when
@@ -52,11 +57,16 @@ static uint64_t get_be64(const uint8_t *p)
 	return v;
 }
 
-static void head(struct wr *w, uint32_t magic)
+static void head_v(struct wr *w, uint32_t magic, uint16_t version)
 {
 	wr_u32(w, magic);
-	wr_u16(w, REC_VERSION);
+	wr_u16(w, version);
 	wr_u16(w, 0);
+}
+
+static void head(struct wr *w, uint32_t magic)
+{
+	head_v(w, magic, REC_VERSION);
 }
 
 static int check_head(struct rd *r, uint32_t magic, const char *what)
@@ -190,27 +200,31 @@ static void cop2_key(uint8_t *k, uint32_t vol, const struct storeid *sid)
 	put_be64(k + 12, sid->seq);
 }
 
-static int cop2_read(struct meta_txn *t, const uint8_t *k, uint8_t (*oids)[OID_LEN], size_t *n)
+/* Decodes a cop2 value: its oids (oids NULL: not wanted) and the time of
+ * the update, unix seconds (0 for a version-1 record, which has none). */
+static int cop2_decode(const uint8_t *buf, size_t len, uint8_t (*oids)[OID_LEN], size_t *n,
+		       uint64_t *created)
 {
-	uint8_t buf[16 + COP2_OIDS_MAX * OID_LEN];
-	size_t len;
 	struct rd r;
-	int ret;
 
 	*n = 0;
-	ret = meta_kv_get(t, META_KV_COP2, k, COP2_KEY_LEN, buf, sizeof(buf), &len);
-	if (ret < 0)
-		return ret;
+	*created = 0;
 	rd_init(&r, buf, len);
-	ret = check_head(&r, MAGIC_COP2, "cop2");
-	if (ret < 0)
-		return ret;
+	uint32_t mg = rd_u32(&r);
+	uint16_t ver = rd_u16(&r);
+	(void)rd_u16(&r);
+	if (r.err != 0 || mg != MAGIC_COP2 || ver < 1 || ver > COP2_VERSION) {
+		log_err("repl", "bad cop2 record: magic %08x version %u", mg, ver);
+		return -EIO;
+	}
+	if (ver >= 2)
+		*created = rd_u64(&r);
 	uint32_t cnt = rd_u32(&r);
 	if (cnt > COP2_OIDS_MAX)
 		rd_fail(&r);
 	for (uint32_t i = 0; i < cnt && r.err == 0; i++) {
 		const uint8_t *p = rd_bytes(&r, OID_LEN);
-		if (p != NULL)
+		if (p != NULL && oids != NULL)
 			memcpy(oids[i], p, OID_LEN);
 	}
 	if (!rd_done(&r)) {
@@ -219,6 +233,20 @@ static int cop2_read(struct meta_txn *t, const uint8_t *k, uint8_t (*oids)[OID_L
 	}
 	*n = cnt;
 	return 0;
+}
+
+static int cop2_read(struct meta_txn *t, const uint8_t *k, uint8_t (*oids)[OID_LEN], size_t *n)
+{
+	uint8_t buf[24 + COP2_OIDS_MAX * OID_LEN];
+	uint64_t created;
+	size_t len;
+	int ret;
+
+	*n = 0;
+	ret = meta_kv_get(t, META_KV_COP2, k, COP2_KEY_LEN, buf, sizeof(buf), &len);
+	if (ret < 0)
+		return ret;
+	return cop2_decode(buf, len, oids, n, &created);
 }
 
 int repl_cop2_add(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
@@ -243,8 +271,13 @@ int repl_cop2_add(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
 		if (!dup && cnt < COP2_OIDS_MAX)
 			memcpy(oids[cnt++], fids[i].oid, OID_LEN);
 	}
+	/* The time of the latest update with this StoreId: its phase two is
+	 * due shortly after (repl_cop2_gc ages entries from here). */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
 	wr_init(&w);
-	head(&w, MAGIC_COP2);
+	head_v(&w, MAGIC_COP2, COP2_VERSION);
+	wr_u64(&w, now.tv_sec > 0 ? (uint64_t)now.tv_sec : 0);
 	wr_u32(&w, (uint32_t)cnt);
 	for (size_t i = 0; i < cnt; i++)
 		wr_bytes(&w, oids[i], OID_LEN);
@@ -264,6 +297,81 @@ int repl_cop2_take(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
 	if (ret < 0)
 		return ret;
 	return meta_kv_del(t, META_KV_COP2, k, sizeof(k));
+}
+
+struct cop2_gc_ctx {
+	uint64_t before;
+	size_t max, seen, n;
+	uint8_t (*keys)[COP2_KEY_LEN]; /* the expired ones, max at most */
+	uint8_t last[COP2_KEY_LEN];
+	int err;
+};
+
+static int cop2_gc_fn(void *arg, const uint8_t *key, size_t klen, const uint8_t *val, size_t vlen)
+{
+	struct cop2_gc_ctx *c = arg;
+	uint64_t created;
+	size_t n;
+
+	if (klen != COP2_KEY_LEN) {
+		log_err("repl", "bad cop2 key: %zu bytes", klen);
+		return -EIO;
+	}
+	int ret = cop2_decode(val, vlen, NULL, &n, &created);
+	if (ret < 0)
+		return ret;
+	memcpy(c->last, key, COP2_KEY_LEN);
+	if (created < c->before)
+		memcpy(c->keys[c->n++], key, COP2_KEY_LEN);
+	return ++c->seen == c->max ? 1 : 0;
+}
+
+/* Dropping an entry does what a COP2 that never comes does: the vectors of
+ * the objects it lists keep only this replica's increment, not the other
+ * members' of the update set. That is the lost-phase-two case the protocol
+ * already handles (SEMANTICS.md "Versions"): the replicas that performed the
+ * update hold the same StoreId, so resolution takes them as equal and merges
+ * their vectors slot by slot with max (res_decide RES_MERGE); a replica that
+ * missed the update has an older StoreId and a smaller vector, dominated as
+ * before. A COP2 arriving after the drop finds no entry and does nothing,
+ * as for an update never performed here, which leaves the same safe state. */
+int repl_cop2_gc(struct meta_txn *t, uint64_t before, size_t max, const uint8_t *after,
+		 uint8_t next[REPL_COP2_KEY_LEN], size_t *n_dropped, bool *more)
+{
+	static const uint8_t none[1];
+	uint8_t start[COP2_KEY_LEN];
+	struct cop2_gc_ctx c = { .before = before, .max = max };
+	int ret;
+
+	static_assert(REPL_COP2_KEY_LEN == COP2_KEY_LEN, "cop2 key length");
+	*n_dropped = 0;
+	*more = false;
+	if (max == 0)
+		return -EINVAL;
+	if (after != NULL) {
+		/* Resume just past the last key seen: the key plus one. */
+		size_t i = COP2_KEY_LEN;
+		memcpy(start, after, COP2_KEY_LEN);
+		while (i > 0 && ++start[i - 1] == 0)
+			i--;
+		if (i == 0)
+			return 0; /* after was the largest key there is */
+	}
+	c.keys = xmalloc(max * sizeof(*c.keys));
+	ret = meta_kv_scan(t, META_KV_COP2, none, 0, after != NULL ? start : NULL,
+			   after != NULL ? COP2_KEY_LEN : 0, cop2_gc_fn, &c);
+	if (ret < 0)
+		goto out;
+	*more = ret == 1;
+	memcpy(next, c.last, COP2_KEY_LEN);
+	ret = 0;
+	for (size_t i = 0; i < c.n && ret == 0; i++)
+		ret = meta_kv_del(t, META_KV_COP2, c.keys[i], COP2_KEY_LEN);
+	if (ret == 0)
+		*n_dropped = c.n;
+out:
+	free(c.keys);
+	return ret;
 }
 
 /* ---- directory resolution logs --------------------------------------------- */

@@ -21,6 +21,17 @@
 
 /* Fids one update changes (object, directories, replaced target). */
 #define REPL_COP2_MAX 8
+/* Pending COP2 entries older than this are dropped (repl_cop2_gc): a
+ * client sends COP2 right after phase one, on the connection its next call
+ * uses, so minutes mean the client died between the phases or lost the
+ * server. Ten minutes leave room for a slow or briefly disconnected client;
+ * a COP2 later than that does nothing, which is safe (see repl_cop2_gc). */
+#define REPL_COP2_TTL_S 600
+/* Records one repl_cop2_gc call looks at (and so drops at most): keeps the
+ * collector's transaction short next to client updates. */
+#define REPL_COP2_GC_BATCH 512
+/* Bytes of a cop2 key (u32 vol, u64 StoreId client, u64 seq, big-endian). */
+#define REPL_COP2_KEY_LEN 20
 /* Longest path recorded in the conflict table; longer ones are cut. */
 #define REPL_PATH_MAX 1024
 
@@ -82,6 +93,17 @@ int repl_cop2_add(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
  * -ENOENT if there is none. */
 int repl_cop2_take(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
 		   uint8_t (*oids)[OID_LEN], size_t *n);
+
+/* Garbage collection of pending COP2 entries whose phase two never came.
+ * Looks at up to max entries in key order, from just after the key `after`
+ * (NULL: from the first), and deletes those recorded before `before` (unix
+ * seconds; version-1 records carry no time and count as older than any).
+ * *n_dropped: how many it deleted; *more: whether entries may follow, then
+ * next holds the key to pass as `after` in the next call (a new
+ * transaction). -EIO on a malformed record, -EINVAL if max is 0. Dropping is
+ * safe at any age: the objects keep vectors as after a lost COP2. */
+int repl_cop2_gc(struct meta_txn *t, uint64_t before, size_t max, const uint8_t *after,
+		 uint8_t next[REPL_COP2_KEY_LEN], size_t *n_dropped, bool *more);
 
 /* Appends r to dir's resolution log. */
 int repl_log_append(struct meta_txn *t, const struct fid *dir, const struct rlog_rec *r);

@@ -33,7 +33,13 @@ static void usage(FILE *fp)
 		    "  --keep-all     keep every version beside the file as\n"
 		    "                 NAME.conflict-server<N> and remove NAME\n"
 		    "  --json         print the client's reply as one JSON object\n"
-		    "  -h, --help     show this help\n");
+		    "  -h, --help     show this help\n"
+		    "\n"
+		    "A directory in conflict: --keep SERVER makes SERVER's entries every\n"
+		    "replica's, keeping objects only other servers hold as\n"
+		    "NAME.conflict-server<N>; --keep-all keeps every replica's entries, a name\n"
+		    "bound to different objects as NAME.conflict-server<N> for each. Every\n"
+		    "server of the volume must be up.\n");
 }
 
 /* Prints a time from a reply: seconds or nanoseconds since the epoch as
@@ -155,16 +161,29 @@ int cmd_repair(int argc, char **argv)
 		json_object_object_add(req, "keep_all", json_object_new_boolean(true));
 	ret = ctl_request("repair", path, "repair", req, &rep);
 	json_object_put(req);
-	if (ret != CLI_OK)
+	if (ret != CLI_OK) {
+		if (S_ISDIR(st.st_mode) && (keep != 0 || keep_all))
+			cli_note("a directory is repaired only while every server of its volume is "
+				 "up (see 'encore status')");
 		return ret;
+	}
 	if (json) {
 		ret = cli_print_json(rep);
 		json_object_put(rep);
 		return ret;
 	}
-	if (keep != 0) {
+	if (keep != 0 && S_ISDIR(st.st_mode)) {
+		cli_note(
+			"'%s' repaired: server %u's entries are now on every replica; objects only "
+			"other servers held are kept as NAME.conflict-server<N>",
+			path, (unsigned)keep);
+	} else if (keep != 0) {
 		cli_note("'%s' repaired: server %u's version is now on every replica", path,
 			 (unsigned)keep);
+	} else if (keep_all && S_ISDIR(st.st_mode)) {
+		cli_note("'%s' repaired: every server's entries are kept; names bound to different "
+			 "objects as NAME.conflict-server<N>",
+			 path);
 	} else if (keep_all) {
 		json_object *names = NULL;
 		size_t n;

@@ -402,6 +402,8 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 			return NULL;
 		}
 		dir = rep.attr.fid;
+		/* A directory's repair answers the directory itself. */
+		bool is_dir = S_ISDIR(rep.attr.mode) && fid_eq(&dir, &fid);
 		conn_done(cl->conn, &cc);
 		/* Our cached copies (and the kernel's) are of a version that may
 		 * be gone: drop them as if the servers had broken the callbacks. */
@@ -411,12 +413,14 @@ static json_object *op_repair(struct client *cl, json_object *jreq, uint64_t ino
 		fsops_flush_ino(cl, ino);
 		r = json_object_new_object();
 		add_u64(r, "server", at);
+		json_object_object_add(r, "directory", json_object_new_boolean(is_dir));
 		if (req.mflags & REPAIR_KEEP_ALL) {
-			/* The server names each replica's version NAME.conflict-server<N>. */
+			/* The server names each replica's version NAME.conflict-server<N>
+			 * (a directory's: only entries whose names collided). */
 			json_object *names = json_object_new_array();
 			char nm[NAME_MAX_LEN + 64];
 
-			if (named) {
+			if (named && !is_dir) {
 				for (uint32_t k = 0; k < vol->vsg.n; k++) {
 					snprintf(nm, sizeof(nm), "%s.conflict-server%u", base,
 						 vol->vsg.ids[k]);

@@ -341,3 +341,49 @@ def test_partitioned_clients_directory_updates(netns_topology):  # noqa: F811
         with pytest.raises(OSError) as ei:
             os.mkdir(c.root / "d2" / "new")
         assert ei.value.errno == errno.EIO
+
+
+@pytest.mark.parametrize("how", ["keep", "keep-all"])
+def test_partitioned_clients_directory_repair(netns_topology, how):  # noqa: F811
+    """Both sides create x (and one more name each) in d: d is a conflict.
+    `encore repair d --keep 2` makes servers 2's entries the truth and keeps
+    side A's objects as NAME.conflict-server1; `--keep-all` keeps the union,
+    both x's as x.conflict-server1 and x.conflict-server2. Afterwards nothing
+    is in conflict, both clients see the tree, every replica is equal, and d
+    takes updates again."""
+    topo, servers, c1, c2 = two_sides(netns_topology)
+    os.mkdir(c1.root / "d")
+    harness.write_bytes(c1.root / "d" / "old", b"before the split")
+    wait_converged(views_of(servers), want={"d": "dir", "d/old": b"before the split"})
+    assert os.listdir(c2.root / "d") == ["old"]
+    split(topo)
+    va = {"x": b"x from side A", "a": b"a from side A"}
+    vb = {"x": b"x from side B, longer", "b": b"b from side B"}
+    for n, v in va.items():
+        harness.write_bytes(c1.root / "d" / n, v)
+    for n, v in vb.items():
+        harness.write_bytes(c2.root / "d" / n, v)
+    topo.heal_all()
+    for c in (c1, c2):
+        assert wait_for(lambda: any(p.endswith("/d") or p == "d" for p in conflict_paths(c)),
+                        timeout=CONVERGE), conflicts(c)
+
+    if how == "keep":
+        r = cli("repair", c1.root / "d", "--keep", "2")
+        want = {"d": "dir", "d/old": b"before the split", "d/x": vb["x"], "d/b": vb["b"],
+                "d/x.conflict-server1": va["x"], "d/a.conflict-server1": va["a"]}
+    else:
+        r = cli("repair", c2.root / "d", "--keep-all")
+        want = {"d": "dir", "d/old": b"before the split", "d/a": va["a"], "d/b": vb["b"],
+                "d/x.conflict-server1": va["x"], "d/x.conflict-server2": vb["x"]}
+    assert "repaired" in r.stderr, r.stderr
+    for c in (c1, c2):
+        assert wait_for(lambda: tree_or_error(c.root) == want, timeout=CONVERGE), \
+            "%s: %s; replicas %r" % (c.name, tree_diff_or_error(c.root, want), replica_names(servers))
+        assert wait_for(lambda: conflicts(c) == [], timeout=CONVERGE), conflicts(c)
+    wait_converged(views_of(servers), want=want, timeout=CONVERGE)
+    harness.write_bytes(c2.root / "d" / "after", b"after the repair")
+    assert wait_for(lambda: read_errno(c1.root / "d" / "after") is None and
+                    harness.read_bytes(c1.root / "d" / "after") == b"after the repair", timeout=CONVERGE)
+    want["d/after"] = b"after the repair"
+    wait_converged(views_of(servers), want=want, timeout=CONVERGE)

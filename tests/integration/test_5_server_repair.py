@@ -103,14 +103,14 @@ def conflicted_dir(realm):
 
 
 def check_repaired(realm, d, want):
-    """Every replica: d not in conflict, with the same vector and StoreId,
-    entries want ({name: contents or a {name: contents} dict for a
+    """Every replica: d not in conflict, with the same vector, StoreId,
+    mode and link count, entries want ({name: contents or a {name: contents} dict for a
     directory}), every object equal everywhere; CONFLICTS empty."""
     cs = [realm.conn(i) for i in range(3)]
     try:
         ad = [attr(c, d) for c in cs]
         assert all(a["flags"] & ATTR_F_CONFLICT == 0 for a in ad), ad
-        assert len({(tuple(a["vv"]), a["sid"]) for a in ad}) == 1, ad
+        assert len({(tuple(a["vv"]), a["sid"], a["nlink"], a["mode"]) for a in ad}) == 1, ad
         for c in cs:
             r = c.call(CONFLICTS, fid=RF, name="")
             assert r["status"] == 0 and r["data"] == b"", r
@@ -123,7 +123,8 @@ def check_repaired(realm, d, want):
                 fid = ns[0][n]
                 a = [attr(c, fid) for c in cs]
                 assert all(x is not None for x in a), (path, n, a)
-                assert len({(tuple(x["vv"]), x["sid"]) for x in a}) == 1, (path, n, a)
+                assert len({(tuple(x["vv"]), x["sid"], x["nlink"], x["mode"], x["size"]) for x in a}) == 1, \
+                    (path, n, a)
                 assert all(x["flags"] & ATTR_F_CONFLICT == 0 for x in a), (path, n, a)
                 if isinstance(v, dict):
                     walk(fid, v, path + "/" + n)

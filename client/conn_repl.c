@@ -1076,35 +1076,23 @@ static uint64_t member_hedge_at(const struct member *m)
 }
 
 /* Leaves member m's unanswered call to the watcher (its deadline still
- * holds) and out of the op. A call that writes into the caller's sink
- * cannot outlive the op: it is freed (its reader writes no more there) and
- * a PING on the same connection, answered after it, is watched instead. */
+ * holds) and out of the op. A call into the caller's sink first lets go of
+ * it (rpc_call_drop_sink: nothing more is written there, and the caller
+ * may close it), without waiting for the network. */
 static void member_leave(struct conn *c, struct member *m)
 {
-	uint64_t deadline = member_deadline(m);
-
 	m->answered = true;
 	m->ret = -ECANCELED;
-	if (m->sink) {
-		struct msg ping;
-		struct rpc_call *call = NULL;
-
-		rpc_call_free(m->call);
-		msg_init(&ping, MSG_PING);
-		if (rpc_start(m->sc->rpc, &ping, &call) == 0)
-			watch_add(c, m->srv, m->sc, call, now_ns(), deadline);
-		else
-			sconn_put(m->sc);
-	} else {
-		watch_add(c, m->srv, m->sc, m->call, m->t_ns, deadline);
-	}
+	if (m->sink)
+		rpc_call_drop_sink(m->call);
+	watch_add(c, m->srv, m->sc, m->call, m->t_ns, member_deadline(m));
 	m->call = NULL;
 	m->sc = NULL;
 }
 
 /* A read's member answered (op->chosen; rep holds its reply): the others
- * still waited for go to the watcher. Every other call into the sink is
- * freed first; then a winner that answered into memory has its data
+ * still waited for go to the watcher. Every other call into the sink lets
+ * go of it first; then a winner that answered into memory has its data
  * copied into the sink, so the caller's file holds exactly its data. */
 static int read_won(struct conn *c, struct conn_op *op, struct msg *rep)
 {
@@ -1116,12 +1104,10 @@ static int read_won(struct conn *c, struct conn_op *op, struct msg *rep)
 
 		if (m == w || m->call == NULL)
 			continue;
-		if (!m->answered) {
+		if (!m->answered)
 			member_leave(c, m);
-		} else if (m->sink) {
-			rpc_call_free(m->call);
-			m->call = NULL;
-		}
+		else if (m->sink)
+			rpc_call_drop_sink(m->call); /* past its deadline, maybe still coming */
 	}
 	if (op->sink_fd < 0 || w->sink || rep->status != 0)
 		return rep->status;

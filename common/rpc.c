@@ -54,7 +54,8 @@ struct rpc_call {
 	int sink_fd;	 /* borrowed, -1: where the reply's F_DATA payload goes */
 	uint64_t sink_off;
 	bool sink_busy;		   /* protected by c->lock: the reader writes into the sink */
-	bool sink_abandon;	   /* protected by c->lock: freed meanwhile, write no more */
+	bool sink_abandon;	   /* protected by c->lock: freed or dropped, write no more */
+	bool sink_writing;	   /* protected by c->lock: the reader is writing fd now */
 	struct rpc_waiter *waiter; /* protected by c->lock: rpc_wait_any to wake, or NULL */
 };
 
@@ -235,10 +236,33 @@ static struct rpc_call *sink_claim(struct rpc_conn *c, uint32_t reqid, uint16_t 
 	return call;
 }
 
+/* Before the reader writes into call's sink: false, with *serr set, if the
+ * sink was dropped or the call freed meanwhile (or *serr is already set);
+ * else call is marked as writing until sink_write_end, and
+ * rpc_call_drop_sink waits for that. */
+static bool sink_write_begin(struct rpc_conn *c, struct rpc_call *call, int *serr)
+{
+	pthread_mutex_lock(&c->lock);
+	if (call->sink_abandon && *serr == 0)
+		*serr = -ECANCELED;
+	call->sink_writing = *serr == 0;
+	pthread_mutex_unlock(&c->lock);
+	return *serr == 0;
+}
+
+static void sink_write_end(struct rpc_conn *c, struct rpc_call *call)
+{
+	pthread_mutex_lock(&c->lock);
+	call->sink_writing = false;
+	pthread_cond_broadcast(&call->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
 /* Copies len bytes from `from` (the socket, or the pipe holding that many)
- * to fd at off through the scratch buffer; once *serr is set, or with fd
- * -1, the bytes are only read. Returns 0 or a transport error. */
-static int sink_copy(struct rpc_conn *c, int from, size_t len, int fd, uint64_t off, int *serr)
+ * to call's fd at off through the scratch buffer; once *serr is set, or with
+ * fd -1, the bytes are only read. Returns 0 or a transport error. */
+static int sink_copy(struct rpc_conn *c, struct rpc_call *call, int from, size_t len, int fd,
+		     uint64_t off, int *serr)
 {
 	while (len > 0) {
 		ssize_t k = read(from, c->scratch, len < SINK_SCRATCH ? len : SINK_SCRATCH);
@@ -249,8 +273,10 @@ static int sink_copy(struct rpc_conn *c, int from, size_t len, int fd, uint64_t 
 			return from == c->fd ? -errno : -EIO;
 		if (k == 0)
 			return -ENOTCONN;
-		if (*serr == 0 && fd >= 0)
+		if (*serr == 0 && fd >= 0 && sink_write_begin(c, call, serr)) {
 			*serr = fs_pwrite_all(fd, c->scratch, (size_t)k, (off_t)off);
+			sink_write_end(c, call);
+		}
 		off += (uint64_t)k;
 		len -= (size_t)k;
 	}
@@ -283,9 +309,10 @@ static int sink_move(struct rpc_conn *c, struct rpc_call *call, size_t len, uint
 	while (len > 0) {
 		ssize_t n, k;
 		size_t left;
+		bool writing;
 
 		if (c->no_splice || *serr != 0)
-			return sink_copy(c, c->fd, len, fd, off, serr);
+			return sink_copy(c, call, c->fd, len, fd, off, serr);
 		n = splice(c->fd, NULL, c->pipe[1], NULL, len < c->pipe_sz ? len : c->pipe_sz,
 			   SPLICE_F_MOVE);
 		if (n < 0 && errno == EINTR)
@@ -299,16 +326,14 @@ static int sink_move(struct rpc_conn *c, struct rpc_call *call, size_t len, uint
 		if (n == 0)
 			return -ENOTCONN;
 		len -= (size_t)n;
-		/* Freed meanwhile (rpc_call_free waits): write no more. */
-		pthread_mutex_lock(&c->lock);
-		if (call->sink_abandon)
-			*serr = -ECANCELED;
-		pthread_mutex_unlock(&c->lock);
-		if (*serr != 0) {
-			if (sink_copy(c, c->pipe[0], (size_t)n, fd, off, serr) < 0)
+		/* Freed or dropped meanwhile (rpc_call_free, rpc_call_drop_sink
+		 * wait while we write): write no more. */
+		if (!sink_write_begin(c, call, serr)) {
+			if (sink_copy(c, call, c->pipe[0], (size_t)n, fd, off, serr) < 0)
 				return -EIO;
 			continue;
 		}
+		writing = true;
 		for (left = (size_t)n; left > 0;) {
 			loff_t o = (loff_t)off;
 
@@ -321,7 +346,9 @@ static int sink_move(struct rpc_conn *c, struct rpc_call *call, size_t len, uint
 					c->no_splice = true;
 				else
 					*serr = k < 0 ? -errno : -EIO;
-				if (sink_copy(c, c->pipe[0], left, fd, off, serr) < 0)
+				sink_write_end(c, call);
+				writing = false;
+				if (sink_copy(c, call, c->pipe[0], left, fd, off, serr) < 0)
 					return -EIO;
 				off += left;
 				break;
@@ -329,6 +356,8 @@ static int sink_move(struct rpc_conn *c, struct rpc_call *call, size_t len, uint
 			off += (uint64_t)k;
 			left -= (size_t)k;
 		}
+		if (writing)
+			sink_write_end(c, call);
 	}
 	return 0;
 }
@@ -351,9 +380,11 @@ static int sink_reply(struct rpc_conn *c, struct rpc_call *call, uint16_t type, 
 	if (err == 0 && off < body_len) {
 		size_t have = head_len > off ? head_len - off : 0;
 
-		if (have > 0)
+		if (have > 0 && sink_write_begin(c, call, &serr)) {
 			serr = fs_pwrite_all(call->sink_fd, head + off, have,
 					     (off_t)call->sink_off);
+			sink_write_end(c, call);
+		}
 		err = sink_move(c, call, body_len - off - have, call->sink_off + have, &serr);
 	}
 	pthread_mutex_lock(&c->lock);
@@ -668,6 +699,19 @@ int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
 		*rep = call->rep;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+void rpc_call_drop_sink(struct rpc_call *call)
+{
+	struct rpc_conn *c = call->c;
+
+	pthread_mutex_lock(&c->lock);
+	if (call->sink_fd >= 0) {
+		call->sink_abandon = true;
+		while (call->sink_writing)
+			pthread_cond_wait(&call->cond, &c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
 }
 
 int rpc_wait_any(struct rpc_call *const *calls, size_t n, int timeout_ms)

@@ -64,10 +64,11 @@ int rpc_start(struct rpc_conn *c, struct msg *req, struct rpc_call **out);
  * reader thread writes the reply's payload straight into fd at off (splice
  * from the socket through a pipe, so it never enters user space, or a copy
  * where splice cannot), and rpc_wait's reply has data NULL and data_len
- * the bytes written. fd is borrowed and must stay open until rpc_call_free,
- * which waits for the reader to let go of it: freeing a call whose reply is
- * being received waits (without writing fd) for the rest of that reply, up
- * to 1 s, then kills the connection (a reply cannot be left half-read).
+ * the bytes written. fd is borrowed and must stay open until rpc_call_free
+ * or rpc_call_drop_sink, which wait for the reader to let go of it: freeing
+ * a call whose reply is being received waits (without writing fd) for the
+ * rest of that reply, up to 1 s, then kills the connection (a reply cannot
+ * be left half-read).
  * If writing fd fails, rpc_wait returns that error (-ENOSPC, -EIO, ...)
  * and the connection lives on. Returns as rpc_start, -EBADF if fd < 0. */
 int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,
@@ -77,6 +78,15 @@ int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,
  * which the caller checks. Returns -ETIMEDOUT (call stays pending; free it),
  * -ENOTCONN / -EPROTO if the connection died. */
 int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep);
+/* Stops a sink call (rpc_start_sink) from writing into its fd: returns once
+ * the reader is not writing there, and it writes nothing there afterwards
+ * (a reply being received, or one still to come, is read and dropped, and
+ * the call fails with -ECANCELED). Waits for at most one write to the file,
+ * never for the network: once it returns the fd may be closed or reused,
+ * while the call lives on until rpc_call_free (which may wait, see
+ * rpc_start_sink). No-op for other calls. Used to make sure that the loser
+ * of a race between two servers writes nothing into the winner's file. */
+void rpc_call_drop_sink(struct rpc_call *call);
 /* Waits up to timeout_ms (0: only looks) until one of calls[0..n) is done,
  * answered or failed; the calls may belong to different connections, and
  * one call must not be in two rpc_wait_any at once. Returns the index of a

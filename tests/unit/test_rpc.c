@@ -35,6 +35,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/msg.h"
 #include "common/net.h"
 #include "common/rpc.h"
@@ -709,6 +710,69 @@ static void test_sink_free_draining(void **state)
 	assert_int_equal(n_dead, 0);
 }
 
+/* Dropping the sink of a call whose reply is half received returns at
+ * once; nothing more is written into the file, the rest of the reply is
+ * read (the call fails with -ECANCELED) and the connection lives on. A
+ * call dropped before its reply writes nothing at all. */
+static void test_sink_drop(void **state)
+{
+	struct server *s = *state;
+	struct rpc_conn *c = open_conn(s);
+	char path[] = "/tmp/test_rpc_sinkXXXXXX", path2[] = "/tmp/test_rpc_sinkXXXXXX";
+	int fd = mkstemp(path), fd2 = mkstemp(path2);
+	struct rpc_call *call, *held, *ping;
+	struct msg req, rep;
+	struct stat st;
+	uint64_t t0;
+
+	assert_true(fd >= 0 && fd2 >= 0);
+	unlink(path);
+	unlink(path2);
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = 97; /* half the frame, the rest 200 ms later */
+	req.length = 400000;
+	assert_int_equal(rpc_start_sink(c, &req, fd, 0, &call), 0);
+	assert_int_equal(rpc_wait(call, 50, &rep), -ETIMEDOUT);
+	t0 = now_ns();
+	rpc_call_drop_sink(call);
+	assert_true(now_ns() - t0 < 100 * 1000000ull);
+	assert_int_equal(fstat(fd, &st), 0);
+	off_t size = st.st_size;
+	assert_true(size <= 200000 + 512);
+	assert_int_equal(rpc_wait(call, 5000, &rep), -ECANCELED);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_size, size);
+	rpc_call_free(call);
+	assert_true(rpc_alive(c));
+	/* Dropped before its reply comes (the server answers in order, and
+	 * the first reply takes 200 ms): nothing written. */
+	assert_int_equal(ftruncate(fd, 0), 0);
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = 97;
+	req.length = 400000;
+	assert_int_equal(rpc_start_sink(c, &req, fd, 0, &call), 0);
+	msg_init(&req, MSG_READDIR);
+	req.fid.vol = 1;
+	req.length = 300000;
+	assert_int_equal(rpc_start_sink(c, &req, fd2, 0, &held), 0);
+	rpc_call_drop_sink(held);
+	assert_int_equal(rpc_wait(call, 5000, &rep), 0);
+	assert_file_pattern(fd, 0, 400000);
+	assert_int_equal(rpc_wait(held, 5000, &rep), -ECANCELED);
+	assert_int_equal(fstat(fd2, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	rpc_call_free(call);
+	rpc_call_free(held);
+	msg_init(&req, MSG_PING);
+	assert_int_equal(rpc_call(c, &req, &rep, 5000, &ping), 0);
+	assert_int_equal(rep.server_id, 7);
+	rpc_call_free(ping);
+	close(fd);
+	close(fd2);
+	rpc_close(c);
+	assert_int_equal(n_dead, 0);
+}
+
 /* Freeing a sink call whose reply stalls half received kills the
  * connection after a bound (it cannot be left half-read) and returns. */
 static void test_sink_free_busy(void **state)
@@ -809,6 +873,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sink, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_free_draining, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sink_free_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sink_drop, setup, teardown),
 		cmocka_unit_test(test_connect_refused),
 		cmocka_unit_test(test_unix_socket),
 	};

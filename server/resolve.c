@@ -1177,6 +1177,34 @@ static int target_keep_all(struct resolver *r, uint32_t have, struct dirlog *dl,
 	return ret;
 }
 
+/* A directory a repair created empty at dst (it had none): it gets src's
+ * entries before it is resolved (sync_fresh). */
+struct fresh {
+	struct fid fid;
+	uint32_t src, dst;
+};
+
+struct freshlist {
+	struct fresh *v;
+	size_t n, cap;
+};
+
+static void fresh_push(struct freshlist *l, uint32_t vol, const uint8_t *oid, uint32_t src,
+		       uint32_t dst)
+{
+	if (l->n >= WORK_MAX)
+		return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+	}
+	struct fresh *f = &l->v[l->n++];
+	f->fid.vol = vol;
+	memcpy(f->fid.oid, oid, OID_LEN);
+	f->src = src;
+	f->dst = dst;
+}
+
 /* The records that turn slot s's entries (d) into t: unbinds first, then
  * binds, then the directory's status (st) and the mark (sid). An object
  * that stays (bound in t under another name, or kept by w elsewhere) is
@@ -1186,7 +1214,7 @@ static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
 		       const struct dirlog *d, const struct rtarget *t,
 		       const struct rlog_rec *binds, const struct attr *st,
 		       const struct storeid *mark, struct rlog_rec *out, size_t *n_out,
-		       uint32_t *created)
+		       uint32_t *created, struct freshlist *fl)
 {
 	size_t k = 0;
 	struct attr a;
@@ -1226,6 +1254,13 @@ static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
 			continue;
 		out[k++] = binds[i];
 		*created |= 1u << s;
+		if (!S_ISDIR(binds[i].mode))
+			continue;
+		ret = child_get(r, s, vol, t->v[i].oid, &a);
+		if (ret == -ENOENT)
+			fresh_push(fl, vol, t->v[i].oid, t->v[i].src, s);
+		else if (ret < 0)
+			return ret;
 	}
 	struct rlog_rec *e = &out[k++];
 	memset(e, 0, sizeof(*e));
@@ -1244,6 +1279,89 @@ static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
 	return 0;
 }
 
+/* Fills the directory f->fid that a repair created empty at f->dst with
+ * f->src's entries, vector and StoreId. Resolution alone would not: it
+ * replays only src's log, which since src's last merge mark (a truncation)
+ * no longer holds the creates of older entries, so the two would end with
+ * equal vectors over different entries; and dst may still hold the log of
+ * its own earlier copy of the directory (removed there, the log stays),
+ * whose removals a merge would replay at src. So dst's log is truncated, dst
+ * gets a create of every entry and a copy of src's latest mark (one is
+ * added at src if it has none), and later merges of the two compare only
+ * what follows that mark. New subdirectories go on fl, every entry on wl
+ * (to be resolved). */
+static int sync_fresh(struct resolver *r, const struct fresh *f, struct freshlist *fl,
+		      struct worklist *wl)
+{
+	const uint32_t vol = f->fid.vol;
+	const struct attr keep = { .vv = { 0 } };
+	struct dirlog d = { 0 };
+	struct rlog_rec *recs = NULL, mark;
+	struct attr sa, da, a;
+	size_t k = 0;
+	int ret;
+
+	ret = child_get(r, f->src, vol, f->fid.oid, &sa);
+	if (ret == 0)
+		ret = child_get(r, f->dst, vol, f->fid.oid, &da);
+	if (ret < 0)
+		return ret;
+	if (da.sid.client != 0 || da.sid.seq != 0 || !S_ISDIR(sa.mode))
+		return 0; /* changed since it was created: resolution's now */
+	ret = fetch_log(r, f->src, &f->fid, &d);
+	if (ret == 0)
+		ret = fetch_ents(r, f->src, &f->fid, &d);
+	if (ret < 0)
+		goto out;
+	memset(&mark, 0, sizeof(mark));
+	for (size_t i = d.n_log; i > 0 && mark.op == 0; i--)
+		if (d.log[i - 1].op == RLOG_MARK)
+			mark = d.log[i - 1];
+	if (mark.op == 0) {
+		mark.op = RLOG_MARK;
+		memcpy(mark.child, f->fid.oid, OID_LEN);
+		new_sid(r, &mark.sid);
+		ret = apply_recs(r, f->src, &f->fid, &mark, 1, &keep, 0, &sa);
+		if (ret < 0)
+			goto out;
+	}
+	recs = xmalloc((d.n_ents + 1) * sizeof(*recs));
+	for (size_t i = 0; i < d.n_ents; i++) {
+		struct fid cf = { .vol = vol };
+		memcpy(cf.oid, d.oids[i], OID_LEN);
+		ret = child_get(r, f->src, vol, d.oids[i], &a);
+		if (ret == -ENOENT)
+			continue; /* a dangling entry */
+		if (ret < 0)
+			goto out;
+		struct rlog_rec *e = &recs[k++];
+		memset(e, 0, sizeof(*e));
+		e->op = RLOG_CREATE;
+		snprintf(e->name, sizeof(e->name), "%s", d.names[i]);
+		memcpy(e->child, d.oids[i], OID_LEN);
+		e->mode = a.mode;
+		e->uid = a.uid;
+		e->gid = a.gid;
+		new_sid(r, &e->sid);
+		work_push(wl, &cf);
+		if (!S_ISDIR(a.mode))
+			continue;
+		ret = child_get(r, f->dst, vol, d.oids[i], &a);
+		if (ret == -ENOENT)
+			fresh_push(fl, vol, d.oids[i], f->src, f->dst);
+		else if (ret < 0)
+			goto out;
+	}
+	recs[k++] = mark;
+	ret = apply_recs(r, f->dst, &f->fid, NULL, 0, &keep, RES_APPLY_TRUNCATE, &da);
+	if (ret == 0)
+		ret = apply_recs(r, f->dst, &f->fid, recs, k, &sa, 0, &da);
+out:
+	dirlog_free(&d);
+	free(recs);
+	return ret;
+}
+
 /* Repairs a directory in conflict (docs/replication.md "Conflicts and
  * repair"): every replica's entries become the target (w's, or the union for
  * keep-all), with one vector, StoreId and status, the flag cleared and the
@@ -1258,6 +1376,7 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 	struct rtarget t = { 0 };
 	struct rlog_rec *binds = NULL, *recs = NULL;
 	struct worklist wl = { 0 };
+	struct freshlist fl = { 0 };
 	uint32_t created = 0;
 	size_t applied = 0;
 	int ret = 0;
@@ -1313,7 +1432,7 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 		free(recs);
 		recs = xmalloc((dl[s].n_ents + t.n + 2) * sizeof(*recs));
 		ret = repair_recs(r, vol, s, w, &dl[s], &t, binds, &st->a[base], &fin.sid, recs, &n,
-				  &created);
+				  &created, &fl);
 		if (ret == 0)
 			ret = apply_recs(r, s, &job->fid, recs, n, &fin, RES_APPLY_FORCE,
 					 &st->a[s]);
@@ -1331,6 +1450,11 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 	log_notice("resolve", "repaired a directory in volume %u: %zu entries", vol, t.n);
 	/* Objects bound where they were missing come over as a merge's new
 	 * children do: created empty there, then resolved. */
+	for (size_t i = 0; i < fl.n && !stopping(r); i++) {
+		int e = sync_fresh(r, &fl.v[i], &fl, &wl);
+		if (e < 0)
+			log_debug("resolve", "repair: filling a directory: %s", err_str(e));
+	}
 	if (created != 0) {
 		for (size_t i = 0; i < t.n; i++) {
 			struct fid cf = { .vol = vol };
@@ -1346,6 +1470,7 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 out:
 	for (uint32_t s = 0; s < VV_MAX; s++)
 		dirlog_free(&dl[s]);
+	free(fl.v);
 	free(wl.v);
 	free(binds);
 	free(recs);

@@ -18,6 +18,8 @@ from test_5_server_resolve import (  # noqa: E402
     wait_for)  # noqa: F401  (realm: the fixture)
 
 RENAME = 8
+REMOVE_DIR = 1
+TREE = {"t1": b"t1 before the split", "t2": b"t2 before the split", "t3": b"t3 from side B"}
 A, B = [0], [1, 2]
 ST_AGAIN = 21
 TAB.setdefault(RENAME, (fs(*(["CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID"] +
@@ -63,9 +65,17 @@ def mkdir(realm, idx, d, name):
     return f
 
 
-def rm(realm, idx, d, name):
-    out = on(realm, idx, lambda c, sid: c.call(REMOVE, fid=d, name=name, mflags=0, sid=sid))
+def rm(realm, idx, d, name, flags=0):
+    out = on(realm, idx, lambda c, sid: c.call(REMOVE, fid=d, name=name, mflags=flags, sid=sid))
     assert all(o["status"] == 0 for o in out), out
+
+
+def names_at(realm, i, d):
+    c = realm.conn(i)
+    try:
+        return names(c, d)
+    finally:
+        c.close()
 
 
 def mv(realm, idx, d, name, name2):
@@ -81,6 +91,15 @@ def conflicted_dir(realm):
     f = {}
     for n in ("old", "gone", "gone2", "upd", "mv"):
         f[n] = mkfile(realm, [0, 1, 2], d, n, b"base " + n.encode())
+    # tree: a merge (t2 reached servers 1 and 2 only) truncated its logs to a
+    # mark, so no log holds the creates of t1 and t2 any more.
+    f["tree"] = mkdir(realm, [0, 1, 2], d, "tree")
+    f["t1"] = mkfile(realm, [0, 1, 2], f["tree"], "t1", b"t1 before the split")
+    f["t2"] = mkfile(realm, [0, 1], f["tree"], "t2", b"t2 before the split")
+    c = realm.conn(0)
+    assert c.call(RESOLVE, fid=f["tree"], mflags=0)["status"] == 0
+    c.close()
+    assert wait_for(lambda: all(sorted(names_at(realm, i, f["tree"])) == ["t1", "t2"] for i in range(3)), 10)
     f["xa"] = mkfile(realm, A, d, "x", b"x from side A")
     f["a"] = mkfile(realm, A, d, "a", b"a from side A")
     rm(realm, A, d, "gone")
@@ -88,6 +107,11 @@ def conflicted_dir(realm):
     mv(realm, A, d, "mv", "mv2")
     f["sub"] = mkdir(realm, A, d, "sub")
     f["in"] = mkfile(realm, A, f["sub"], "in", b"in a new directory of side A")
+    # rm -r tree on side A, a new file in it on side B (remove/update).
+    rm(realm, A, f["tree"], "t1")
+    rm(realm, A, f["tree"], "t2")
+    rm(realm, A, d, "tree", REMOVE_DIR)
+    f["t3"] = mkfile(realm, B, f["tree"], "t3", b"t3 from side B")
     f["xb"] = mkfile(realm, B, d, "x", b"x from side B, longer")
     f["b"] = mkfile(realm, B, d, "b", b"b from side B")
     rm(realm, B, d, "gone2")
@@ -144,6 +168,21 @@ def settled(realm, d, want):
         return False
 
 
+def later_merge(realm, d, want, tree):
+    """After the repair the repaired subtree merges like any other: t4
+    created on server 2 alone, t1 removed on server 1 alone, then RESOLVE."""
+    t4 = mkfile(realm, [1], want[tree + "fid"], "t4", b"t4 after the repair")
+    rm(realm, [0], want[tree + "fid"], "t1")
+    c = realm.conn(2)
+    assert c.call(RESOLVE, fid=want[tree + "fid"], mflags=0)["status"] == 0
+    c.close()
+    del want[tree + "fid"]
+    want[tree] = {"t2": TREE["t2"], "t3": TREE["t3"], "t4": b"t4 after the repair"}
+    wait_for(lambda: settled(realm, d, want), 10)
+    check_repaired(realm, d, want)
+    assert names_at(realm, 0, names_at(realm, 0, d)[tree])["t4"] == t4
+
+
 def test_repair_directory_keep_one(realm):
     d, f = conflicted_dir(realm)
     c = realm.conn(0)
@@ -158,7 +197,7 @@ def test_repair_directory_keep_one(realm):
     want = {"old": b"base old", "gone": b"base gone", "mv": b"base mv", "x": b"x from side B, longer",
             "b": b"b from side B", "x.conflict-server1": b"x from side A",
             "upd.conflict-server1": b"upd updated on side A", "a.conflict-server1": b"a from side A",
-            "sub.conflict-server1": {"in": b"in a new directory of side A"}}
+            "sub.conflict-server1": {"in": b"in a new directory of side A"}, "tree": TREE}
     wait_for(lambda: settled(realm, d, want), 10)
     check_repaired(realm, d, want)
     n = names(c, d)
@@ -172,6 +211,8 @@ def test_repair_directory_keep_one(realm):
     # Nothing left for a resolution to do.
     assert c.call(RESOLVE, fid=d, mflags=0)["status"] == 0
     check_repaired(realm, d, want)
+    want["treefid"] = f["tree"]
+    later_merge(realm, d, want, "tree")
 
 
 def test_repair_directory_keep_all(realm):
@@ -187,7 +228,7 @@ def test_repair_directory_keep_all(realm):
             "upd": b"upd updated on side A", "mv2": b"base mv", "a": b"a from side A",
             "b": b"b from side B", "x.conflict-server1": b"x from side A",
             "x.conflict-server2": b"x from side B, longer",
-            "sub": {"in": b"in a new directory of side A"}}
+            "sub": {"in": b"in a new directory of side A"}, "tree": TREE}
     wait_for(lambda: settled(realm, d, want), 10)
     check_repaired(realm, d, want)
     n = names(c, d)
@@ -196,6 +237,8 @@ def test_repair_directory_keep_all(realm):
     mkfile(realm, [0, 1, 2], d, "after", b"after the repair")
     want["after"] = b"after the repair"
     check_repaired(realm, d, want)
+    want["treefid"] = f["tree"]
+    later_merge(realm, d, want, "tree")
 
 
 def test_repair_directory_needs_every_member(realm):
@@ -211,6 +254,6 @@ def test_repair_directory_needs_every_member(realm):
     want = {"old": b"base old", "gone2": b"base gone2", "upd": b"upd updated on side A",
             "mv2": b"base mv", "x": b"x from side A", "a": b"a from side A",
             "sub": {"in": b"in a new directory of side A"}, "b.conflict-server2": b"b from side B",
-            "x.conflict-server2": b"x from side B, longer"}
+            "x.conflict-server2": b"x from side B, longer", "tree.conflict-server2": TREE}
     wait_for(lambda: settled(realm, d, want), 10)
     check_repaired(realm, d, want)

@@ -754,13 +754,11 @@ void cml_count(struct cml *m, uint32_t vol, uint64_t *n, uint64_t *bytes)
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* A CREATE among the n items makes fid. */
-static bool created_in(const struct cml_item *items, size_t n, const struct fid *fid)
+/* Bytes of r in a REINTEGRATE batch (w is scratch). */
+static size_t rec_wire_len(struct wr *w, const struct cml_rec *r)
 {
-	for (size_t i = 0; i < n; i++)
-		if (items[i].rec.op == CML_CREATE && fid_eq(&items[i].rec.fid, fid))
-			return true;
-	return false;
+	wr_reset(w);
+	return cml_rec_encode(w, r) == 0 ? w->len : CML_REC_WIRE_MAX;
 }
 
 int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max, size_t max_stores,
@@ -770,13 +768,16 @@ int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max
 	uint64_t now = mono_ns(), client = 0;
 	size_t n = 0, stores = 0, bytes = 0;
 	struct cml_tx tx;
+	struct wr w;
 	int ret;
 
 	if (v == NULL)
 		return 0;
+	wr_init(&w);
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < v->n && n < max; i++) {
 		const struct mrec *p = &v->recs[i];
+		size_t len;
 
 		if (min_age_ns > 0 && now - p->t_ns < min_age_ns)
 			break;
@@ -784,18 +785,20 @@ int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max
 			break;
 		if (p->r->op == CML_STORE && stores == max_stores)
 			break;
-		if (bytes + CML_REC_WIRE_MAX > CHUNK_MAX)
+		/* A store of an object created earlier in the batch goes with
+		 * it: the server keeps its upload until the create is in. */
+		len = rec_wire_len(&w, p->r);
+		if (bytes + len > CHUNK_MAX)
 			break;
-		if (p->r->op == CML_STORE && created_in(out, n, &p->r->fid))
-			break; /* its upload needs the object: after the create is in */
 		client = p->r->sid.client;
 		stores += p->r->op == CML_STORE;
-		bytes += CML_REC_WIRE_MAX;
+		bytes += len;
 		out[n].lsn = p->lsn;
 		out[n].rec = *p->r;
 		n++;
 	}
 	pthread_mutex_unlock(&m->lock);
+	wr_release(&w);
 	if (n == 0 || out[n - 1].lsn <= v->sent_lsn)
 		return (int)n;
 	/* Sent from now on: never optimised again (SEMANTICS). */

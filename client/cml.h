@@ -117,9 +117,9 @@ bool cml_names(struct cml *m, const struct fid *fid);
 /* Records of vol and bytes pending (sum of store lengths). */
 void cml_count(struct cml *m, uint32_t vol, uint64_t *n, uint64_t *bytes);
 /* Copies the next batch of vol into out (at most max records, at most
- * max_stores store records, one StoreId client, only records appended at
- * least min_age_ns ago) and marks them sent (persistently). Returns the
- * count (0: nothing ready) or -errno. */
+ * max_stores store records, at most CHUNK_MAX bytes encoded, one StoreId
+ * client, only records appended at least min_age_ns ago) and marks them
+ * sent (persistently). Returns the count (0: nothing ready) or -errno. */
 int cml_next_batch(struct cml *m, uint32_t vol, struct cml_item *out, size_t max, size_t max_stores,
 		   uint64_t min_age_ns);
 /* Ends a batch in one transaction: drops the records with drop[i] (applied

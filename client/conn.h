@@ -155,6 +155,10 @@ size_t conn_check_servers(struct conn *c, struct conn_server_info *out, size_t m
  * unknown or unreachable. */
 int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
 		     struct conn_call *cc);
+/* As conn_call_server without waiting (pipelining: calls to one server
+ * go out in the order they are started); on 0 call conn_wait then
+ * conn_done. */
+int conn_start_server(struct conn *c, uint32_t server_id, struct msg *req, struct conn_call *cc);
 /* Makes a volume known with its VSG before any server told us (a restart
  * without network, cstate.c); a server's answer later replaces it. */
 void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg);

@@ -1518,6 +1518,29 @@ int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct
 	return ret;
 }
 
+int conn_start_server(struct conn *c, uint32_t server_id, struct msg *req, struct conn_call *cc)
+{
+	struct conn_server *srv = conn_server_by_id(c, server_id);
+	struct conn_op *op;
+	struct sconn *sc;
+	int ret;
+
+	cc->op = NULL;
+	if (srv == NULL)
+		return -ENOTCONN;
+	ret = sconn_get(srv, false, &sc);
+	if (ret < 0)
+		return ret;
+	op = op_new(OP_SINGLE, req);
+	ret = op_send(op, srv, sc, req);
+	if (ret < 0) {
+		op_free(op);
+		return ret;
+	}
+	cc->op = op;
+	return 0;
+}
+
 size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max)
 {
 	struct cvol vols[CONN_VOLS_MAX];

@@ -39,8 +39,9 @@
 
 /* How often the AVSGs are looked at (probes run every CONN_PROBE_MS). */
 #define REINT_POLL_MS 200
-/* The uploads a connection may hold (docs/protocol.md). */
-#define REINT_STORES_MAX 64
+/* The uploads a connection may hold (docs/protocol.md): store records per
+ * batch, of which at most STORES_FILE_MAX larger than STORE_SMALL_MAX. */
+#define REINT_STORES_MAX STORES_MAX
 /* Transfers shorter than this say nothing about bandwidth. */
 #define BW_MIN_BYTES (64u * 1024u)
 #define REINT_VOLS   64
@@ -175,13 +176,15 @@ static int upload(struct member_job *j, const struct cml_rec *r)
 		m.offset = off;
 		m.handle = r->handle;
 		m.sid = r->sid;
-		m.mflags = first ? STORE_FIRST : 0;
+		/* STORE_REINT on every chunk: the object may be created by a
+		 * record of this very batch (the server keeps the upload). */
+		m.mflags = (first ? STORE_FIRST : 0) | STORE_REINT;
 		m.data = nr > 0 ? buf : NULL;
 		m.data_len = (uint32_t)nr;
 		m.length = (uint64_t)nr;
 		off += len;
 		if (off >= r->length || nr == 0) {
-			m.mflags |= STORE_LAST | STORE_REINT;
+			m.mflags |= STORE_LAST;
 			m.length = r->length;
 			m.sattr.valid = SA_MTIME;
 			m.sattr.mtime = r->mtime;
@@ -208,6 +211,130 @@ static bool transport(int ret)
 	       ret == -ENOMEM || ret == -EAGAIN || ret == -EBUSY || ret == -ENOSPC;
 }
 
+/* Starts the upload of a store record that fits one chunk (length <=
+ * CHUNK_MAX): FIRST | LAST | REINT in one STORE, not waited for. buf is
+ * CHUNK_MAX bytes of scratch (the message is sent before this returns). */
+static int upload_start(struct member_job *j, const struct cml_rec *r, uint8_t *buf,
+			struct conn_call *cc)
+{
+	struct client *cl = j->b->ri->cl;
+	struct msg m;
+	ssize_t nr = 0;
+	int fd;
+
+	cc->op = NULL;
+	fd = cache_open_container(cl->cache, &r->fid, O_RDONLY);
+	if (fd < 0)
+		return fd;
+	if (r->length > 0)
+		nr = fs_pread_all(fd, buf, r->length, 0);
+	close(fd);
+	if (nr < 0)
+		return (int)nr;
+	msg_init(&m, MSG_STORE);
+	m.fid = r->fid;
+	m.handle = r->handle;
+	m.sid = r->sid;
+	m.mflags = STORE_FIRST | STORE_LAST | STORE_REINT;
+	m.data = nr > 0 ? buf : NULL;
+	m.data_len = (uint32_t)nr;
+	m.length = r->length; /* a file that shrank since is extended with zeros */
+	m.sattr.valid = SA_MTIME;
+	m.sattr.mtime = r->mtime;
+	j->up_bytes += (uint64_t)nr;
+	return conn_start_server(cl->conn, j->server, &m, cc);
+}
+
+/* Record i of the batch got a final refusal at upload (the object refuses
+ * it: gone, not a file): that is its answer; the batch stops before it. */
+static void upload_refused(struct member_job *j, size_t i, int err, size_t *upto)
+{
+	if (i >= *upto)
+		return;
+	j->st[i] = err_to_status(err);
+	for (size_t k = i + 1; k < j->b->n; k++)
+		j->st[k] = ST_AGAIN;
+	*upto = i;
+}
+
+/* Uploads in flight per member: one-chunk uploads are pipelined, so a
+ * batch of small files costs about one round trip, not one per file. */
+#define UPLOAD_WINDOW 64
+
+/* Waits for the n uploads in flight (records idx[]). 0, or the transport
+ * error that stops this member. */
+static int upload_wait(struct member_job *j, struct conn_call *cc, const size_t *idx, size_t n,
+		       size_t *upto)
+{
+	struct client *cl = j->b->ri->cl;
+	struct msg rep;
+	int ret = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		int r = conn_wait(cl->conn, &cc[k], &rep);
+
+		conn_done(cl->conn, &cc[k]);
+		if (r < 0 && transport(r))
+			ret = ret < 0 ? ret : r;
+		else if (r < 0)
+			upload_refused(j, idx[k], r, upto);
+	}
+	return ret;
+}
+
+/* Uploads the batch's store records to one member. 0 (records from *upto
+ * on are not to be sent) or a transport error. */
+static int upload_all(struct member_job *j, size_t *upto)
+{
+	struct batch *b = j->b;
+	struct conn_call *cc = xcalloc(UPLOAD_WINDOW, sizeof(*cc));
+	size_t *idx = xcalloc(UPLOAD_WINDOW, sizeof(*idx));
+	uint8_t *buf = xmalloc(CHUNK_MAX);
+	uint64_t t0 = now_ns();
+	size_t nf = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < *upto; i++) {
+		const struct cml_rec *r = &b->items[i].rec;
+		bool big = r->op == CML_STORE && r->length > CHUNK_MAX;
+
+		if (r->op != CML_STORE)
+			continue;
+		if (nf > 0 && (big || nf == UPLOAD_WINDOW)) {
+			ret = upload_wait(j, cc, idx, nf, upto);
+			nf = 0;
+			if (ret < 0 || i >= *upto)
+				break;
+		}
+		if (big) {
+			uint64_t ns = j->up_ns;
+
+			ret = upload(j, r);
+			j->up_ns = ns; /* counted below, with the pipelined ones */
+		} else {
+			ret = upload_start(j, r, buf, &cc[nf]);
+			if (ret == 0)
+				idx[nf++] = i;
+		}
+		if (ret < 0 && !transport(ret)) {
+			upload_refused(j, i, ret, upto);
+			ret = 0;
+		}
+		if (ret < 0)
+			break;
+	}
+	if (nf > 0) {
+		int r = upload_wait(j, cc, idx, nf, upto);
+
+		ret = ret < 0 ? ret : r;
+	}
+	j->up_ns += now_ns() - t0;
+	free(buf);
+	free(idx);
+	free(cc);
+	return ret;
+}
+
 static void *member_main(void *arg)
 {
 	struct member_job *j = arg;
@@ -220,21 +347,7 @@ static void *member_main(void *arg)
 
 	size_t upto = b->n;
 
-	for (size_t i = 0; i < b->n && ret == 0; i++) {
-		if (b->items[i].rec.op != CML_STORE)
-			continue;
-		ret = upload(j, &b->items[i].rec);
-		if (ret < 0 && !transport(ret)) {
-			/* The object refuses the upload (gone, not a file): that
-			 * is this record's answer; the batch stops before it. */
-			j->st[i] = err_to_status(ret);
-			for (size_t k = i + 1; k < b->n; k++)
-				j->st[k] = ST_AGAIN;
-			upto = i;
-			ret = 0;
-			break;
-		}
-	}
+	ret = upload_all(j, &upto);
 	if (ret < 0) {
 		j->ret = ret;
 		return NULL;
@@ -262,28 +375,89 @@ static void *member_main(void *arg)
 	return NULL;
 }
 
-static void cop2(struct client *cl, uint32_t vol, const struct vsg *vsg, const uint32_t *servers,
-		 size_t n_srv, const struct storeid *sid, uint32_t mask)
+/* The update set as VSG slot bits, from mask over servers[]. */
+static uint32_t slot_mask(const struct vsg *vsg, const uint32_t *servers, size_t n_srv,
+			  uint32_t mask)
 {
-	for (size_t s = 0; s < n_srv; s++) {
-		struct msg m, rep;
-		struct conn_call cc;
+	uint32_t slots = 0;
 
-		if (!(mask & (1u << s)))
+	for (size_t k = 0; k < n_srv; k++) {
+		if (!(mask & (1u << k)))
 			continue;
-		msg_init(&m, MSG_COP2);
-		fid_make_root(&m.fid, vol);
-		m.sid = *sid;
-		m.mflags = 0;
-		for (size_t k = 0; k < n_srv; k++) {
-			if (!(mask & (1u << k)))
+		for (uint32_t v = 0; v < vsg->n; v++)
+			if (vsg->ids[v] == servers[k])
+				slots |= 1u << v;
+	}
+	return slots;
+}
+
+/* One COP2: the update sid was performed by the VSG slots in slots. */
+static void cop2(struct client *cl, uint32_t vol, uint32_t server, const struct storeid *sid,
+		 uint32_t slots)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+
+	msg_init(&m, MSG_COP2);
+	fid_make_root(&m.fid, vol);
+	m.sid = *sid;
+	m.mflags = slots;
+	if (conn_call_server(cl->conn, server, &m, &rep, &cc) == 0)
+		conn_done(cl->conn, &cc);
+}
+
+/* Phase two of a batch's applied records: one COP2_BATCH per member, for
+ * the records it performed (masks[i] over servers[]; 0: record not
+ * applied anywhere), so each member commits once for the whole batch. A
+ * member that does not know COP2_BATCH gets one COP2 per record. Phase two
+ * is advisory (SEMANTICS "Versions"): a lost one leaves equal StoreIds. */
+static void cop2_batch(struct client *cl, uint32_t vol, const struct vsg *vsg,
+		       const uint32_t *servers, size_t n_srv, const struct cml_item *items,
+		       const uint32_t *masks, size_t n)
+{
+	struct conn_call cc[VV_MAX];
+	struct wr w[VV_MAX];
+	struct msg m, rep;
+
+	/* Sent to every member before any answer is awaited: the members
+	 * commit in parallel. */
+	for (size_t s = 0; s < n_srv; s++) {
+		size_t cnt = 0;
+
+		cc[s].op = NULL;
+		wr_init(&w[s]);
+		for (size_t i = 0; i < n && cnt < COP2_BATCH_MAX; i++) {
+			struct cml_cop2 e;
+
+			if (!(masks[i] & (1u << s)))
 				continue;
-			for (uint32_t v = 0; v < vsg->n; v++)
-				if (vsg->ids[v] == servers[k])
-					m.mflags |= 1u << v;
+			e.sid = items[i].rec.sid;
+			e.mask = slot_mask(vsg, servers, n_srv, masks[i]);
+			if (e.mask == 0)
+				continue; /* the member is not in the VSG: nothing to count */
+			cml_cop2_encode(&w[s], &e);
+			cnt++;
 		}
-		if (conn_call_server(cl->conn, servers[s], &m, &rep, &cc) == 0)
-			conn_done(cl->conn, &cc);
+		if (cnt == 0)
+			continue;
+		msg_init(&m, MSG_COP2_BATCH);
+		fid_make_root(&m.fid, vol);
+		m.data = w[s].buf;
+		m.data_len = (uint32_t)w[s].len;
+		if (conn_start_server(cl->conn, servers[s], &m, &cc[s]) < 0)
+			cc[s].op = NULL;
+	}
+	for (size_t s = 0; s < n_srv; s++) {
+		int ret = cc[s].op != NULL ? conn_wait(cl->conn, &cc[s], &rep) : 0;
+
+		conn_done(cl->conn, &cc[s]);
+		wr_release(&w[s]);
+		if (ret == -ENOSYS) {
+			for (size_t i = 0; i < n; i++)
+				if (masks[i] & (1u << s))
+					cop2(cl, vol, servers[s], &items[i].rec.sid,
+					     slot_mask(vsg, servers, n_srv, masks[i]));
+		}
 	}
 }
 
@@ -316,34 +490,97 @@ static void rec_path(struct client *cl, const struct cml_rec *r, char *out, size
 	}
 }
 
-/* After a store record was applied: the container holds the servers' new
- * version; learn its data version so that the next open uses it. */
-static void store_applied(struct client *cl, const struct cml_rec *r)
-{
-	struct cache_ent e;
-	struct msg m, rep;
-	struct conn_call cc;
+/* GETATTRs stores_applied keeps in flight at once. */
+#define APPLIED_WINDOW 64
 
-	if (cml_names(cl->cml, &r->fid) || cache_get(cl->cache, &r->fid, &e) < 0)
-		return; /* later records still need the container */
-	e.dirty = false;
-	msg_init(&m, MSG_GETATTR);
-	m.fid = r->fid;
-	if (conn_call(cl->conn, &m, &rep, &cc) == 0) {
-		if (rep.attr.sid.client == r->sid.client && rep.attr.sid.seq == r->sid.seq &&
-		    rep.attr.size == e.size) {
-			e.data_version = rep.attr.data_version;
-			e.attr = rep.attr;
-		} else {
-			e.has_data = false;
-		}
-		conn_done(cl->conn, &cc);
-	} else {
-		e.has_data = false;
+struct applied {
+	const struct cml_rec *r;
+	uint32_t server;  /* a member that applied r */
+	bool ok;	  /* attr holds the servers' status after r */
+	struct attr attr; /* valid if ok */
+};
+
+/* After store records were applied: each container holds the servers' new
+ * version; learn its data version so that the next open uses it (else the
+ * container is dropped and the next open fetches). Each GETATTR goes to
+ * one member that applied the record (masks[i] over servers[]), as a
+ * connected store learns its version from one member; they go out
+ * APPLIED_WINDOW at a time and the cache index changes in one transaction
+ * (synced while the CML is not empty), not one per file. */
+static void stores_applied(struct client *cl, const struct cml_item *items, size_t n,
+			   const uint32_t *masks, const uint32_t *servers)
+{
+	struct applied *a = xcalloc(n > 0 ? n : 1, sizeof(*a));
+	struct conn_call *cc = xcalloc(APPLIED_WINDOW, sizeof(*cc));
+	struct msg *rep = xmalloc(sizeof(*rep));
+	struct fid *gone_data = NULL;
+	size_t na = 0, n_gone = 0;
+	struct cache_txn *ct;
+	struct cache_ent e;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cml_rec *r = &items[i].rec;
+
+		if (masks[i] == 0 || r->op != CML_STORE)
+			continue;
+		if (cml_names(cl->cml, &r->fid) || cache_get(cl->cache, &r->fid, &e) < 0)
+			continue; /* later records still need the container */
+		a[na].r = r;
+		a[na].server = servers[__builtin_ctz(masks[i])];
+		na++;
 	}
-	cache_put(cl->cache, &e);
-	if (!e.has_data)
-		cache_drop_data(cl->cache, &r->fid);
+	for (size_t w0 = 0; w0 < na; w0 += APPLIED_WINDOW) {
+		size_t w1 = na - w0 < APPLIED_WINDOW ? na : w0 + APPLIED_WINDOW;
+		struct msg m;
+
+		for (size_t k = w0; k < w1; k++) {
+			msg_init(&m, MSG_GETATTR);
+			m.fid = a[k].r->fid;
+			if (conn_start_server(cl->conn, a[k].server, &m, &cc[k - w0]) < 0)
+				cc[k - w0].op = NULL;
+		}
+		for (size_t k = w0; k < w1; k++) {
+			if (cc[k - w0].op == NULL)
+				continue;
+			if (conn_wait(cl->conn, &cc[k - w0], rep) == 0) {
+				a[k].ok = true;
+				a[k].attr = rep->attr;
+			}
+			conn_done(cl->conn, &cc[k - w0]);
+		}
+	}
+	if (na > 0 && cache_txn_begin(cl->cache, &ct) == 0) {
+		gone_data = xcalloc(na, sizeof(*gone_data));
+		for (size_t k = 0; k < na; k++) {
+			const struct cml_rec *r = a[k].r;
+
+			if (cache_txn_get(ct, &r->fid, &e) < 0)
+				continue;
+			e.dirty = false;
+			if (a[k].ok && a[k].attr.sid.client == r->sid.client &&
+			    a[k].attr.sid.seq == r->sid.seq && a[k].attr.size == e.size) {
+				e.data_version = a[k].attr.data_version;
+				e.attr = a[k].attr;
+			} else {
+				e.has_data = false;
+				gone_data[n_gone++] = r->fid;
+			}
+			if (cache_txn_put(ct, &e) < 0) {
+				n_gone = 0;
+				cache_txn_abort(ct);
+				ct = NULL;
+				break;
+			}
+		}
+		if (ct != NULL && cache_txn_commit(ct) < 0)
+			n_gone = 0;
+	}
+	for (size_t k = 0; k < n_gone; k++)
+		cache_drop_data(cl->cache, &gone_data[k]);
+	free(gone_data);
+	free(rep);
+	free(cc);
+	free(a);
 }
 
 static bool fid_zero(const struct fid *f)
@@ -377,6 +614,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	struct batch b;
 	struct wr w;
 	bool *drop = NULL;
+	uint32_t *masks = NULL, srv[VV_MAX];
 	int *status = NULL;
 	char(*paths)[1024] = NULL;
 	size_t n_jobs = 0, stopped_at;
@@ -401,20 +639,26 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	wr_init(&w);
 	memset(&b, 0, sizeof(b));
 	b.off = xcalloc((size_t)n + 1, sizeof(*b.off));
-	for (int i = 0; i < n; i++) {
+	for (int i = 0, big = 0; i < n; i++) {
 		struct cml_rec *r = &items[i].rec;
 
 		if (r->op == CML_STORE) {
 			char path[4096];
 			struct stat st;
 
-			/* The latest contents: the size the container has now. */
-			randombytes_buf(&r->handle, sizeof(r->handle));
-			if (r->handle == 0)
-				r->handle = 1;
+			/* The handle is the record's seq (never 0): an upload left
+			 * on the server by a batch that stopped before its record
+			 * is replaced when the record is sent again, not kept
+			 * until the connection closes (STORE_PARTIAL_MAX).
+			 * The latest contents: the size the container has now. */
+			r->handle = r->sid.seq;
 			if (cache_container_path(cl->cache, &r->fid, path, sizeof(path)) == 0 &&
 			    stat(path, &st) == 0)
 				r->length = (uint64_t)st.st_size;
+			if (r->length > STORE_SMALL_MAX && ++big > STORES_FILE_MAX) {
+				n = i; /* the server holds no more such uploads */
+				break;
+			}
 		}
 		b.off[i] = w.len;
 		cml_rec_encode(&w, r);
@@ -442,6 +686,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	for (size_t s = 0; s < n_jobs; s++)
 		pthread_join(jobs[s].thread, NULL);
 	drop = xcalloc((size_t)n, sizeof(*drop));
+	masks = xcalloc((size_t)n, sizeof(*masks));
 	status = xcalloc((size_t)n, sizeof(*status));
 	paths = xcalloc((size_t)n, sizeof(*paths));
 	stopped_at = (size_t)n;
@@ -474,7 +719,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 		}
 		if (mask != 0) {
 			drop[i] = true;
-			cop2(cl, vol, &vsg, avsg.ids, n_jobs, &items[i].rec.sid, mask);
+			masks[i] = mask;
 		} else if (!any || retry) {
 			stopped_at = i;
 			break;
@@ -486,6 +731,9 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 				 err_str(status_to_err(conflict_st)));
 		}
 	}
+	for (size_t s = 0; s < n_jobs; s++)
+		srv[s] = jobs[s].server;
+	cop2_batch(cl, vol, &vsg, srv, n_jobs, items, masks, stopped_at);
 	for (size_t s = 0; s < n_jobs; s++) {
 		bw_sample(ri, jobs[s].server, jobs[s].up_bytes, jobs[s].up_ns);
 		if (jobs[s].ret < 0)
@@ -494,11 +742,10 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	}
 	ret = cml_finish(cl->cml, vol, items, stopped_at, drop, status, (const char(*)[1024])paths);
 	if (ret == 0) {
+		stores_applied(cl, items, stopped_at, masks, srv);
 		for (size_t i = 0; i < stopped_at; i++) {
 			const struct cml_rec *r = &items[i].rec;
 
-			if (drop[i] && r->op == CML_STORE)
-				store_applied(cl, r);
 			/* A removed object's container was kept for its stores. */
 			if (drop[i] && r->op == CML_REMOVE && !cml_names(cl->cml, &r->fid))
 				gone(cl, &r->fid);
@@ -511,6 +758,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	for (size_t s = 0; s < n_jobs; s++)
 		free(jobs[s].st);
 	free(drop);
+	free(masks);
 	free(status);
 	free(paths);
 	wr_release(&w);

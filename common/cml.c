@@ -356,6 +356,58 @@ int cml_batch_check(const uint8_t *buf, size_t len, uint32_t vol, size_t max, si
 	return 0;
 }
 
+/* ---- COP2_BATCH lists ---- */
+
+void cml_cop2_encode(struct wr *w, const struct cml_cop2 *e)
+{
+	ASSERT(e->sid.client != 0 && e->sid.seq != 0);
+	ASSERT(e->mask != 0 && e->mask < (1u << VV_MAX));
+	wr_u64(w, e->sid.client);
+	wr_u64(w, e->sid.seq);
+	wr_u32(w, e->mask);
+}
+
+int cml_cop2_next(struct rd *r, struct cml_cop2 *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (r->err != 0)
+		return -EPROTO;
+	if (rd_left(r) == 0)
+		return 0;
+	out->sid.client = rd_u64(r);
+	out->sid.seq = rd_u64(r);
+	out->mask = rd_u32(r);
+	if (r->err != 0 || out->sid.client == 0 || out->sid.seq == 0 || out->mask == 0 ||
+	    out->mask >= (1u << VV_MAX)) {
+		rd_fail(r);
+		memset(out, 0, sizeof(*out));
+		return -EPROTO;
+	}
+	return 1;
+}
+
+int cml_cop2_check(const uint8_t *buf, size_t len, size_t max, size_t *n)
+{
+	struct cml_cop2 e;
+	struct rd r;
+	size_t count = 0;
+	int ret;
+
+	*n = 0;
+	rd_init(&r, buf, len);
+	while ((ret = cml_cop2_next(&r, &e)) == 1) {
+		if (count == max)
+			return -EINVAL;
+		count++;
+	}
+	if (ret < 0)
+		return ret;
+	if (count == 0)
+		return -EINVAL;
+	*n = count;
+	return 0;
+}
+
 /* ---- on-disk form ---- */
 
 int cml_rec_pack(struct wr *w, const struct cml_rec *r)

@@ -106,6 +106,25 @@ int cml_batch_next(struct rd *r, struct cml_rec *out);
  * the rules (count, client, order, volume). */
 int cml_batch_check(const uint8_t *buf, size_t len, uint32_t vol, size_t max, size_t *n);
 
+/* One entry of a COP2_BATCH list (F_DATA; docs/protocol.md "cop2_batch"):
+ * the update with StoreId sid was performed by the VSG slots in mask.
+ * Wire: u64 client, u64 seq, u32 mask; entries packed back to back. */
+struct cml_cop2 {
+	struct storeid sid; /* client != 0, seq != 0 */
+	uint32_t mask;	    /* VSG slot bits: not 0, below 1 << VV_MAX */
+};
+#define CML_COP2_WIRE 20
+
+/* Appends e's encoding to w. */
+void cml_cop2_encode(struct wr *w, const struct cml_cop2 *e);
+/* Next entry of a list: 1 if one was read, 0 at the end, -EPROTO if
+ * truncated or out of bounds (zero client or seq, mask 0 or too wide). */
+int cml_cop2_next(struct rd *r, struct cml_cop2 *out);
+/* Validates a whole list: 1..max entries that decode, data consumed
+ * exactly. *n gets the count (0 on failure). -EPROTO if malformed, -EINVAL
+ * for an empty or too long list. */
+int cml_cop2_check(const uint8_t *buf, size_t len, size_t max, size_t *n);
+
 /* On-disk form: u32 magic, u16 version, the record. unpack: -EIO for a bad
  * magic, an unknown version or a malformed record (never a guess). */
 int cml_rec_pack(struct wr *w, const struct cml_rec *r);

@@ -46,6 +46,7 @@ enum conn_state_bits {
 	X(MSG_CONFLICTS, "conflicts", F_CRED | F_FID | F_NAME, F_MFLAGS | F_DATA, CS_READY) \
 	X(MSG_REPAIR,   "repair",   F_CRED | F_SERVER_ID | F_FID | F_MFLAGS | F_STOREID, F_ATTR, CS_READY) \
 	X(MSG_REINTEGRATE, "reintegrate", F_CRED | F_FID | F_MFLAGS | F_DATA, F_DATA | F_STAMP, CS_READY) \
+	X(MSG_COP2_BATCH, "cop2_batch", F_FID | F_DATA, 0, CS_READY) \
 	X(MSG_CTL,      "ctl",      F_DATA, F_DATA, CS_NEW | CS_READY) \
 	X(MSG_RES_GET,  "res_get",  F_FID | F_MFLAGS, F_FID2 | F_NAME | F_TARGET | F_ATTR, CS_SERVER) \
 	X(MSG_RES_SCAN, "res_scan", F_FID, F_FID | F_MFLAGS | F_DATA, CS_SERVER) \

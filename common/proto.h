@@ -51,8 +51,23 @@
  * reading from a connection that exceeds it until replies drain. */
 #define CALLS_IN_FLIGHT_MAX 256
 /* CML records per REINTEGRATE batch: bounds the work of one server
- * transaction and the reply's per-record status list. */
-#define CML_BATCH_MAX 256
+ * transaction (the server loop serves nothing else meanwhile: ~50 ms for
+ * 512 small records on a 2-core machine) and the reply's per-record status
+ * list. Fewer, larger batches make reintegration fast: each costs a few
+ * synced commits on every server and on the client. */
+#define CML_BATCH_MAX 512
+/* Uploads (partial stores) one connection may hold at once: the store
+ * records of a whole reintegration batch. At most STORES_FILE_MAX of them
+ * may be larger than STORE_SMALL_MAX or sent in several chunks: the server
+ * keeps each of those in a temp file (an fd); a STORE_REINT upload of at
+ * most STORE_SMALL_MAX bytes in one chunk is kept in memory (so at most
+ * STORES_MAX * STORE_SMALL_MAX = 4 MiB per connection). */
+#define STORES_MAX	256
+#define STORES_FILE_MAX 64
+#define STORE_SMALL_MAX (16u << 10)
+/* StoreIds per COP2_BATCH: phase two of one reintegration batch's records
+ * at once (docs/disconnected.md), so the same bound. */
+#define COP2_BATCH_MAX CML_BATCH_MAX
 /* JSON documents on the control socket (CLI <-> encore-client). */
 #define CTL_JSON_MAX (256u * 1024u)
 
@@ -86,6 +101,7 @@ enum msg_type {
 	MSG_CONFLICTS = 21,   /* list the objects in conflict in a volume */
 	MSG_REPAIR = 22,      /* resolve a conflict by keeping one or all versions */
 	MSG_REINTEGRATE = 23, /* apply a batch of CML records atomically (docs/disconnected.md) */
+	MSG_COP2_BATCH = 24,  /* phase two of many updates: F_DATA lists (StoreId, slot mask) */
 	MSG_CTL = 32,	      /* control socket only: JSON request, JSON reply */
 	/* 40..59: server-to-server resolution messages (docs/replication.md). */
 	MSG_RES_GET = 40,

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cml.h"
 #include "common/err.h"
 #include "common/fid.h"
 #include "common/fsutil.h"
@@ -1137,6 +1138,66 @@ static int store_finish(struct ops *o, struct meta_txn *t, const struct msg *req
 	return 0;
 }
 
+/* A whole small STORE_REINT upload in one chunk: kept in memory. */
+static bool upload_small(const struct msg *req)
+{
+	const uint32_t all = STORE_FIRST | STORE_LAST | STORE_REINT;
+
+	return (req->mflags & (all | STORE_ABORT)) == all && req->offset == 0 &&
+	       req->length <= STORE_MEM_MAX && req->data_len <= req->length;
+}
+
+static int upload_mem(struct ops *o, struct ops_conn *oc, const struct msg *req)
+{
+	struct pstore *p = store_set_find(oc->stores, req->handle);
+
+	if (p != NULL)
+		store_set_drop(o->store, oc->stores, p);
+	o->st.store_bytes += req->data_len;
+	return store_set_add_mem(oc->stores, req->handle, &req->fid, req->data, req->data_len,
+				 (size_t)req->length, &p);
+}
+
+/* A STORE_REINT upload for an object that does not exist yet: a create
+ * record of the REINTEGRATE batch that names the upload makes it first.
+ * The chunks are kept under the handle like any upload; nothing about the
+ * object is checked now (there is none): the store record's install runs
+ * every check of a store (op_store, STORE_LAST) once the object exists,
+ * and drops the upload if the record fails. The reply's ATTR names the fid
+ * and nothing else. */
+static int store_reint_ahead(struct ops *o, struct ops_conn *oc, const struct msg *req,
+			     struct msg *rep)
+{
+	const uint32_t fl = req->mflags;
+	struct pstore *p = store_set_find(oc->stores, req->handle);
+	int ret;
+
+	memset(&rep->attr, 0, sizeof(rep->attr));
+	rep->attr.fid = req->fid;
+	if (upload_small(req))
+		return upload_mem(o, oc, req);
+	if (fl & STORE_FIRST) {
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
+		ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
+		if (ret < 0)
+			return ret;
+	} else if (p == NULL) {
+		return -EBADF;
+	} else if (!fid_eq(&p->fid, &req->fid)) {
+		return -EINVAL;
+	}
+	ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+	if (ret == 0 && (fl & STORE_LAST))
+		ret = reint_store_done(p, req->length);
+	if (ret < 0) {
+		store_set_drop(o->store, oc->stores, p);
+		return ret;
+	}
+	o->st.store_bytes += req->data_len;
+	return 0;
+}
+
 static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const struct msg *req,
 		    struct msg *rep)
 {
@@ -1148,6 +1209,8 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 
 	o->st.store_calls++;
 	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret == -ENOENT && (fl & STORE_REINT) && !(fl & STORE_ABORT))
+		return store_reint_ahead(o, oc, req, rep);
 	if (ret < 0)
 		goto out_drop;
 	p = store_set_find(oc->stores, req->handle);
@@ -1184,6 +1247,13 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 		o->st.store_inline++;
 		fx_oldc(&o->fx, &v.fid, v.data_version);
 		return store_finish(o, t, req, &v, ndv, rep);
+	}
+	if (upload_small(req)) {
+		ret = upload_mem(o, oc, req);
+		if (ret < 0)
+			return ret;
+		vnode_to_attr(&v, &rep->attr);
+		return 0;
 	}
 	if (fl & STORE_FIRST) {
 		if (p != NULL)
@@ -1261,6 +1331,7 @@ static bool is_update(const struct msg *req)
 	case MSG_STORE:
 		return (req->mflags & STORE_LAST) && !(req->mflags & (STORE_ABORT | STORE_REINT));
 	case MSG_COP2:
+	case MSG_COP2_BATCH:
 	case MSG_RES_APPLY:
 	case MSG_RES_MARK:
 		return true;
@@ -1309,6 +1380,7 @@ static int run(struct ops *o, struct meta_txn *t, struct ops_conn *oc, const str
 		return op_stats(o, t, rep);
 	case MSG_VOLINFO:
 	case MSG_COP2:
+	case MSG_COP2_BATCH:
 	case MSG_CONFLICTS:
 	case MSG_RES_GET:
 	case MSG_RES_SCAN:
@@ -1413,7 +1485,7 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 		ret = run(o, t, oc, req, rep);
 	if (ret == 0)
 		ret = repl_post(o, t, req, rep);
-	if (ret == 0 && req->type != MSG_COP2)
+	if (ret == 0 && req->type != MSG_COP2 && req->type != MSG_COP2_BATCH)
 		ret = fx_volume(o, t, req->fid.vol);
 	if (ret == 0) {
 		ret = meta_commit(t);
@@ -1792,6 +1864,32 @@ static int op_cop2(struct ops *o, struct meta_txn *t, const struct msg *req)
 			return ret;
 	}
 	return 0;
+}
+
+/* Phase two of many updates at once (a reintegration batch's records):
+ * each entry as the COP2 it stands for, all in this update's child txn, so
+ * the list costs one commit. A malformed list changes nothing. */
+static int op_cop2_batch(struct ops *o, struct meta_txn *t, const struct msg *req)
+{
+	struct cml_cop2 e;
+	struct msg *m;
+	struct rd r;
+	size_t n;
+	int ret = cml_cop2_check(req->data, req->data_len, COP2_BATCH_MAX, &n);
+
+	if (ret < 0)
+		return ret;
+	m = xmalloc(sizeof(*m));
+	msg_init(m, MSG_COP2);
+	m->fid = req->fid;
+	rd_init(&r, req->data, req->data_len);
+	while (ret == 0 && cml_cop2_next(&r, &e) == 1) {
+		m->sid = e.sid;
+		m->mflags = e.mask;
+		ret = op_cop2(o, t, m);
+	}
+	free(m);
+	return ret;
 }
 
 static int op_conflicts(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
@@ -2226,6 +2324,8 @@ static int repl_exec(struct ops *o, struct meta_txn *t, struct ops_conn *oc, con
 		return op_volinfo(o, t, req, rep);
 	case MSG_COP2:
 		return op_cop2(o, t, req);
+	case MSG_COP2_BATCH:
+		return op_cop2_batch(o, t, req);
 	case MSG_CONFLICTS:
 		return op_conflicts(o, t, req, rep);
 	case MSG_RES_GET:

@@ -24,6 +24,7 @@
  */
 #include "server/reint.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@
 #define MARK_VERSION 1
 #define MARK_KEY_LEN (4 + 8)
 #define MARK_VAL_MAX (DB_HDR_LEN + 8 + 2 + CML_BATCH_MAX * 12)
+
+static_assert(STORE_MEM_MAX <= META_INLINE_MAX, "uploads kept in memory are installed inline");
 
 /* ---- the reint table ---- */
 
@@ -433,10 +436,44 @@ static void drop_upload(struct ops *o, struct ops_conn *oc, const struct msg *re
 	free(m);
 }
 
+/* A store record of a small file: its upload becomes the data of a
+ * one-chunk STORE, which op_store keeps inline in the object's record (as
+ * a connected store of that size) instead of installing and fsyncing a
+ * container per file; the upload is dropped then. 0, or -errno (the upload
+ * is unchanged). */
+static int inline_store(struct ops_conn *oc, const struct cml_rec *r, struct msg *m, uint8_t **buf)
+{
+	struct pstore *p = store_set_find(oc->stores, r->handle);
+	ssize_t n;
+
+	*buf = NULL;
+	if (p == NULL || r->length > META_INLINE_MAX)
+		return -EINVAL;
+	*buf = xcalloc(r->length > 0 ? r->length : 1, 1);
+	if (p->mem != NULL) {
+		/* The record's length is the size installed (zeros past the
+		 * upload). */
+		n = (ssize_t)r->length;
+		memcpy(*buf, p->mem, p->bytes < r->length ? p->bytes : r->length);
+	} else {
+		n = r->length > 0 ? pread(p->fd, *buf, r->length, 0) : 0;
+		if (n < 0)
+			return -errno;
+		if ((uint64_t)n != r->length)
+			return -EIO; /* reint_store_done sized it */
+	}
+	m->mflags = STORE_FIRST | STORE_LAST;
+	m->offset = 0;
+	m->data = n > 0 ? *buf : NULL;
+	m->data_len = (uint32_t)n;
+	return 0;
+}
+
 /* Checks and applies one record: its reply status. */
 static uint32_t reint_one(struct ops *o, struct meta_txn *t, struct ops_conn *oc,
 			  const struct msg *req, const struct cml_rec *r)
 {
+	uint8_t *buf = NULL;
 	struct msg *m;
 	int ret = check_rec(t, oc, r);
 
@@ -446,7 +483,16 @@ static uint32_t reint_one(struct ops *o, struct meta_txn *t, struct ops_conn *oc
 		return rec_status(ret);
 	m = xmalloc(sizeof(*m));
 	rec_to_msg(req, r, m);
+	if (r->op == CML_STORE && r->length <= META_INLINE_MAX) {
+		ret = inline_store(oc, r, m, &buf);
+		if (ret < 0) {
+			free(buf);
+			free(m);
+			return rec_status(ret);
+		}
+	}
 	ret = exec_one(o, oc, m);
+	free(buf);
 	free(m);
 	return ret == 0 ? CML_ST_APPLIED : rec_status(ret);
 }

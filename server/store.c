@@ -203,8 +203,16 @@ void store_unlink(struct store *s, const struct fid *fid, uint64_t dv)
 void store_set_init(struct store_set *ss)
 {
 	ss->n = 0;
-	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++)
+	ss->n_files = 0;
+	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++) {
 		ss->slot[i].fd = -1;
+		ss->slot[i].mem = NULL;
+	}
+}
+
+static bool slot_used(const struct pstore *p)
+{
+	return p->fd >= 0 || p->mem != NULL;
 }
 
 struct pstore *store_set_find(struct store_set *ss, uint64_t handle)
@@ -212,29 +220,66 @@ struct pstore *store_set_find(struct store_set *ss, uint64_t handle)
 	if (ss->n == 0)
 		return NULL;
 	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++)
-		if (ss->slot[i].fd >= 0 && ss->slot[i].handle == handle)
+		if (slot_used(&ss->slot[i]) && ss->slot[i].handle == handle)
 			return &ss->slot[i];
 	return NULL;
+}
+
+/* A free slot for handle, or NULL with *err set. */
+static struct pstore *slot_new(struct store_set *ss, uint64_t handle, int *err)
+{
+	if (store_set_find(ss, handle) != NULL) {
+		*err = -EEXIST;
+		return NULL;
+	}
+	if (ss->n >= STORE_PARTIAL_MAX) {
+		*err = -EBUSY;
+		return NULL;
+	}
+	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++)
+		if (!slot_used(&ss->slot[i]))
+			return &ss->slot[i];
+	ASSERT(false); /* ss->n counts the used slots */
+	return NULL;
+}
+
+int store_set_add_mem(struct store_set *ss, uint64_t handle, const struct fid *fid,
+		      const void *data, size_t data_len, size_t len, struct pstore **out)
+{
+	struct pstore *p;
+	int ret;
+
+	*out = NULL;
+	if (data_len > len || len > STORE_MEM_MAX)
+		return -EINVAL;
+	p = slot_new(ss, handle, &ret);
+	if (p == NULL)
+		return ret;
+	p->mem = xcalloc(len > 0 ? len : 1, 1);
+	if (data_len > 0)
+		memcpy(p->mem, data, data_len);
+	p->fd = -1;
+	p->path[0] = '\0';
+	p->handle = handle;
+	p->fid = *fid;
+	p->bytes = len;
+	ss->n++;
+	*out = p;
+	return 0;
 }
 
 int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
 		  struct pstore **out)
 {
-	struct pstore *p = NULL;
+	struct pstore *p;
 	int ret;
 
 	*out = NULL;
-	if (store_set_find(ss, handle) != NULL)
-		return -EEXIST;
-	if (ss->n >= STORE_PARTIAL_MAX)
-		return -EBUSY;
-	for (size_t i = 0; i < STORE_PARTIAL_MAX; i++) {
-		if (ss->slot[i].fd < 0) {
-			p = &ss->slot[i];
-			break;
-		}
-	}
-	ASSERT(p != NULL);
+	if (ss->n_files >= STORE_FILES_MAX)
+		return store_set_find(ss, handle) != NULL ? -EEXIST : -EBUSY;
+	p = slot_new(ss, handle, &ret);
+	if (p == NULL)
+		return ret;
 	ret = store_tmp_create(s, &p->fd, p->path, sizeof(p->path));
 	if (ret < 0) {
 		p->fd = -1;
@@ -244,6 +289,7 @@ int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const 
 	p->fid = *fid;
 	p->bytes = 0;
 	ss->n++;
+	ss->n_files++;
 	*out = p;
 	return 0;
 }
@@ -252,6 +298,8 @@ int store_set_write(struct store *s, struct pstore *p, const void *buf, size_t l
 {
 	uint64_t end;
 
+	if (p->mem != NULL)
+		return -EINVAL;
 	if (__builtin_add_overflow(off, (uint64_t)len, &end) || end > STORE_FILE_MAX)
 		return -EFBIG;
 	if (end > p->bytes) {
@@ -268,8 +316,15 @@ int store_set_write(struct store *s, struct pstore *p, const void *buf, size_t l
 
 static void pstore_forget(struct store *s, struct store_set *ss, struct pstore *p)
 {
-	ASSERT(s->pending_bytes >= p->bytes);
-	s->pending_bytes -= p->bytes;
+	if (p->mem != NULL) {
+		free(p->mem); /* its bytes were never pending on disk */
+		p->mem = NULL;
+	} else {
+		ASSERT(s->pending_bytes >= p->bytes);
+		s->pending_bytes -= p->bytes;
+		ASSERT(ss->n_files > 0);
+		ss->n_files--;
+	}
 	p->fd = -1;
 	p->bytes = 0;
 	ss->n--;
@@ -277,8 +332,10 @@ static void pstore_forget(struct store *s, struct store_set *ss, struct pstore *
 
 void store_set_drop(struct store *s, struct store_set *ss, struct pstore *p)
 {
-	close(p->fd);
-	unlink(p->path);
+	if (p->fd >= 0) {
+		close(p->fd);
+		unlink(p->path);
+	}
 	pstore_forget(s, ss, p);
 }
 
@@ -290,6 +347,6 @@ void store_set_detach(struct store *s, struct store_set *ss, struct pstore *p)
 void store_set_release(struct store *s, struct store_set *ss)
 {
 	for (size_t i = 0; i < STORE_PARTIAL_MAX && ss->n > 0; i++)
-		if (ss->slot[i].fd >= 0)
+		if (slot_used(&ss->slot[i]))
 			store_set_drop(s, ss, &ss->slot[i]);
 }

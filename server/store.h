@@ -21,11 +21,20 @@
 
 #include "common/proto.h"
 
-/* Partial stores one connection may have open: each holds an fd. */
-#define STORE_PARTIAL_MAX 64
+/* Partial stores one connection may have open (proto.h STORES_MAX), of
+ * which STORE_FILES_MAX in temp files, each holding an fd. */
+#define STORE_PARTIAL_MAX STORES_MAX
+#define STORE_FILES_MAX	  STORES_FILE_MAX
 /* Bytes all partial stores of the server may hold in DIR/tmp, so clients
  * that never finish cannot fill the disk. */
 #define STORE_PENDING_BYTES_MAX (8ull << 30)
+/* A complete one-chunk upload of at most this size for a REINTEGRATE
+ * (STORE_REINT) is kept in memory, not in a temp file: such a file is
+ * installed inline (META_INLINE_MAX, not smaller), and creating and
+ * unlinking a temp file per small file costs more than the rest of its
+ * reintegration (ext4 inode allocation after many unlinks). At most
+ * STORE_PARTIAL_MAX * STORE_MEM_MAX bytes of memory per connection. */
+#define STORE_MEM_MAX STORE_SMALL_MAX
 
 struct store;
 
@@ -59,30 +68,40 @@ int store_copy(struct store *s, const struct fid *fid, uint64_t dv, uint64_t len
 /* Removes the container of (fid, dv); a missing one is not an error. */
 void store_unlink(struct store *s, const struct fid *fid, uint64_t dv);
 
-/* One partial (chunked) store of a connection. */
+/* One partial (chunked) store of a connection: in a temp file (fd), or a
+ * complete small upload in memory (mem; fd is -1). */
 struct pstore {
 	uint64_t handle; /* chosen by the client */
 	struct fid fid;
-	int fd;		/* owned; -1 when the slot is free */
-	uint64_t bytes; /* highest offset written, accounted in pending bytes */
+	int fd;		/* owned; -1 when the slot is free or mem holds the data */
+	uint8_t *mem;	/* owned: bytes bytes of data, or NULL */
+	uint64_t bytes; /* highest offset written, accounted in pending bytes (file only) */
 	char path[256];
 };
 
 /* The partial stores of one connection. */
 struct store_set {
 	struct pstore slot[STORE_PARTIAL_MAX];
-	unsigned n;
+	unsigned n;	  /* slots in use */
+	unsigned n_files; /* of which in temp files */
 };
 
 void store_set_init(struct store_set *ss);
 /* The partial store with this handle, or NULL. */
 struct pstore *store_set_find(struct store_set *ss, uint64_t handle);
 /* Opens a new partial store (a temp file). -EBUSY if the connection has
- * STORE_PARTIAL_MAX already, -EEXIST if the handle is in use. */
+ * STORE_PARTIAL_MAX already (or STORE_FILES_MAX in temp files), -EEXIST
+ * if the handle is in use. */
 int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
 		  struct pstore **out);
+/* Keeps a complete upload in memory: data (data_len bytes) zero-extended
+ * to len bytes (data_len <= len <= STORE_MEM_MAX, else -EINVAL). Errors
+ * as store_set_add. */
+int store_set_add_mem(struct store_set *ss, uint64_t handle, const struct fid *fid,
+		      const void *data, size_t data_len, size_t len, struct pstore **out);
 /* Writes a chunk at off, within the server's pending byte budget (-ENOSPC
- * beyond it, -EFBIG past the largest file offset). */
+ * beyond it, -EFBIG past the largest file offset); -EINVAL for an upload
+ * kept in memory (it is complete). */
 int store_set_write(struct store *s, struct pstore *p, const void *buf, size_t len, uint64_t off);
 /* Closes and unlinks a partial store and frees its slot. */
 void store_set_drop(struct store *s, struct store_set *ss, struct pstore *p);

@@ -1,9 +1,10 @@
 /*
  * fuzz_cml.c - libFuzzer target for the CML record codec (common/cml.c):
- * arbitrary bytes, read as a REINTEGRATE batch and as one packed on-disk
- * record, must be rejected cleanly or decode to records whose re-encoding
- * is the input itself (the encoding is canonical). Seeds:
- * tests/fuzz/corpus/fuzz_cml/, written by tests/unit/test_cml.c.
+ * arbitrary bytes, read as a REINTEGRATE batch, as one packed on-disk
+ * record and as a COP2_BATCH list, must be rejected cleanly or decode to
+ * records (entries) whose re-encoding is the input itself (the encoding is
+ * canonical). Seeds: tests/fuzz/corpus/fuzz_cml/, written by
+ * tests/unit/test_cml.c.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +47,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (cml_rec_pack(&w, r) != 0 || w.len != size || memcmp(w.buf, data, size) != 0)
 			abort();
 	}
+
+	wr_reset(&w);
+	count = 0;
+	rd_init(&rd, data, size);
+	{
+		struct cml_cop2 e;
+
+		while ((ret = cml_cop2_next(&rd, &e)) == 1) {
+			cml_cop2_encode(&w, &e);
+			count++;
+		}
+	}
+	if (ret == 0 && (w.len != size || (size > 0 && memcmp(w.buf, data, size) != 0)))
+		abort();
+	ret = cml_cop2_check(data, size, COP2_BATCH_MAX, &n);
+	if (ret == 0 && (n == 0 || n != count || n > COP2_BATCH_MAX))
+		abort();
+	if (ret != 0 && n != 0)
+		abort();
 	wr_release(&w);
 	free(r);
 	return 0;

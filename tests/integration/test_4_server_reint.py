@@ -132,7 +132,9 @@ def test_batch_applies_and_is_visible(server):
     xa = store(c, x, b"old x")
     cid = new_client_id()
     s, a, b, cf, lk = (new_fid(vol) for _ in range(5))
-    assert store_reint(c, a, b"hello A", 11)["status"] == ST_NOENT  # a does not exist yet
+    # An upload for a, which does not exist yet: kept under the handle for a
+    # batch that creates a (nothing is checked before the store record).
+    assert store_reint(c, a, b"hello A", 11)["status"] == ST_OK
     # Upload for x: kept under the handle, the file does not change.
     assert store_reint(c, x, b"new x contents", 12)["status"] == ST_OK
     assert fetch(c, x) == b"old x"
@@ -181,6 +183,137 @@ def test_batch_applies_and_is_visible(server):
     assert lookup(c2, d, "b")["status"] == ST_NOENT
     c.close()
     c2.close()
+
+
+def upload_chunks(c, f, data, handle, chunk):
+    """STORE_REINT upload in chunks of chunk bytes (STORE_REINT on each)."""
+    off = 0
+    while True:
+        part = data[off:off + chunk]
+        last = off + len(part) >= len(data)
+        fl = wire.STORE_REINT | (STORE_FIRST if off == 0 else 0) | (STORE_LAST if last else 0)
+        r = call_acked(c, MSG_STORE, cred=CRED, fid=f, offset=off, length=len(data),
+                       handle=handle, mflags=fl, data=part)
+        if r["status"] != ST_OK or last:
+            return r
+        off += len(part)
+
+
+def test_create_and_store_in_one_batch(server):
+    """Uploads for objects the batch creates go before the batch: a small
+    one (kept in memory, installed inline), one of 100 KiB and one of
+    700 KiB in two chunks (temp files, installed as containers)."""
+    c = connect(server.port)
+    r = root(c)
+    vol = r[0]
+    cid = new_client_id()
+    d = new_fid(vol)
+    files = [(new_fid(vol), b"small " * 100), (new_fid(vol), os.urandom(100 * 1024)),
+             (new_fid(vol), os.urandom(700 * 1024)), (new_fid(vol), b"")]
+    for i, (f, data) in enumerate(files):
+        assert upload_chunks(c, f, data, 100 + i, 400 * 1024)["status"] == ST_OK
+    assert lookup(c, r, "cs")["status"] == ST_NOENT  # nothing is there yet
+    recs, seq = [cml_create((cid, 1), r, "cs", d, S_IFDIR | 0o755)], 2
+    for i, (f, data) in enumerate(files):
+        recs.append(cml_create((cid, seq), d, "f%d" % i, f, S_IFREG | 0o644))
+        recs.append(cml_store((cid, seq + 1), f, 100 + i, len(data), mtime=(1600000000, i),
+                              ver=cml_ver(sid=(cid, seq))))
+        seq += 2
+    # A store whose create fails (the name is taken): a conflict, the rest applies.
+    taken = new_fid(vol)
+    mk(c, r, "cs-taken", S_IFREG | 0o644)
+    assert store_reint(c, taken, b"lost", 200)["status"] == ST_OK
+    recs += [cml_create((cid, seq), r, "cs-taken", taken, S_IFREG | 0o644),
+             cml_store((cid, seq + 1), taken, 200, 4, ver=cml_ver(sid=(cid, seq)))]
+    st, sts, _ = reintegrate(c, vol, recs)
+    assert st == ST_OK
+    assert sts == [0] * (1 + 2 * len(files)) + [wire.ST_EXIST, ST_NOENT]
+    c2 = connect(server.port)
+    assert names(c2, d) == ["f%d" % i for i in range(len(files))]
+    for i, (f, data) in enumerate(files):
+        a = getattr_(c2, f)
+        assert (a["size"], a["sid"], a["mtime"]) == (len(data), (cid, 3 + 2 * i),
+                                                     (1600000000, i))
+        assert fetch(c2, f) == data if len(data) <= 1 << 19 else fetch(c2, f)[:64] == data[:64]
+    assert lookup(c2, r, "cs-taken")["attr"]["fid"] != taken
+    # Re-sent (a client that crashed before the reply): nothing twice, no upload needed.
+    st, sts, _ = reintegrate(c, vol, recs)
+    assert sts == [1] * (1 + 2 * len(files)) + [wire.ST_EXIST, ST_NOENT]
+    c.close()
+    c2.close()
+
+
+def test_upload_ahead_bounds(server):
+    """Uploads a connection holds: STORES_MAX in all, STORES_FILE_MAX of them
+    in temp files (larger than STORE_SMALL_MAX); a REINT chunk that is not
+    the first of a known upload is refused; an aborted upload is gone."""
+    c = connect(server.port)
+    vol = root(c)[0]
+    for h in range(1, wire.STORES_FILE_MAX + 1):
+        assert store_reint(c, new_fid(vol), b"x" * (wire.STORE_SMALL_MAX + 1), h)["status"] == ST_OK
+    assert store_reint(c, new_fid(vol), b"x" * (wire.STORE_SMALL_MAX + 1),
+                       1000)["status"] == wire.ST_BUSY
+    for h in range(wire.STORES_FILE_MAX + 1, wire.STORES_MAX + 1):
+        assert store_reint(c, new_fid(vol), b"small", h)["status"] == ST_OK
+    assert store_reint(c, new_fid(vol), b"small", 1000)["status"] == wire.ST_BUSY
+    # The same handle again replaces its upload.
+    assert store_reint(c, new_fid(vol), b"again", wire.STORES_MAX)["status"] == ST_OK
+    f = new_fid(vol)
+    assert call_acked(c, MSG_STORE, cred=CRED, fid=f, offset=5, length=10, handle=5000,
+                      mflags=wire.STORE_REINT | STORE_LAST, data=b"tail!")["status"] == wire.ST_BADF
+    assert call_acked(c, MSG_STORE, cred=CRED, fid=f, offset=0, length=0, handle=1,
+                      mflags=wire.STORE_ABORT | wire.STORE_REINT)["status"] in (ST_OK, ST_NOENT)
+    assert store_reint(c, new_fid(vol), b"small", 1000)["status"] == ST_OK
+    c.close()
+
+
+MSG_COP2_BATCH = 24
+wire.MSG_FIELDS.setdefault(MSG_COP2_BATCH, (wire.field_set("FID", "DATA"), 0))
+
+
+def cop2_list(entries):
+    return b"".join(struct.pack("<QQI", cl, seq, mask) for (cl, seq), mask in entries)
+
+
+def test_cop2_batch():
+    """COP2_BATCH on a replica of a 3-member VSG (its peers never run): each
+    listed update raises the other members' slots of its objects once; a
+    repeat, an unknown StoreId or a malformed list changes nothing."""
+    d = tempfile.mkdtemp(prefix="encore-cop2b-")
+    subprocess.run([SERVER, "init", "--dir", d, "--server-id", "1", "--realm", "test",
+                    "--root-mode", "1777", "--vsg", "1,2,3"], check=True)
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([SERVER, "--dir", d, "--listen", "127.0.0.1:0", "--ready-fd", str(wfd),
+                          "--port-file", d + "/port"], pass_fds=(wfd,))
+    os.close(wfd)
+    assert os.read(rfd, 1) == b"\n"
+    os.close(rfd)
+    try:
+        c = connect(int(open(d + "/port").read()))
+        r = root(c)
+        vol = r[0]
+        cid = new_client_id()
+        f1, a1 = mk(c, r, "c1", S_IFREG | 0o644, sid=(cid, 1))
+        f2, a2 = mk(c, r, "c2", S_IFREG | 0o644, sid=(cid, 2))
+        assert a1["vv"] == [1, 0, 0] and a2["vv"] == [1, 0, 0]
+        vr = (vol, bytes(16))
+        ent = [((cid, 1), 0b111), ((cid, 2), 0b011), ((cid, 99), 0b111)]
+        for bad in (b"", cop2_list(ent)[:-1], cop2_list([((0, 1), 1)]),
+                    cop2_list([((cid, 1), 0)]), cop2_list([((cid, 1), 1 << 8)]),
+                    cop2_list([((cid, 1), 1)] * (wire.CML_BATCH_MAX + 1))):
+            assert call_acked(c, MSG_COP2_BATCH, fid=vr, data=bad)["status"] in (ST_PROTO,
+                                                                                 ST_INVAL)
+        assert getattr_(c, f1)["vv"] == [1, 0, 0]
+        assert call_acked(c, MSG_COP2_BATCH, fid=vr, data=cop2_list(ent))["status"] == ST_OK
+        assert getattr_(c, f1)["vv"] == [1, 1, 1]
+        assert getattr_(c, f2)["vv"] == [1, 1, 0]
+        assert call_acked(c, MSG_COP2_BATCH, fid=vr, data=cop2_list(ent))["status"] == ST_OK
+        assert getattr_(c, f1)["vv"] == [1, 1, 1]
+        assert getattr_(c, f2)["vv"] == [1, 1, 0]
+        c.close()
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
 
 
 def test_resent_batch_is_not_applied_twice(server):

@@ -417,9 +417,75 @@ static void test_reint_mark(void **state)
 	w.buf[0] ^= 1;
 	assert_int_equal(reint_mark_decode(w.buf, w.len, &d), -EIO);
 	w.buf[0] ^= 1;
-	w.buf[6 + 8] = 0xff; /* n = 0x1ff > CML_BATCH_MAX */
-	w.buf[6 + 9] = 0x01;
+	w.buf[6 + 8] = 0xff; /* n = 0xffff > CML_BATCH_MAX */
+	w.buf[6 + 9] = 0xff;
 	assert_int_equal(reint_mark_decode(w.buf, w.len, &d), -EIO);
+	wr_release(&w);
+}
+
+/* COP2_BATCH lists: round trip, every truncation, bad values, the bound. */
+static void test_cop2_list(void **state)
+{
+	struct cml_cop2 e, d;
+	struct wr w;
+	struct rd r;
+	size_t n;
+	(void)state;
+
+	wr_init(&w);
+	for (uint32_t i = 0; i < 3; i++) {
+		e.sid.client = 0x1122334455667788ull;
+		e.sid.seq = 10 + i;
+		e.mask = (1u << VV_MAX) - 1 - i;
+		cml_cop2_encode(&w, &e);
+	}
+	assert_int_equal(w.len, 3 * CML_COP2_WIRE);
+	write_seed("cop2_batch", w.buf, w.len);
+	assert_int_equal(cml_cop2_check(w.buf, w.len, COP2_BATCH_MAX, &n), 0);
+	assert_int_equal(n, 3);
+	rd_init(&r, w.buf, w.len);
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(cml_cop2_next(&r, &d), 1);
+		assert_int_equal(d.sid.client, 0x1122334455667788ull);
+		assert_int_equal(d.sid.seq, 10 + i);
+		assert_int_equal(d.mask, (1u << VV_MAX) - 1 - i);
+	}
+	assert_int_equal(cml_cop2_next(&r, &d), 0);
+	for (size_t cut = 0; cut < w.len; cut++) {
+		int ret = cml_cop2_check(w.buf, cut, COP2_BATCH_MAX, &n);
+
+		assert_int_equal(ret, cut == 0 ? -EINVAL : (cut % CML_COP2_WIRE ? -EPROTO : 0));
+		assert_int_equal(n, ret == 0 ? cut / CML_COP2_WIRE : 0);
+	}
+	assert_int_equal(cml_cop2_check(w.buf, w.len, 2, &n), -EINVAL);
+	assert_int_equal(n, 0);
+	/* Zero client, zero seq, empty mask, a slot past VV_MAX. */
+	for (int k = 0; k < 4; k++) {
+		uint8_t b[CML_COP2_WIRE];
+
+		memcpy(b, w.buf, sizeof(b));
+		if (k < 2)
+			memset(b + 8 * k, 0, 8);
+		else
+			le_put_u32(b + 16, k == 2 ? 0 : 1u << VV_MAX);
+		assert_int_equal(cml_cop2_check(b, sizeof(b), COP2_BATCH_MAX, &n), -EPROTO);
+		rd_init(&r, b, sizeof(b));
+		assert_int_equal(cml_cop2_next(&r, &d), -EPROTO);
+		assert_int_not_equal(r.err, 0);
+		assert_int_equal(d.sid.client, 0);
+	}
+	/* COP2_BATCH_MAX entries pass and fit a message, one more does not. */
+	wr_reset(&w);
+	for (uint64_t i = 1; i <= COP2_BATCH_MAX + 1; i++) {
+		e.sid.client = 1;
+		e.sid.seq = i;
+		e.mask = 1;
+		cml_cop2_encode(&w, &e);
+	}
+	assert_int_equal(cml_cop2_check(w.buf, w.len - CML_COP2_WIRE, COP2_BATCH_MAX, &n), 0);
+	assert_int_equal(n, COP2_BATCH_MAX);
+	assert_int_equal(cml_cop2_check(w.buf, w.len, COP2_BATCH_MAX, &n), -EINVAL);
+	assert_true(w.len < CHUNK_MAX);
 	wr_release(&w);
 }
 
@@ -435,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_batch_rules),
 		cmocka_unit_test(test_disk_header),
 		cmocka_unit_test(test_reint_mark),
+		cmocka_unit_test(test_cop2_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -962,10 +962,44 @@ struct rbind {
 	uint32_t src;
 };
 
+/* A list of bindings with two hash indexes (open addressing, linear
+ * probing; a slot holds a position + 1, 0 is empty), by name and by oid, so
+ * that a repair costs time in proportion to the directory's size, not its
+ * square. A name or an oid may occur more than once (a collision, hard
+ * links): lookups walk every position whose key hashes alike. */
 struct rtarget {
 	struct rbind *v;
 	size_t n, cap;
+	uint32_t *by_name, *by_oid;
+	size_t hcap; /* slots of each index: a power of two, at least 2 n */
 };
+
+static uint64_t hash_bytes(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}
+
+static void hash_put(uint32_t *tab, size_t hcap, uint64_t h, size_t pos)
+{
+	size_t i = h & (hcap - 1);
+
+	while (tab[i] != 0)
+		i = (i + 1) & (hcap - 1);
+	tab[i] = (uint32_t)pos + 1;
+}
+
+static void target_index(struct rtarget *t, size_t pos)
+{
+	hash_put(t->by_name, t->hcap, hash_bytes(t->v[pos].name, strlen(t->v[pos].name)), pos);
+	hash_put(t->by_oid, t->hcap, hash_bytes(t->v[pos].oid, OID_LEN), pos);
+}
 
 static void target_add(struct rtarget *t, const char *name, const uint8_t *oid, uint32_t src)
 {
@@ -973,36 +1007,80 @@ static void target_add(struct rtarget *t, const char *name, const uint8_t *oid, 
 		t->cap = t->cap ? t->cap * 2 : 64;
 		t->v = xrealloc(t->v, t->cap * sizeof(*t->v));
 	}
-	struct rbind *b = &t->v[t->n++];
+	size_t pos = t->n++;
+	struct rbind *b = &t->v[pos];
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	memcpy(b->oid, oid, OID_LEN);
 	b->src = src;
+	if (2 * t->n <= t->hcap) {
+		target_index(t, pos);
+		return;
+	}
+	free(t->by_name);
+	free(t->by_oid);
+	t->hcap = t->hcap ? t->hcap * 2 : 128;
+	t->by_name = xcalloc(t->hcap, sizeof(*t->by_name));
+	t->by_oid = xcalloc(t->hcap, sizeof(*t->by_oid));
+	for (size_t i = 0; i < t->n; i++)
+		target_index(t, i);
 }
 
-/* Index in t of the binding of name; -1 if none. */
+static void target_free(struct rtarget *t)
+{
+	free(t->v);
+	free(t->by_name);
+	free(t->by_oid);
+	memset(t, 0, sizeof(*t));
+}
+
+/* The next position of t whose name (oid NULL) or oid hashes like the key;
+ * -1 after the last. *i is 0 before the first call. Callers compare keys. */
+static ssize_t target_next(const struct rtarget *t, const char *name, const uint8_t *oid, size_t *i)
+{
+	if (t->hcap == 0 || *i >= t->hcap)
+		return -1;
+	uint64_t h = oid != NULL ? hash_bytes(oid, OID_LEN) : hash_bytes(name, strlen(name));
+	const uint32_t *tab = oid != NULL ? t->by_oid : t->by_name;
+	uint32_t at = tab[(h + *i) & (t->hcap - 1)];
+	if (at == 0)
+		return -1;
+	(*i)++;
+	return (ssize_t)at - 1;
+}
+
+/* Position in t of a binding of name; -1 if none. */
 static ssize_t target_name(const struct rtarget *t, const char *name)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (strcmp(t->v[i].name, name) == 0)
-			return (ssize_t)i;
+	size_t i = 0;
+	ssize_t p;
+
+	while ((p = target_next(t, name, NULL, &i)) >= 0)
+		if (strcmp(t->v[p].name, name) == 0)
+			return p;
 	return -1;
 }
 
 /* True if t binds oid under some name. */
 static bool target_has(const struct rtarget *t, const uint8_t *oid)
 {
-	for (size_t i = 0; i < t->n; i++)
-		if (memcmp(t->v[i].oid, oid, OID_LEN) == 0)
+	size_t i = 0;
+	ssize_t p;
+
+	while ((p = target_next(t, NULL, oid, &i)) >= 0)
+		if (memcmp(t->v[p].oid, oid, OID_LEN) == 0)
 			return true;
 	return false;
 }
 
-/* True if d binds name to oid. */
-static bool ents_bind(const struct dirlog *d, const char *name, const uint8_t *oid)
+/* True if t binds name to oid. */
+static bool ents_bind(const struct rtarget *t, const char *name, const uint8_t *oid)
 {
-	for (size_t i = 0; i < d->n_ents; i++)
-		if (strcmp(d->names[i], name) == 0)
-			return memcmp(d->oids[i], oid, OID_LEN) == 0;
+	size_t i = 0;
+	ssize_t p;
+
+	while ((p = target_next(t, name, NULL, &i)) >= 0)
+		if (strcmp(t->v[p].name, name) == 0 && memcmp(t->v[p].oid, oid, OID_LEN) == 0)
+			return true;
 	return false;
 }
 
@@ -1044,39 +1122,46 @@ static int conflict_name(char *out, size_t len, const char *name, uint32_t id)
  * another replica M binds here that would otherwise be lost: one w does not
  * hold at all, unless w's log removed it and M has not changed it since (a
  * directory only if M's copy is empty: anything below it is data too). */
-static int target_keep_one(struct resolver *r, uint32_t vol, uint32_t w, struct dirlog *dl,
-			   struct rtarget *t)
+static int target_keep_one(struct resolver *r, uint32_t vol, uint32_t w, const struct dirlog *dl,
+			   const struct rtarget *ents, struct rtarget *t)
 {
+	struct rtarget rms = { 0 };
 	char nm[NAME_MAX_LEN + 1];
 	struct attr a;
-	int ret;
+	int ret = 0;
 
-	for (size_t i = 0; i < dl[w].n_ents; i++)
-		target_add(t, dl[w].names[i], dl[w].oids[i], w);
-	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
+	for (size_t i = 0; i < ents[w].n; i++)
+		target_add(t, ents[w].v[i].name, ents[w].v[i].oid, w);
+	/* w's removals by child, src: the record's index in w's log. */
+	for (size_t j = 0; j < dl[w].n_log; j++)
+		if (dl[w].log[j].op == RLOG_REMOVE)
+			target_add(&rms, dl[w].log[j].name, dl[w].log[j].child, (uint32_t)j);
+	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++) {
 		if (s == w)
 			continue;
-		for (size_t i = 0; i < dl[s].n_ents; i++) {
-			const uint8_t *oid = dl[s].oids[i];
+		for (size_t i = 0; i < ents[s].n && ret == 0; i++) {
+			const uint8_t *oid = ents[s].v[i].oid;
 			if (target_has(t, oid))
 				continue; /* kept (maybe under another name) */
 			ret = child_get(r, w, vol, oid, &a);
 			if (ret == 0)
 				continue; /* w has it elsewhere: moved, not lost */
 			if (ret != -ENOENT)
-				return ret;
+				break;
 			ret = child_get(r, s, vol, oid, &a);
-			if (ret == -ENOENT)
+			if (ret == -ENOENT) {
+				ret = 0;
 				continue; /* a dangling entry: nothing to keep */
-			if (ret < 0)
-				return ret;
-			bool dropped = false;
-			for (size_t j = 0; j < dl[w].n_log && !dropped; j++) {
-				const struct rlog_rec *e = &dl[w].log[j];
-				dropped = e->op == RLOG_REMOVE &&
-					  memcmp(e->child, oid, OID_LEN) == 0 &&
-					  !res_remove_update(&a.vv, &a.sid, e);
 			}
+			if (ret < 0)
+				break;
+			bool dropped = false;
+			size_t it = 0;
+			ssize_t p;
+			while (!dropped && (p = target_next(&rms, NULL, oid, &it)) >= 0)
+				dropped =
+					memcmp(rms.v[p].oid, oid, OID_LEN) == 0 &&
+					!res_remove_update(&a.vv, &a.sid, &dl[w].log[rms.v[p].src]);
 			if (dropped && S_ISDIR(a.mode)) {
 				struct dirlog sub = { 0 };
 				struct fid sf = { .vol = vol };
@@ -1085,19 +1170,19 @@ static int target_keep_one(struct resolver *r, uint32_t vol, uint32_t w, struct 
 				dropped = ret == 0 && sub.n_ents == 0;
 				dirlog_free(&sub);
 				if (ret < 0)
-					return ret;
+					break;
 			}
 			if (dropped)
 				continue;
-			ret = conflict_name(nm, sizeof(nm), dl[s].names[i], r->cfg.vsg.ids[s]);
-			if (ret < 0)
-				return ret;
-			if (target_name(t, nm) >= 0)
-				return -EEXIST; /* the new name is taken */
-			target_add(t, nm, oid, s);
+			ret = conflict_name(nm, sizeof(nm), ents[s].v[i].name, r->cfg.vsg.ids[s]);
+			if (ret == 0 && target_name(t, nm) >= 0)
+				ret = -EEXIST; /* the new name is taken */
+			if (ret == 0)
+				target_add(t, nm, oid, s);
 		}
 	}
-	return 0;
+	target_free(&rms);
+	return ret;
 }
 
 /* --keep-all: the union of every replica's entries. A name bound to
@@ -1105,56 +1190,62 @@ static int target_keep_one(struct resolver *r, uint32_t vol, uint32_t w, struct 
  * member binding it to that object); an object bound under different names
  * (renamed on one side) keeps one of them, a name some replica's log bound
  * it to (the rename) before the others, so no object gets a second name. */
-static int target_keep_all(struct resolver *r, uint32_t have, struct dirlog *dl, struct rtarget *t)
+static int target_keep_all(struct resolver *r, uint32_t have, const struct dirlog *dl,
+			   const struct rtarget *ents, struct rtarget *t)
 {
 	struct rtarget all = { 0 };
 	char nm[NAME_MAX_LEN + 1];
+	size_t it;
+	ssize_t k;
 	int ret = 0;
 
 	/* Every distinct (name, oid), first holder as the source. */
 	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
 		if (!(have & (1u << s)))
 			continue;
-		for (size_t i = 0; i < dl[s].n_ents; i++) {
-			bool seen = false;
-			for (size_t k = 0; k < all.n && !seen; k++)
-				seen = strcmp(all.v[k].name, dl[s].names[i]) == 0 &&
-				       memcmp(all.v[k].oid, dl[s].oids[i], OID_LEN) == 0;
-			if (!seen)
-				target_add(&all, dl[s].names[i], dl[s].oids[i], s);
-		}
+		for (size_t i = 0; i < ents[s].n; i++)
+			if (!ents_bind(&all, ents[s].v[i].name, ents[s].v[i].oid))
+				target_add(&all, ents[s].v[i].name, ents[s].v[i].oid, s);
 	}
 	/* One name per object, unless every replica binds all its names (hard
 	 * links they share: nothing to change). */
 	bool *drop = xcalloc(all.n + 1, sizeof(*drop));
 	for (size_t i = 0; i < all.n; i++) {
 		size_t best = SIZE_MAX, n_names = 0;
-		bool everywhere = true;
-		for (size_t k = 0; k < all.n; k++) {
+		bool everywhere = true, best_logged = false;
+		it = 0;
+		while ((k = target_next(&all, NULL, all.v[i].oid, &it)) >= 0)
+			n_names += memcmp(all.v[k].oid, all.v[i].oid, OID_LEN) == 0;
+		if (n_names < 2)
+			continue;
+		it = 0;
+		while ((k = target_next(&all, NULL, all.v[i].oid, &it)) >= 0) {
 			if (memcmp(all.v[k].oid, all.v[i].oid, OID_LEN) != 0)
 				continue;
-			n_names++;
 			bool logged = false;
 			for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
 				if (!(have & (1u << s)))
 					continue;
 				everywhere = everywhere &&
-					     ents_bind(&dl[s], all.v[k].name, all.v[k].oid);
+					     ents_bind(&ents[s], all.v[k].name, all.v[k].oid);
 				logged = logged || log_binds(&dl[s], all.v[k].name, all.v[k].oid);
 			}
-			if (best == SIZE_MAX ||
-			    (logged &&
-			     !log_binds(&dl[all.v[best].src], all.v[best].name, all.v[best].oid)))
-				best = k;
+			/* The first one some log binds, else the first one. */
+			if (best == SIZE_MAX || (logged && !best_logged) ||
+			    (logged == best_logged && (size_t)k < best)) {
+				best = (size_t)k;
+				best_logged = logged;
+			}
 		}
-		if (n_names > 1 && !everywhere && best != i)
+		if (!everywhere && best != i)
 			drop[i] = true;
 	}
 	for (size_t i = 0; i < all.n && ret == 0; i++) {
 		if (drop[i])
 			continue;
 		bool collides = false;
-		for (size_t k = 0; k < all.n && !collides; k++)
+		it = 0;
+		while (!collides && (k = target_next(&all, all.v[i].name, NULL, &it)) >= 0)
 			collides = !drop[k] && strcmp(all.v[k].name, all.v[i].name) == 0 &&
 				   memcmp(all.v[k].oid, all.v[i].oid, OID_LEN) != 0;
 		if (!collides) {
@@ -1168,12 +1259,14 @@ static int target_keep_all(struct resolver *r, uint32_t have, struct dirlog *dl,
 			target_add(t, nm, all.v[i].oid, all.v[i].src);
 	}
 	/* A conflict name may equal a name some replica already binds. */
-	for (size_t i = 0; i < t->n && ret == 0; i++)
-		for (size_t k = i + 1; k < t->n && ret == 0; k++)
-			if (strcmp(t->v[i].name, t->v[k].name) == 0)
+	for (size_t i = 0; i < t->n && ret == 0; i++) {
+		it = 0;
+		while (ret == 0 && (k = target_next(t, t->v[i].name, NULL, &it)) >= 0)
+			if ((size_t)k != i && strcmp(t->v[k].name, t->v[i].name) == 0)
 				ret = -EEXIST;
+	}
 	free(drop);
-	free(all.v);
+	target_free(&all);
 	return ret;
 }
 
@@ -1211,7 +1304,7 @@ static void fresh_push(struct freshlist *l, uint32_t vol, const uint8_t *oid, ui
  * unbound with a rename-out, so that its vnode lives on; a link of a file
  * with more links is removed. binds[k] is the create record of t->v[k]. */
 static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
-		       const struct dirlog *d, const struct rtarget *t,
+		       const struct rtarget *d, const struct rtarget *t,
 		       const struct rlog_rec *binds, const struct attr *st,
 		       const struct storeid *mark, struct rlog_rec *out, size_t *n_out,
 		       uint32_t *created, struct freshlist *fl)
@@ -1220,17 +1313,18 @@ static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
 	struct attr a;
 	int ret;
 
-	for (size_t i = 0; i < d->n_ents; i++) {
-		ssize_t at = target_name(t, d->names[i]);
-		if (at >= 0 && memcmp(t->v[at].oid, d->oids[i], OID_LEN) == 0)
+	for (size_t i = 0; i < d->n; i++) {
+		const uint8_t *oid = d->v[i].oid;
+		ssize_t at = target_name(t, d->v[i].name);
+		if (at >= 0 && memcmp(t->v[at].oid, oid, OID_LEN) == 0)
 			continue;
-		ret = child_get(r, s, vol, d->oids[i], &a);
+		ret = child_get(r, s, vol, oid, &a);
 		if (ret < 0 && ret != -ENOENT)
 			return ret;
-		bool stays = target_has(t, d->oids[i]);
+		bool stays = target_has(t, oid);
 		if (!stays && w != VV_MAX) {
 			struct attr wa;
-			int e = child_get(r, w, vol, d->oids[i], &wa);
+			int e = child_get(r, w, vol, oid, &wa);
 			if (e < 0 && e != -ENOENT)
 				return e;
 			stays = e == 0;
@@ -1239,8 +1333,8 @@ static int repair_recs(struct resolver *r, uint32_t vol, uint32_t s, uint32_t w,
 		memset(e, 0, sizeof(*e));
 		e->op = stays && (ret < 0 || S_ISDIR(a.mode) || a.nlink <= 1) ? RLOG_RENAME_OUT
 									      : RLOG_REMOVE;
-		snprintf(e->name, sizeof(e->name), "%s", d->names[i]);
-		memcpy(e->child, d->oids[i], OID_LEN);
+		snprintf(e->name, sizeof(e->name), "%s", d->v[i].name);
+		memcpy(e->child, oid, OID_LEN);
 		if (ret == 0) {
 			e->mode = a.mode;
 			e->uid = a.uid;
@@ -1373,7 +1467,7 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 	const uint32_t all = (r->cfg.vsg.n >= 32 ? 0 : 1u << r->cfg.vsg.n) - 1;
 	const uint32_t vol = job->fid.vol;
 	struct dirlog dl[VV_MAX];
-	struct rtarget t = { 0 };
+	struct rtarget ents[VV_MAX], t = { 0 };
 	struct rlog_rec *binds = NULL, *recs = NULL;
 	struct worklist wl = { 0 };
 	struct freshlist fl = { 0 };
@@ -1387,17 +1481,20 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 		return -EAGAIN;
 	}
 	memset(dl, 0, sizeof(dl));
+	memset(ents, 0, sizeof(ents));
 	for (uint32_t s = 0; s < r->cfg.vsg.n && ret == 0; s++) {
 		ret = fetch_log(r, s, &job->fid, &dl[s]);
 		if (ret == 0)
 			ret = fetch_ents(r, s, &job->fid, &dl[s]);
+		for (size_t i = 0; i < dl[s].n_ents; i++)
+			target_add(&ents[s], dl[s].names[i], dl[s].oids[i], s);
 	}
 	if (ret < 0)
 		goto out;
 	if (w != VV_MAX)
-		ret = target_keep_one(r, vol, w, dl, &t);
+		ret = target_keep_one(r, vol, w, dl, ents, &t);
 	else
-		ret = target_keep_all(r, st->have, dl, &t);
+		ret = target_keep_all(r, st->have, dl, ents, &t);
 	if (ret < 0)
 		goto out;
 	/* The create record of each binding, shared by every replica that
@@ -1430,9 +1527,9 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 	for (uint32_t s = 0; s < r->cfg.vsg.n; s++) {
 		size_t n;
 		free(recs);
-		recs = xmalloc((dl[s].n_ents + t.n + 2) * sizeof(*recs));
-		ret = repair_recs(r, vol, s, w, &dl[s], &t, binds, &st->a[base], &fin.sid, recs, &n,
-				  &created, &fl);
+		recs = xmalloc((ents[s].n + t.n + 2) * sizeof(*recs));
+		ret = repair_recs(r, vol, s, w, &ents[s], &t, binds, &st->a[base], &fin.sid, recs,
+				  &n, &created, &fl);
 		if (ret == 0)
 			ret = apply_recs(r, s, &job->fid, recs, n, &fin, RES_APPLY_FORCE,
 					 &st->a[s]);
@@ -1468,13 +1565,15 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 		}
 	}
 out:
-	for (uint32_t s = 0; s < VV_MAX; s++)
+	for (uint32_t s = 0; s < VV_MAX; s++) {
 		dirlog_free(&dl[s]);
+		target_free(&ents[s]);
+	}
 	free(fl.v);
 	free(wl.v);
 	free(binds);
 	free(recs);
-	free(t.v);
+	target_free(&t);
 	return ret;
 }
 

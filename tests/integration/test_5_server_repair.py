@@ -11,6 +11,8 @@ StoreId, and CONFLICTS is empty everywhere (docs/replication.md)."""
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_5_server_resolve import (  # noqa: E402
     ATTR_F_CONFLICT, CONFLICTS, CREATE, F, REMOVE, REPAIR, REPAIR_KEEP_ALL, REPAIR_KEEP_ONE, RESOLVE,
@@ -257,3 +259,57 @@ def test_repair_directory_needs_every_member(realm):
             "x.conflict-server2": b"x from side B, longer", "tree.conflict-server2": TREE}
     wait_for(lambda: settled(realm, d, want), 10)
     check_repaired(realm, d, want)
+
+
+def mkempty(realm, idx, d, names_):
+    """Empty files created on the servers idx, one CREATE each; {name: fid}."""
+    out = {}
+    for n in names_:
+        f = (1, os.urandom(16))
+        r = on(realm, idx, lambda c, sid: c.call(CREATE, fid=d, fid2=f, name=n, mode=S_IFREG | 0o644,
+                                                 mflags=1, sid=sid))
+        assert all(o["status"] == 0 for o in r), r
+        out[n] = f
+    return out
+
+
+@pytest.mark.parametrize("keep", [2, "all"])
+def test_repair_large_directory(realm, keep):
+    """Hundreds of entries on each side, 50 names created on both."""
+    d = mkdir(realm, [0, 1, 2], RF, "big")
+    common = ["n%03d" % i for i in range(200)]
+    mkempty(realm, [0, 1, 2], d, common)
+    fa = mkempty(realm, A, d, ["a%03d" % i for i in range(150)] + ["c%03d" % i for i in range(50)])
+    fb = mkempty(realm, B, d, ["b%03d" % i for i in range(150)] + ["c%03d" % i for i in range(50)])
+    c = realm.conn(0)
+    assert c.call(RESOLVE, fid=d, mflags=0)["status"] == 0
+    assert attr(c, d)["flags"] & ATTR_F_CONFLICT
+    if keep == "all":
+        r = c.call(REPAIR, fid=d, server_id=0, mflags=REPAIR_KEEP_ALL)
+        want = dict.fromkeys(common + ["a%03d" % i for i in range(150)] + ["b%03d" % i for i in range(150)])
+        for i in range(50):
+            want["c%03d.conflict-server1" % i] = fa["c%03d" % i]
+            want["c%03d.conflict-server2" % i] = fb["c%03d" % i]
+    else:
+        r = c.call(REPAIR, fid=d, server_id=keep, mflags=REPAIR_KEEP_ONE)
+        want = dict.fromkeys(common + ["b%03d" % i for i in range(150)])
+        for i in range(150):
+            want["a%03d.conflict-server1" % i] = fa["a%03d" % i]
+        for i in range(50):
+            want["c%03d" % i] = fb["c%03d" % i]
+            want["c%03d.conflict-server1" % i] = fa["c%03d" % i]
+    assert r["status"] == 0, r
+    ns = [names_at(realm, i, d) for i in range(3)]
+    assert ns[0] == ns[1] == ns[2]
+    assert sorted(ns[0]) == sorted(want)
+    for n, fid in want.items():
+        if fid is not None:
+            assert ns[0][n] == fid, n
+    cs = [realm.conn(i) for i in range(3)]
+    ad = [attr(x, d) for x in cs]
+    assert all(a["flags"] & ATTR_F_CONFLICT == 0 for a in ad)
+    assert len({(tuple(a["vv"]), a["sid"], a["nlink"]) for a in ad}) == 1, ad
+    for x in cs:
+        r = x.call(CONFLICTS, fid=RF, name="")
+        assert r["status"] == 0 and r["data"] == b"", r
+        x.close()

@@ -821,10 +821,10 @@ static void brk_expire(struct server *s)
 
 /* Between iterations, with no transaction open: one step of the
  * collection of pending COP2 entries whose phase two never came (older than
- * REPL_COP2_TTL_S; server/repl.c says why dropping them is safe). A step is
- * one transaction over at most REPL_COP2_GC_BATCH entries; a sweep goes on
- * at the next iteration while entries remain, the next one starts
- * COP2_GC_PERIOD_MS later. */
+ * REPL_COP2_TTL_S or --cop2-ttl; server/repl.c says why dropping them is
+ * safe). A step is one transaction over at most REPL_COP2_GC_BATCH entries;
+ * a sweep goes on at the next iteration while entries remain, the next one
+ * starts COP2_GC_PERIOD_MS (at most half the age bound) later. */
 static void cop2_gc(struct server *s)
 {
 	struct timespec mono, wall;
@@ -838,9 +838,12 @@ static void cop2_gc(struct server *s)
 	int64_t now = (int64_t)mono.tv_sec * 1000 + mono.tv_nsec / 1000000;
 	if (now < s->cop2_gc_at)
 		return;
+	/* --cop2-ttl (tests, operators) shortens the age and the period. */
+	uint64_t ttl = s->cfg->cop2_ttl_s != 0 ? s->cfg->cop2_ttl_s : REPL_COP2_TTL_S;
+	int64_t period =
+		(int64_t)ttl * 500 < COP2_GC_PERIOD_MS ? (int64_t)ttl * 500 : COP2_GC_PERIOD_MS;
 	clock_gettime(CLOCK_REALTIME, &wall);
-	uint64_t before =
-		wall.tv_sec > REPL_COP2_TTL_S ? (uint64_t)wall.tv_sec - REPL_COP2_TTL_S : 0;
+	uint64_t before = (uint64_t)wall.tv_sec > ttl ? (uint64_t)wall.tv_sec - ttl : 0;
 	ret = meta_begin(s->meta, NULL, false, &t);
 	if (ret == 0) {
 		ret = repl_cop2_gc(t, before, REPL_COP2_GC_BATCH,
@@ -857,13 +860,13 @@ static void cop2_gc(struct server *s)
 	}
 	if (n > 0) {
 		ops_stats(s->ops)->cop2_expired += n;
-		log_debug("loop", "dropped %zu pending COP2 entries older than %d s", n,
-			  REPL_COP2_TTL_S);
+		log_debug("loop", "dropped %zu pending COP2 entries older than %" PRIu64 " s", n,
+			  ttl);
 	}
 	s->cop2_gc_more = more;
 	if (more)
 		memcpy(s->cop2_gc_next, next, sizeof(next));
-	s->cop2_gc_at = more ? now : now + COP2_GC_PERIOD_MS;
+	s->cop2_gc_at = more ? now : now + period;
 }
 
 /* One loop iteration after epoll_wait returned n events. */

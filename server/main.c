@@ -35,13 +35,14 @@ static void usage(FILE *f)
 		"usage: encore-server init --dir DIR --server-id N --realm REALM [--volume-id V]\n"
 		"                          [--root-mode OCTAL] [--root-owner UID:GID] [--vsg ID,ID,...]\n"
 		"       encore-server --dir DIR [--listen ADDR] [--ready-fd N] [--port-file F]\n"
-		"                     [--peers FILE] [-v|-vv] [--syslog] [--trace]\n"
+		"                     [--peers FILE] [-v|-vv] [--syslog] [--trace] [--cop2-ttl S]\n"
 		"\n"
 		"  init creates DIR/meta, DIR/data and the realm's root volume (default 1)\n"
 		"  replicated on the servers of --vsg (default: this server alone).\n"
 		"  --peers names every server's address (ini: [server N] address = HOST:PORT).\n"
 		"  --listen defaults to 0.0.0.0:%d; port 0 picks a free port (see --port-file).\n"
-		"  --ready-fd N writes a newline to fd N once serving. SIGTERM stops cleanly.\n",
+		"  --ready-fd N writes a newline to fd N once serving. SIGTERM stops cleanly.\n"
+		"  --cop2-ttl S drops pending phase-two entries older than S seconds (600).\n",
 		PROTO_DEFAULT_PORT);
 }
 
@@ -208,6 +209,7 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "syslog", no_argument, NULL, 'S' },
 		{ "trace", no_argument, NULL, 'T' },
+		{ "cop2-ttl", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -256,6 +258,15 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			cfg.trace = true;
+			break;
+		case 'C':
+			if (parse_u(optarg, 10, UINT32_MAX, &v) < 0 || v == 0) {
+				fprintf(stderr,
+					"encore-server: bad --cop2-ttl '%s' (seconds, >= 1)\n",
+					optarg);
+				return 2;
+			}
+			cfg.cop2_ttl_s = (uint32_t)v;
 			break;
 		case 'h':
 			usage(stdout);

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct server_cfg {
 	const char *dir;       /* server directory (init'ed) */
@@ -18,6 +19,7 @@ struct server_cfg {
 	const char *port_file; /* NULL or file to write the bound port to */
 	const char *peers;     /* NULL or the realm's peers file (docs/replication.md) */
 	bool trace;	       /* log every message with msg_fmt */
+	uint32_t cop2_ttl_s;   /* age of a pending COP2 entry that is dropped; 0: REPL_COP2_TTL_S */
 };
 
 /* Opens DIR, bumps the incarnation, listens and serves until *stop becomes

@@ -741,6 +741,71 @@ bool cml_names(struct cml *m, const struct fid *fid)
 	return found;
 }
 
+/* Slot of f in an open-addressing table of size mask + 1 (a power of two):
+ * its index + 1 in fids, or 0 where it would go. */
+static size_t fidset_slot(const uint32_t *tab, size_t mask, const struct fid *fids,
+			  const struct fid *f)
+{
+	uint64_t h = f->vol;
+
+	for (int i = 0; i < 8; i++)
+		h = h * 1099511628211ull ^ f->oid[i]; /* oids are random */
+	for (size_t i = (size_t)h & mask;; i = (i + 1) & mask)
+		if (tab[i] == 0 || fid_eq(&fids[tab[i] - 1], f))
+			return i;
+}
+
+void cml_names_each(struct cml *m, const struct fid *fids, size_t n, bool *named)
+{
+	size_t size = 16, mask;
+	uint32_t *tab;
+
+	memset(named, 0, n * sizeof(*named));
+	if (n == 0)
+		return;
+	while (size < 2 * n)
+		size *= 2;
+	mask = size - 1;
+	tab = xcalloc(size, sizeof(*tab));
+	for (size_t i = 0; i < n; i++) {
+		size_t s = fidset_slot(tab, mask, fids, &fids[i]);
+
+		if (tab[s] == 0)
+			tab[s] = (uint32_t)i + 1;
+	}
+	pthread_mutex_lock(&m->lock);
+	for (size_t vi = 0; vi < CML_VOLS; vi++) {
+		const struct mvol *v = &m->vols[vi];
+
+		for (size_t k = 0; k < v->n; k++) {
+			const struct cml_rec *r = v->recs[k].r;
+			const struct fid *cand[4] = { &r->fid, NULL, NULL, NULL };
+
+			if (r->op == CML_RENAME && !fid_zero(&r->fid2))
+				cand[1] = &r->fid2;
+			if (r->op == CML_CREATE || r->op == CML_REMOVE || r->op == CML_RENAME ||
+			    r->op == CML_LINK)
+				cand[2] = &r->dir;
+			if (r->op == CML_RENAME)
+				cand[3] = &r->dir2;
+			for (int c = 0; c < 4; c++) {
+				size_t s;
+
+				if (cand[c] == NULL)
+					continue;
+				s = fidset_slot(tab, mask, fids, cand[c]);
+				if (tab[s] != 0)
+					named[tab[s] - 1] = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	/* Duplicates in fids share the first one's answer. */
+	for (size_t i = 0; i < n; i++)
+		named[i] = named[tab[fidset_slot(tab, mask, fids, &fids[i])] - 1];
+	free(tab);
+}
+
 void cml_count(struct cml *m, uint32_t vol, uint64_t *n, uint64_t *bytes)
 {
 	struct mvol *v = vol_get(m, vol);
@@ -849,19 +914,64 @@ static int copy_container(struct cml *m, const struct fid *fid, const char *to)
 	return ret;
 }
 
-/* A record other than lsn names fid (caller holds lock). */
-static bool named_by_other(const struct mvol *v, uint64_t lsn, const struct fid *fid)
+/* lsn is among gone[0..n) (ascending). */
+static bool lsn_in(const uint64_t *gone, size_t n, uint64_t lsn)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (gone[mid] == lsn)
+			return true;
+		if (gone[mid] < lsn)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* A record other than lsn and those in gone[0..n_gone) names fid (caller
+ * holds lock). */
+static bool named_by_other(const struct mvol *v, uint64_t lsn, const struct fid *fid,
+			   const uint64_t *gone, size_t n_gone)
 {
 	for (size_t k = 0; k < v->n; k++)
-		if (v->recs[k].lsn != lsn && rec_names(v->recs[k].r, fid))
+		if (v->recs[k].lsn != lsn && rec_names(v->recs[k].r, fid) &&
+		    !lsn_in(gone, n_gone, v->recs[k].lsn))
 			return true;
 	return false;
+}
+
+/* Removes the records whose lsns are in gone[0..n) (ascending) in one pass
+ * (caller holds lock): a batch's records, not one memmove of the log each. */
+static void mvol_remove_all(struct mvol *v, const uint64_t *gone, size_t n)
+{
+	size_t k = 0, to = 0;
+
+	for (size_t i = 0; i < v->n; i++) {
+		struct mrec *p = &v->recs[i];
+
+		while (k < n && gone[k] < p->lsn)
+			k++;
+		if (k < n && gone[k] == p->lsn) {
+			if (p->r->op == CML_STORE)
+				v->bytes -= p->r->length < v->bytes ? p->r->length : v->bytes;
+			free(p->r);
+			continue;
+		}
+		v->recs[to++] = *p;
+	}
+	v->n = to;
 }
 
 int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t n,
 	       const bool *drop, const int *status, const char (*paths)[1024])
 {
 	struct mvol *v = vol_get(m, vol);
+	uint64_t *gone;
+	size_t n_gone = 0;
 	struct cml_tx tx;
 	int ret;
 
@@ -870,6 +980,7 @@ int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t
 	ret = cml_begin(m, &tx);
 	if (ret < 0)
 		return ret;
+	gone = xcalloc(n > 0 ? n : 1, sizeof(*gone));
 	for (size_t i = 0; i < n && ret == 0; i++) {
 		if (!drop[i] && status[i] == 0)
 			continue;
@@ -892,7 +1003,7 @@ int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t
 				has_data = copy_container(m, &r->fid, cpath) == 0;
 			/* The servers' version is what the file shows now (unless
 			 * later records still read the container). */
-			if (file && !named_by_other(v, items[i].lsn, &r->fid))
+			if (file && !named_by_other(v, items[i].lsn, &r->fid, gone, n_gone))
 				ret = cache_txn_del(tx.ct, &r->fid);
 			if (ret < 0)
 				break;
@@ -912,18 +1023,17 @@ int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t
 		}
 		ret = del_rec(&tx, vol, items[i].lsn);
 		if (ret == 0) {
-			for (size_t j = 0; j < v->n; j++) {
-				if (v->recs[j].lsn == items[i].lsn) {
-					mvol_remove(v, j);
-					break;
-				}
-			}
+			ASSERT(n_gone == 0 || gone[n_gone - 1] < items[i].lsn); /* log order */
+			gone[n_gone++] = items[i].lsn;
 		}
 	}
 	if (ret < 0) {
+		free(gone);
 		cml_abort(&tx);
 		return ret;
 	}
+	mvol_remove_all(v, gone, n_gone);
+	free(gone);
 	return cml_commit(&tx);
 }
 

@@ -112,6 +112,9 @@ bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid);
 bool cml_tx_names(struct cml_tx *tx, const struct fid *fid);
 /* True if a record not yet reintegrated names fid (as object or dir). */
 bool cml_names(struct cml *m, const struct fid *fid);
+/* cml_names for each of n fids at once (one pass over the log): named[i]
+ * gets the answer for fids[i]. Takes the CML lock. */
+void cml_names_each(struct cml *m, const struct fid *fids, size_t n, bool *named);
 
 /* ---------- reintegration ---------- */
 /* Records of vol and bytes pending (sum of store lengths). */

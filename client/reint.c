@@ -517,18 +517,30 @@ static void stores_applied(struct client *cl, const struct cml_item *items, size
 	size_t na = 0, n_gone = 0;
 	struct cache_txn *ct;
 	struct cache_ent e;
+	struct fid *fids = xcalloc(n > 0 ? n : 1, sizeof(*fids));
+	bool *named = xcalloc(n > 0 ? n : 1, sizeof(*named));
 
 	for (size_t i = 0; i < n; i++) {
 		const struct cml_rec *r = &items[i].rec;
 
 		if (masks[i] == 0 || r->op != CML_STORE)
 			continue;
-		if (cml_names(cl->cml, &r->fid) || cache_get(cl->cache, &r->fid, &e) < 0)
-			continue; /* later records still need the container */
 		a[na].r = r;
 		a[na].server = servers[__builtin_ctz(masks[i])];
-		na++;
+		fids[na++] = r->fid;
 	}
+	/* Later records still need the container of a file they name. */
+	cml_names_each(cl->cml, fids, na, named);
+	{
+		size_t kept = 0;
+
+		for (size_t k = 0; k < na; k++)
+			if (!named[k] && cache_get(cl->cache, &a[k].r->fid, &e) == 0)
+				a[kept++] = a[k];
+		na = kept;
+	}
+	free(fids);
+	free(named);
 	for (size_t w0 = 0; w0 < na; w0 += APPLIED_WINDOW) {
 		size_t w1 = na - w0 < APPLIED_WINDOW ? na : w0 + APPLIED_WINDOW;
 		struct msg m;

@@ -21,6 +21,7 @@
 
 #include "client/cache.h"
 #include "client/conn.h"
+#include "common/fid.h"
 #include "common/fsutil.h"
 
 struct fixture {
@@ -297,6 +298,46 @@ static void test_never_across_sent_and_persistent(void **state)
 	assert_int_equal(it[1].rec.op, CML_STORE);
 }
 
+/* cml_finish drops a batch from the middle of a longer log and keeps the
+ * rest in order; cml_names_each answers as cml_names for each fid. */
+static void test_finish_batch_and_names_each(void **state)
+{
+	struct fixture *fx = *state;
+	struct fid dir = mkfid(1), a = mkfid(16), b = mkfid(17), x = mkfid(18);
+	struct fid q[5] = { a, b, dir, x, b };
+	struct cml_rec r = create_rec(&dir, &a, "a");
+	struct cml_item it[4];
+	bool drop[2] = { true, true }, named[5];
+	int st[2] = { 0, 0 };
+	char paths[2][1024] = { "", "" };
+
+	add(fx->m, &r);
+	r = store_rec(&a, 3);
+	add(fx->m, &r);
+	r = create_rec(&dir, &b, "b");
+	add(fx->m, &r);
+	r = store_rec(&b, 4);
+	add(fx->m, &r);
+	assert_int_equal(cml_next_batch(fx->m, 7, it, 2, 4, 0), 2);
+	assert_int_equal(cml_finish(fx->m, 7, it, 2, drop, st, (const char(*)[1024])paths), 0);
+	assert_int_equal(count(fx->m, NULL), 2);
+	cml_names_each(fx->m, q, 5, named);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(named[i], cml_names(fx->m, &q[i]));
+	assert_false(named[0]);
+	assert_true(named[1] && named[2] && named[4]);
+	assert_false(named[3]);
+	assert_int_equal(cml_next_batch(fx->m, 7, it, 4, 4, 0), 2);
+	assert_int_equal(it[0].rec.op, CML_CREATE);
+	assert_true(fid_eq(&it[0].rec.fid, &b));
+	assert_int_equal(it[1].rec.op, CML_STORE);
+	assert_int_equal(cml_finish(fx->m, 7, it, 2, drop, st, (const char(*)[1024])paths), 0);
+	assert_int_equal(count(fx->m, NULL), 0);
+	cml_names_each(fx->m, q, 5, named);
+	for (int i = 0; i < 5; i++)
+		assert_false(named[i]);
+}
+
 static void test_finish_drops_and_keeps_conflicts(void **state)
 {
 	struct fixture *fx = *state;
@@ -353,6 +394,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_never_across_sent_and_persistent, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_finish_batch_and_names_each, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_finish_drops_and_keeps_conflicts, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_forced_states, setup, teardown),

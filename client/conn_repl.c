@@ -58,8 +58,8 @@
  * is dropped unwatched (its member is then marked down only by a later
  * call that waits for it). */
 #define WATCH_MAX 256
-/* The watcher looks at its calls at least this often: late answers are
- * RTT samples, taken this close to their arrival. */
+/* The watcher looks at its calls at least this often (calls handed to it
+ * meanwhile are waited on from then, answered ones freed). */
 #define WATCH_STEP_MS 10
 
 enum op_kind {
@@ -88,6 +88,7 @@ struct conn_op {
 	uint16_t type;
 	struct msg *req; /* owned copy for failover (reads), F_DATA not kept */
 	struct fid fid;	 /* of the request */
+	struct fid fid2; /* RENAME: target directory; LINK: the directory */
 	struct storeid sid;
 	uint32_t mflags;
 	uint64_t handle;
@@ -108,7 +109,6 @@ struct watch_ent {
 	struct conn_server *srv;
 	struct sconn *sc;      /* owned reference */
 	struct rpc_call *call; /* owned */
-	uint64_t t_ns;	       /* now_ns() when sent */
 	uint64_t deadline_ns;
 	int ret; /* the call's outcome, once watch_main took it out */
 };
@@ -366,6 +366,7 @@ static struct conn_op *op_new(enum op_kind kind, const struct msg *req)
 	op->chosen = -1;
 	op->sink_fd = -1;
 	op->fid = req->fid;
+	op->fid2 = req->fid2;
 	op->sid = req->sid;
 	op->mflags = req->mflags;
 	op->handle = req->handle;
@@ -892,6 +893,9 @@ static int wait_update(struct conn *c, struct conn_op *op, struct msg *rep)
 		struct member *m = &op->m[op->chosen];
 
 		request_resolve(m->srv, m->sc, fid, 0);
+		/* A refusal may have been for the second directory's version. */
+		if ((op->type == MSG_RENAME || op->type == MSG_LINK) && !fid_eq(&op->fid2, fid))
+			request_resolve(m->srv, m->sc, &op->fid2, 0);
 	}
 	if (last && op->vol.vsg.n > 1 && mask != 0) {
 		struct msg cop2;
@@ -957,8 +961,11 @@ static int read_next(struct conn *c, struct conn_op *op, bool hedge)
 
 /* Waits for the calls handed to it until their deadlines: a call still
  * unanswered then marks its member down, as the read would have had it
- * waited (connection dropped, callbacks void); an answer is an RTT sample
- * (and clears the member's slow mark). */
+ * waited (connection dropped, callbacks void). An answer only ends the
+ * watch: it is no RTT sample, as a late answer after a passing fault (a
+ * partition healed, TCP retransmitting) would raise the member's deadlines
+ * for a while; the member's slow mark goes with its next answer to a call
+ * that waits for it (conn_rtt_sample). */
 static void *watch_main(void *arg)
 {
 	struct conn *c = arg;
@@ -1007,8 +1014,6 @@ static void *watch_main(void *arg)
 				log_debug("conn", "server %u missed its deadline (hedged)",
 					  atomic_load(&e->srv->server_id));
 				conn_mark_down(e->srv, e->sc, -ETIMEDOUT);
-			} else if (!transport_err(e->ret)) {
-				conn_rtt_sample(e->srv, (now - e->t_ns) / 1000 + 1);
 			}
 			rpc_call_free(e->call);
 			sconn_put(e->sc);
@@ -1019,10 +1024,10 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
-/* Hands call (to srv over sc, sent at t_ns) to the watcher until
- * deadline_ns; takes ownership of call and of the reference sc. */
+/* Hands call (to srv over sc) to the watcher until deadline_ns; takes
+ * ownership of call and of the reference sc. */
 static void watch_add(struct conn *c, struct conn_server *srv, struct sconn *sc,
-		      struct rpc_call *call, uint64_t t_ns, uint64_t deadline_ns)
+		      struct rpc_call *call, uint64_t deadline_ns)
 {
 	struct repl_watch *w = c->watch;
 	bool kept = false;
@@ -1039,7 +1044,7 @@ static void watch_add(struct conn *c, struct conn_server *srv, struct sconn *sc,
 	}
 	if (w->started && !w->stop && w->n < WATCH_MAX) {
 		w->ents[w->n++] = (struct watch_ent){
-			.srv = srv, .sc = sc, .call = call, .t_ns = t_ns, .deadline_ns = deadline_ns
+			.srv = srv, .sc = sc, .call = call, .deadline_ns = deadline_ns
 		};
 		pthread_cond_signal(&w->cond);
 		kept = true;
@@ -1085,7 +1090,7 @@ static void member_leave(struct conn *c, struct member *m)
 	m->ret = -ECANCELED;
 	if (m->sink)
 		rpc_call_drop_sink(m->call);
-	watch_add(c, m->srv, m->sc, m->call, m->t_ns, member_deadline(m));
+	watch_add(c, m->srv, m->sc, m->call, member_deadline(m));
 	m->call = NULL;
 	m->sc = NULL;
 }
@@ -1192,6 +1197,15 @@ static int wait_read(struct conn *c, struct conn_op *op, struct msg *rep)
 			ret = rpc_wait(m->call, 0, rep);
 			m->answered = true;
 			m->ret = ret == 0 ? rep->status : ret;
+			if (ret == 0 && rep->status == -ERR_VERSION && op->kind == OP_READ &&
+			    op->req != NULL && !storeid_is_zero(&op->req->xver[0].sid)) {
+				/* Behind the version the client saw (F_XVER): it
+				 * missed updates. Read elsewhere; have it resolved. */
+				log_info("conn", "%s: server %u is behind: reading elsewhere",
+					 msg_name(op->type), atomic_load(&m->srv->server_id));
+				request_resolve(m->srv, m->sc, &op->fid, 0);
+				continue;
+			}
 			if (ret == 0) {
 				op->chosen = (int)idx[k];
 				conn_rtt_sample(m->srv, (now_ns() - m->t_ns) / 1000 + 1);
@@ -1315,9 +1329,9 @@ static bool attr_same(const struct attr *a, const struct attr *b)
 static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 {
 	struct msg r;
-	struct attr first;
+	struct attr first, top;
 	bool differ = false, have = false;
-	int ret = 0, err = 0;
+	int ret = 0, err = 0, top_i = -1;
 
 	if (op->n == 1)
 		return wait_read(c, op, rep);
@@ -1337,6 +1351,13 @@ static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 			continue;
 		if (op->chosen < 0)
 			op->chosen = (int)i;
+		/* The replica with the newest state: the others' vectors do
+		 * not exceed its own (the first such one). */
+		if (top_i < 0 || (!storeid_eq(&top.sid, &r.attr.sid) &&
+				  vv_compare(&r.attr.vv, &top.vv) == VV_DOMINATES)) {
+			top = r.attr;
+			top_i = (int)i;
+		}
 		if (!have) {
 			first = r.attr;
 			have = true;
@@ -1350,8 +1371,16 @@ static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 	if (op->chosen < 0)
 		return err != 0 ? err : -ETIMEDOUT;
 	if (differ) {
-		struct member *m = &op->m[op->chosen];
+		struct member *m;
 		struct msg req, rr;
+
+		/* Resolve at, and ask again, the replica with the newest state:
+		 * the preferred one may be the one behind (back from a crash),
+		 * and its answer would then be the old state again if the
+		 * resolution has not reached it. */
+		if (top_i >= 0)
+			op->chosen = top_i;
+		m = &op->m[op->chosen];
 
 		msg_init(&req, MSG_RESOLVE);
 		req.fid = op->req->fid;

@@ -51,6 +51,9 @@
 #define XFER_WINDOW 16
 /* Attempts to fetch a file that keeps changing under us. */
 #define FETCH_TRIES 3
+/* Tries of a call refused because a replica is not at the version the
+ * client saw (versioned_call); the last goes without expected versions. */
+#define VERSIONED_TRIES 4
 
 #define CTR_ADD(cl, name, n) atomic_fetch_add_explicit(&(cl)->ctr.name, (n), memory_order_relaxed)
 
@@ -607,6 +610,58 @@ static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
 	return 0;
 }
 
+/* The version of in the client last saw (StoreId, and with vv its vector);
+ * zero (any) if the client has no attributes of it. */
+static void expect_of(struct inode *in, bool vv, struct xver *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&in->lock);
+	if (in->have_attr) {
+		out->sid = in->attr.sid;
+		if (vv)
+			out->vv = in->attr.vv;
+	}
+	pthread_mutex_unlock(&in->lock);
+}
+
+/* conn_call of a request that carries the versions the client last saw of
+ * m->fid (a) and m->fid2 (b), either may be NULL (F_XVER: docs/replication.md
+ * "Expected versions"). Updates send StoreIds: a replica not at them
+ * refuses; if some replicas performed the update it succeeded (the conn
+ * layer has the others resolved). Reads (LOOKUP, READDIR) also send the
+ * vectors: a replica behind them refuses, one at or after them answers.
+ * When the call is refused (every replica, for an update; the one asked,
+ * for a read), the objects are revalidated (GETATTR from every replica,
+ * which resolves replicas that differ) and the call tried again (an update
+ * with a fresh StoreId). The last try goes without expectations rather than
+ * fail a system call that a local file system would perform. */
+static int versioned_call(struct client *cl, fuse_req_t req, struct msg *m, struct msg *rep,
+			  struct conn_call *cc, struct inode *a, struct inode *b)
+{
+	bool read = m->type == MSG_LOOKUP || m->type == MSG_READDIR;
+
+	for (int i = 1;; i++) {
+		int ret;
+
+		memset(m->xver, 0, sizeof(m->xver));
+		if (i < VERSIONED_TRIES && a != NULL)
+			expect_of(a, read, &m->xver[0]);
+		if (i < VERSIONED_TRIES && b != NULL)
+			expect_of(b, read, &m->xver[1]);
+		ret = conn_call(cl->conn, m, rep, cc);
+		if (ret != -ERR_VERSION || i >= VERSIONED_TRIES)
+			return ret;
+		log_info("fsops", "%s refused (a replica is not at the version seen): revalidating",
+			 msg_name(m->type));
+		if (a != NULL)
+			(void)do_getattr(cl, req, a);
+		if (b != NULL && b != a)
+			(void)do_getattr(cl, req, b);
+		if (!read)
+			conn_next_storeid(cl->conn, &m->sid);
+	}
+}
+
 static int ensure_attr(struct client *cl, fuse_req_t req, struct inode *in)
 {
 	bool ok;
@@ -787,7 +842,7 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 		m.fid = dir->fid;
 		snprintf(m.name, sizeof(m.name), "%s", after);
 		m.length = READDIR_MAX_ENTRIES;
-		ret = conn_call(cl->conn, &m, &rep, &cc);
+		ret = versioned_call(cl, req, &m, &rep, &cc, dir, NULL);
 		if (ret < 0)
 			goto err;
 		rd_init(&r, rep.data, rep.data_len);
@@ -923,7 +978,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	req_msg(req, &m, MSG_LOOKUP);
 	m.fid = dir->fid;
 	snprintf(m.name, sizeof(m.name), "%s", name);
-	ret = conn_call(cl->conn, &m, &rep, &cc);
+	ret = versioned_call(cl, req, &m, &rep, &cc, dir, NULL);
 	if (ret == -ENOENT) {
 		reply_negative(cl, req, dir, name);
 		goto out;
@@ -1075,7 +1130,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		ret = emul_setattr(cl, in, sa);
 	} else if (sa->valid != 0) {
 		gen = conn_cb_gen(cl->conn);
-		ret = conn_call(cl->conn, &m, &rep, &cc);
+		ret = versioned_call(cl, req, &m, &rep, &cc, in, NULL);
 		if (ret == 0) {
 			grant(cl, in, &rep.attr, gen);
 			conn_done(cl->conn, &cc);
@@ -1142,7 +1197,7 @@ static int do_create(struct client *cl, fuse_req_t req, struct inode *dir, const
 	m.rdev = rdev;
 	m.mflags = CREATE_EXCL;
 	conn_next_storeid(cl->conn, &m.sid);
-	ret = conn_call(cl->conn, &m, &rep, &cc);
+	ret = versioned_call(cl, req, &m, &rep, &cc, dir, NULL);
 	if (ret < 0)
 		return ret;
 	dir_added(cl, dir, &rep.attr2, gen, name, &rep.attr);
@@ -1221,7 +1276,7 @@ static void do_remove(fuse_req_t req, fuse_ino_t parent, const char *name, bool 
 	snprintf(m.name, sizeof(m.name), "%s", name);
 	m.mflags = is_dir ? REMOVE_DIR : 0;
 	conn_next_storeid(cl->conn, &m.sid);
-	ret = conn_call(cl->conn, &m, &rep, &cc);
+	ret = versioned_call(cl, req, &m, &rep, &cc, dir, NULL);
 	if (ret < 0) {
 		reply_err(req, ret);
 		goto out;
@@ -1302,7 +1357,7 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 	m.mflags = (flags & RENAME_NOREPLACE ? RENAME_F_NOREPLACE : 0) |
 		   (flags & RENAME_EXCHANGE ? RENAME_F_EXCHANGE : 0);
 	conn_next_storeid(cl->conn, &m.sid);
-	ret = conn_call(cl->conn, &m, &rep, &cc);
+	ret = versioned_call(cl, req, &m, &rep, &cc, src, dst);
 	if (ret < 0) {
 		reply_err(req, ret);
 		goto out;
@@ -1354,7 +1409,7 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 	m.fid2 = dir->fid;
 	snprintf(m.name, sizeof(m.name), "%s", newname);
 	conn_next_storeid(cl->conn, &m.sid);
-	ret = conn_call(cl->conn, &m, &rep, &cc);
+	ret = versioned_call(cl, req, &m, &rep, &cc, in, dir);
 	if (ret < 0) {
 		reply_err(req, ret);
 		goto out;
@@ -1658,8 +1713,13 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 			if (r == 0) {
 				uint32_t srv = conn_call_answered_by(&win[head]);
 
+				/* Another version than the attributes say: the file
+				 * changed, or this replica is behind (a StoreId of
+				 * its own tells, data versions are per replica). */
 				if (rep.data_len != lens[head] ||
-				    rep.attr.data_version != a.data_version)
+				    rep.attr.data_version != a.data_version ||
+				    (!storeid_is_zero(&a.sid) &&
+				     !storeid_eq(&rep.attr.sid, &a.sid)))
 					r = -ERR_VERSION;
 				total += rep.data_len;
 				if (srv == 0 || (bw_srv != 0 && srv != bw_srv))
@@ -1865,6 +1925,21 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 	return 0;
 }
 
+/* True if a cached container (not one held open: that is this client's own
+ * copy) of data version dv written by the update sid holds the data the
+ * attributes a describe. Data versions are counters of each
+ * replica, so another replica may give the same number to other contents:
+ * the StoreId of the update names the version realm-wide. (An attribute
+ * change after the data's also moves the StoreId: a refetch, never a stale
+ * copy.) A zero StoreId on either side (unreplicated volumes before any
+ * update, old cache entries) compares by data version alone. */
+static bool same_data(uint64_t dv, const struct storeid *sid, const struct attr *a)
+{
+	if (dv != a->data_version)
+		return false;
+	return storeid_is_zero(sid) || storeid_is_zero(&a->sid) || storeid_eq(sid, &a->sid);
+}
+
 static void set_container_fd(struct client *cl, struct inode *in, int fd, uint64_t cdv)
 {
 	int old;
@@ -1940,7 +2015,8 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 		return conflict_eio(cl, in);
 	if (!shared) {
 		ret = cache_get(cl->cache, &in->fid, &e);
-		if (ret == 0 && (e.dirty || (e.has_data && e.data_version == a.data_version))) {
+		if (ret == 0 &&
+		    (e.dirty || (e.has_data && same_data(e.data_version, &e.attr.sid, &a)))) {
 			fd = cache_open_container(cl->cache, &in->fid, O_RDWR);
 			if (fd >= 0) {
 				CTR_ADD(cl, cache_hits, 1);
@@ -2538,7 +2614,7 @@ int fsops_walk_fetch(struct client *cl, const struct cred *cr, struct inode *in,
 		goto out;
 	}
 	if (!cached && cache_get(cl->cache, &in->fid, &e) == 0 &&
-	    (e.dirty || (e.has_data && e.data_version == a.data_version)))
+	    (e.dirty || (e.has_data && same_data(e.data_version, &e.attr.sid, &a))))
 		cached = true;
 	if (!cached && (a.flags & ATTR_F_CONFLICT)) {
 		ret = -ERR_CONFLICT;

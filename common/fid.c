@@ -130,3 +130,8 @@ bool storeid_eq(const struct storeid *a, const struct storeid *b)
 {
 	return a->client == b->client && a->seq == b->seq;
 }
+
+bool storeid_is_zero(const struct storeid *s)
+{
+	return s->client == 0 && s->seq == 0;
+}

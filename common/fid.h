@@ -38,5 +38,7 @@ enum vv_order vv_compare(const struct vv *a, const struct vv *b);
 /* a[i] = max(a[i], b[i]) for every slot. */
 void vv_merge(struct vv *a, const struct vv *b);
 bool storeid_eq(const struct storeid *a, const struct storeid *b);
+/* True for the zero StoreId (no update known; "any" in F_XVER). */
+bool storeid_is_zero(const struct storeid *s);
 
 #endif /* COMMON_FID_H */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* An entry longer than this is truncated; a log line is not a data channel. */
@@ -20,6 +21,7 @@
 static _Atomic int log_level = LOG_NOTICE;
 static bool log_syslog;
 static const char *log_prog = "encore";
+static bool log_stamp; /* ENCORE_LOG_TIME set (debugging): wall-clock prefix */
 
 void log_init(const char *progname, int level, bool use_syslog)
 {
@@ -27,6 +29,7 @@ void log_init(const char *progname, int level, bool use_syslog)
 		log_prog = progname;
 	log_level = level;
 	log_syslog = use_syslog;
+	log_stamp = getenv("ENCORE_LOG_TIME") != NULL;
 	if (use_syslog)
 		openlog(log_prog, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -70,7 +73,15 @@ static void log_vmsg(int level, const char *module, const char *fmt, va_list ap)
 
 	if (level > log_level)
 		return;
-	n = snprintf(line, sizeof(line), "%s %s: ", level_name(level), module);
+	n = 0;
+	if (log_stamp) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		n = snprintf(line, sizeof(line), "%lld.%03ld ", (long long)ts.tv_sec,
+			     ts.tv_nsec / 1000000);
+	}
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "%s %s: ", level_name(level), module);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

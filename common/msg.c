@@ -280,6 +280,13 @@ static int enc_field(struct wr *w, const struct msg *m, uint32_t f)
 	case F_STAMP:
 		wr_u64(w, m->stamp);
 		return 0;
+	case F_XVER:
+		for (int i = 0; i < 2; i++) {
+			enc_storeid(w, &m->xver[i].sid);
+			if (enc_vv(w, &m->xver[i].vv) < 0)
+				return -EINVAL;
+		}
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -543,6 +550,12 @@ static void dec_field(struct rd *r, struct msg *m, uint32_t f)
 		break;
 	case F_STAMP:
 		m->stamp = rd_u64(r);
+		break;
+	case F_XVER:
+		for (int i = 0; i < 2; i++) {
+			dec_storeid(r, &m->xver[i].sid);
+			dec_vv(r, &m->xver[i].vv);
+		}
 		break;
 	default:
 		rd_fail(r);
@@ -822,4 +835,8 @@ void msg_fmt(const struct msg *m, char *out, size_t len)
 	}
 	if (fields & F_STAMP)
 		fb_add(&b, " stamp=%" PRIu64, m->stamp);
+	if (fields & F_XVER)
+		fb_add(&b, " xver=%016" PRIx64 ":%" PRIu64 ",%016" PRIx64 ":%" PRIu64,
+		       m->xver[0].sid.client, m->xver[0].sid.seq, m->xver[1].sid.client,
+		       m->xver[1].sid.seq);
 }

@@ -53,6 +53,7 @@ struct msg {
 	struct storeid sid;
 	struct vsg vsg;
 	uint64_t stamp;
+	struct xver xver[2]; /* F_XVER: expected versions of fid, fid2 */
 };
 
 /* Zeroes m and sets type (a request: flags 0). */

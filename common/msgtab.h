@@ -23,16 +23,16 @@ enum conn_state_bits {
 	                            F_VERSION | F_SERVER_ID | F_INCARNATION | F_REALM, CS_NEW) \
 	X(MSG_GETROOT,  "getroot",  F_CRED | F_REALM, F_ATTR | F_VSG, CS_READY) \
 	X(MSG_GETATTR,  "getattr",  F_CRED | F_FID, F_ATTR, CS_READY) \
-	X(MSG_LOOKUP,   "lookup",   F_CRED | F_FID | F_NAME, F_ATTR | F_ATTR2, CS_READY) \
-	X(MSG_SETATTR,  "setattr",  F_CRED | F_FID | F_SATTR | F_STOREID, F_ATTR, CS_READY) \
-	X(MSG_CREATE,   "create",   F_CRED | F_FID | F_FID2 | F_NAME | F_TARGET | F_MODE | F_RDEV | F_MFLAGS | F_STOREID, \
+	X(MSG_LOOKUP,   "lookup",   F_CRED | F_FID | F_NAME | F_XVER, F_ATTR | F_ATTR2, CS_READY) \
+	X(MSG_SETATTR,  "setattr",  F_CRED | F_FID | F_SATTR | F_STOREID | F_XVER, F_ATTR, CS_READY) \
+	X(MSG_CREATE,   "create",   F_CRED | F_FID | F_FID2 | F_NAME | F_TARGET | F_MODE | F_RDEV | F_MFLAGS | F_STOREID | F_XVER, \
 	                            F_ATTR | F_ATTR2, CS_READY) \
-	X(MSG_REMOVE,   "remove",   F_CRED | F_FID | F_NAME | F_MFLAGS | F_STOREID, F_ATTR | F_ATTR2, CS_READY) \
-	X(MSG_RENAME,   "rename",   F_CRED | F_FID | F_FID2 | F_NAME | F_NAME2 | F_MFLAGS | F_STOREID, \
+	X(MSG_REMOVE,   "remove",   F_CRED | F_FID | F_NAME | F_MFLAGS | F_STOREID | F_XVER, F_ATTR | F_ATTR2, CS_READY) \
+	X(MSG_RENAME,   "rename",   F_CRED | F_FID | F_FID2 | F_NAME | F_NAME2 | F_MFLAGS | F_STOREID | F_XVER, \
 	                            F_ATTR | F_ATTR2, CS_READY) \
-	X(MSG_LINK,     "link",     F_CRED | F_FID | F_FID2 | F_NAME | F_STOREID, F_ATTR | F_ATTR2, CS_READY) \
+	X(MSG_LINK,     "link",     F_CRED | F_FID | F_FID2 | F_NAME | F_STOREID | F_XVER, F_ATTR | F_ATTR2, CS_READY) \
 	X(MSG_READLINK, "readlink", F_CRED | F_FID, F_TARGET, CS_READY) \
-	X(MSG_READDIR,  "readdir",  F_CRED | F_FID | F_NAME | F_LENGTH, F_MFLAGS | F_ATTR | F_DATA, CS_READY) \
+	X(MSG_READDIR,  "readdir",  F_CRED | F_FID | F_NAME | F_LENGTH | F_XVER, F_MFLAGS | F_ATTR | F_DATA, CS_READY) \
 	X(MSG_FETCH,    "fetch",    F_CRED | F_FID | F_OFFSET | F_LENGTH | F_EXPECT, F_ATTR | F_DATA, CS_READY) \
 	X(MSG_STORE,    "store",    F_CRED | F_FID | F_SATTR | F_OFFSET | F_LENGTH | F_HANDLE | F_EXPECT | F_MFLAGS | F_DATA | F_STOREID, \
 	                            F_ATTR, CS_READY) \

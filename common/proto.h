@@ -141,6 +141,8 @@ enum msg_field {
 	F_STOREID = 1u << 23,	 /* struct storeid of this update */
 	F_VSG = 1u << 24,	 /* struct vsg: server ids in slot order */
 	F_STAMP = 1u << 25,	 /* u64 volume stamp of one replica */
+	F_XVER = 1u << 26,	 /* 2 struct xver: the versions the client last saw of fid
+				  * and fid2 (expected versions; zero StoreId = any) */
 };
 
 /* Wire status codes: errno values differ between architectures and never
@@ -277,6 +279,13 @@ struct vv {
 struct storeid {
 	uint64_t client;
 	uint64_t seq;
+};
+
+/* F_XVER: a version of an object as a client saw it (StoreId of its last
+ * update and version vector; vv.n == 0: the StoreId alone). */
+struct xver {
+	struct storeid sid;
+	struct vv vv;
 };
 
 /* Status of an object as the server holds it. Wire, in this order:

@@ -33,6 +33,7 @@
 #include "common/xalloc.h"
 #include "server/reint.h"
 #include "server/repl.h"
+#include "server/reslogic.h"
 
 /* Hard links per object and subdirectories per directory, as ext4. */
 #define OPS_LINK_MAX 65000
@@ -102,6 +103,7 @@ struct ops {
 	VEC(int) fds;
 	VEC(struct fidv) newc;
 	VEC(struct fidv) oldc;
+	VEC(struct fidv) fx_oldc; /* the update's containers beyond fx.oldc (prune) */
 	uint32_t vols[BATCH_VOLS_MAX];
 	size_t n_vols;
 
@@ -146,6 +148,7 @@ void ops_free(struct ops *o)
 	free(o->fds.v);
 	free(o->newc.v);
 	free(o->oldc.v);
+	free(o->fx_oldc.v);
 	wr_release(&o->wr);
 	free(o->buf);
 	if (o->seg_fd >= 0)
@@ -338,6 +341,25 @@ static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	return 0;
 }
 
+/* F_XVER of a read: true if this replica's v is behind the version the
+ * client saw: another StoreId and a vector lower in some slot (it lacks an
+ * update counted there). A vector at least as high is the same state or a
+ * later one (another client's update since): the read goes on. A version
+ * without a vector compares by StoreId alone. */
+static bool xver_behind(const struct vnode *v, const struct xver *x)
+{
+	if (x->sid.client == 0 && x->sid.seq == 0)
+		return false;
+	if (storeid_eq(&v->sid, &x->sid))
+		return false;
+	if (x->vv.n == 0)
+		return true;
+	for (uint32_t i = 0; i < x->vv.n && i < VV_MAX; i++)
+		if ((i < v->vv.n ? v->vv.slot[i] : 0) < x->vv.slot[i])
+			return true;
+	return false;
+}
+
 static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	struct vnode d, v;
@@ -349,6 +371,10 @@ static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
 		return ret;
+	if (xver_behind(&d, &req->xver[0])) {
+		o->st.version_refused++;
+		return -ERR_VERSION; /* behind what the client saw: ask another */
+	}
 	ret = perm(&req->cred, &d, PERM_X);
 	if (ret < 0)
 		return ret;
@@ -424,6 +450,10 @@ static int op_readdir(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
 		return ret;
+	if (xver_behind(&d, &req->xver[0])) {
+		o->st.version_refused++;
+		return -ERR_VERSION; /* behind what the client saw: ask another */
+	}
 	ret = perm(&req->cred, &d, PERM_R);
 	if (ret < 0)
 		return ret;
@@ -1476,6 +1506,7 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 	}
 
 	memset(&o->fx, 0, sizeof(o->fx));
+	o->fx_oldc.n = 0;
 	o->fx.fd = -1;
 	ret = meta_begin(o->meta, o->txn, false, &t);
 	if (ret < 0)
@@ -1506,6 +1537,8 @@ bool ops_exec(struct ops *o, struct ops_conn *oc, const struct msg *req, struct 
 		VEC_PUSH(o->newc, o->fx.newc);
 		batch_sync_vol(o, o->fx.newc.fid.vol);
 	}
+	for (size_t i = 0; i < o->fx_oldc.n; i++)
+		VEC_PUSH(o->oldc, o->fx_oldc.v[i]);
 	for (size_t i = 0; i < o->fx.n_oldc; i++)
 		VEC_PUSH(o->oldc, o->fx.oldc[i]);
 	for (size_t i = 0; i < o->fx.n_changed; i++)
@@ -1691,6 +1724,14 @@ static bool is_client_update(uint16_t type)
 
 /* Before a client update: refuses changes to objects in conflict and
  * remembers what the directory log needs of the state before. */
+/* F_XVER of an update: false if the client saw v at another StoreId (a
+ * zero StoreId: any). Exact, so that an update never lands on a replica
+ * that lacks one the client saw (docs/replication.md "Expected versions"). */
+static bool xver_same(const struct vnode *v, const struct xver *x)
+{
+	return sid_zero(&x->sid) || storeid_eq(&v->sid, &x->sid);
+}
+
 static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc,
 		    const struct msg *req)
 {
@@ -1702,9 +1743,27 @@ static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret == 0 && (v.flags & ATTR_F_CONFLICT) && !oc->server)
 		return -ERR_CONFLICT;
+	/* Expected versions (F_XVER): this replica's object is not at the
+	 * StoreId the client last saw: it missed an update (it is behind,
+	 * e.g. back from a crash before resolution reached this object), or
+	 * another client's update came first. Either way applying the update
+	 * here would act on state the client never saw (and a name-based
+	 * update would then carry one StoreId over different states): refuse;
+	 * the client revalidates, and resolution brings a lagging replica
+	 * level (the client asks for it when replicas answered differently). */
+	if (ret == 0 && !xver_same(&v, &req->xver[0])) {
+		o->st.version_refused++;
+		return -ERR_VERSION;
+	}
 	if ((req->type == MSG_RENAME || req->type == MSG_LINK) &&
-	    meta_vnode_get(t, &req->fid2, &v) == 0 && (v.flags & ATTR_F_CONFLICT))
-		return -ERR_CONFLICT;
+	    meta_vnode_get(t, &req->fid2, &v) == 0) {
+		if (v.flags & ATTR_F_CONFLICT)
+			return -ERR_CONFLICT;
+		if (!xver_same(&v, &req->xver[1])) {
+			o->st.version_refused++;
+			return -ERR_VERSION;
+		}
+	}
 	if (req->type == MSG_RENAME && name_valid(req->name2) &&
 	    meta_dirent_get(t, &req->fid2, req->name2, &o->fx.victim) == 0) {
 		struct fid vf = { .vol = req->fid2.vol };
@@ -2147,6 +2206,154 @@ out_drop:
 	return ret;
 }
 
+/* Objects one subtree removal of resolution may take (prune). */
+#define PRUNE_MAX 4096
+
+/* One entry below a directory that resolution removes. */
+struct prune_ent {
+	struct fid dir;
+	char name[NAME_MAX_LEN + 1];
+	struct fid fid;
+	bool moved; /* lives on elsewhere: only the entry goes */
+};
+
+struct prune {
+	struct meta_txn *t;
+	const struct fid *dir; /* being scanned */
+	VEC(struct prune_ent) ents;
+	bool full;
+};
+
+static int prune_fn(void *arg, const char *name, const struct dent *d)
+{
+	struct prune *p = arg;
+	struct prune_ent e;
+
+	if (p->ents.n >= PRUNE_MAX) {
+		p->full = true;
+		return 1;
+	}
+	memset(&e, 0, sizeof(e));
+	e.dir = *p->dir;
+	snprintf(e.name, sizeof(e.name), "%s", name);
+	e.fid.vol = p->dir->vol;
+	memcpy(e.fid.oid, d->oid, OID_LEN);
+	VEC_PUSH(p->ents, e);
+	return 0;
+}
+
+/* What becomes of v, found below a directory that the update rm removed
+ * elsewhere: PRUNE_DROP, it goes (its last update is the remover's own
+ * earlier one, or a resolution's -- StoreIds with the top bit,
+ * server/resolve.c -- or none); PRUNE_MOVED, the remover's client updated it
+ * after the remove, so it was moved out first and lives on elsewhere: its
+ * entry here goes, the object stays for the replay that binds it where it
+ * is now; PRUNE_KEEP, another client's update the remover may not have
+ * seen: a remove/update conflict. */
+enum prune_fate { PRUNE_DROP, PRUNE_MOVED, PRUNE_KEEP };
+
+static enum prune_fate prune_fate(const struct vnode *v, const struct storeid *rm)
+{
+	if (v->flags & ATTR_F_CONFLICT)
+		return PRUNE_KEEP;
+	if (sid_zero(&v->sid) || (v->sid.client & (1ull << 63)))
+		return PRUNE_DROP;
+	if (v->sid.client != rm->client)
+		return PRUNE_KEEP;
+	return v->sid.seq < rm->seq ? PRUNE_DROP : PRUNE_MOVED;
+}
+
+/* Resolution replays the remove (record r) of directory c, which still has
+ * entries here: this replica missed their removal too (it was away while a
+ * client emptied the directory and removed it). Removes everything below c
+ * if that is safe: c and every object below were last updated by the
+ * remover's client (or by resolution; see prune_fate). Otherwise
+ * -ENOTEMPTY: a remove/update conflict, nothing lost. Bounded (PRUNE_MAX
+ * objects). */
+static int prune_subtree(struct ops *o, struct meta_txn *t, const struct vnode *c,
+			 const struct rlog_rec *r)
+{
+	struct prune p = { .t = t };
+	int ret = 0;
+
+	/* c itself: its vector may exceed the remover's (an update here whose
+	 * phase two was lost, a merge's own slot), so who updated it last
+	 * tells, as for everything below it. */
+	if (prune_fate(c, &r->sid) == PRUNE_KEEP) {
+		log_info("ops", "'%s' removed elsewhere keeps entries here: changed since",
+			 r->name);
+		return -ENOTEMPTY;
+	}
+	p.dir = &c->fid;
+	ret = meta_dir_scan(t, &c->fid, "", prune_fn, &p);
+	/* Breadth first: ents grows while it is walked. */
+	for (size_t i = 0; ret >= 0 && !p.full && i < p.ents.n; i++) {
+		struct vnode v;
+		struct fid f = p.ents.v[i].fid;
+
+		ret = meta_vnode_get(t, &f, &v);
+		if (ret == -ENOENT) {
+			ret = 0;
+			continue;
+		}
+		if (ret < 0)
+			break;
+		enum prune_fate fate = prune_fate(&v, &r->sid);
+
+		if (fate == PRUNE_MOVED) {
+			p.ents.v[i].moved = true;
+			continue;
+		}
+		if (fate == PRUNE_KEEP) {
+			log_info(
+				"ops",
+				"'%s' removed elsewhere keeps '%s' here: last updated by %016llx:%llu, "
+				"not seen by the remover %016llx:%llu",
+				r->name, p.ents.v[i].name, (unsigned long long)v.sid.client,
+				(unsigned long long)v.sid.seq, (unsigned long long)r->sid.client,
+				(unsigned long long)r->sid.seq);
+			ret = -ENOTEMPTY;
+			break;
+		}
+		if (S_ISDIR(v.mode)) {
+			p.dir = &f;
+			ret = meta_dir_scan(t, &f, "", prune_fn, &p);
+		}
+	}
+	if (ret >= 0 && p.full)
+		ret = -ENOTEMPTY;
+	/* Children first (the reverse of the walk), then nothing is left. */
+	for (size_t i = p.ents.n; ret >= 0 && i-- > 0;) {
+		const struct prune_ent *e = &p.ents.v[i];
+		struct vnode v;
+
+		ret = meta_dirent_del(t, &e->dir, e->name);
+		if (ret == -ENOENT)
+			ret = 0;
+		if (ret < 0 || e->moved || meta_vnode_get(t, &e->fid, &v) != 0)
+			continue;
+		o->st.cb_breaks += cb_break(o->cb, &e->fid, NULL, o->brk, o->brk_arg);
+		if (!S_ISDIR(v.mode) && v.nlink > 1) {
+			v.nlink--;
+			ret = meta_vnode_put(t, &v);
+			continue;
+		}
+		o->fx.d_objects--;
+		if (S_ISREG(v.mode)) {
+			struct fidv old = { .fid = v.fid, .dv = v.data_version };
+			VEC_PUSH(o->fx_oldc, old);
+		}
+		(void)repl_conflict_del(t, &v.fid);
+		ret = meta_vnode_del(t, &v.fid);
+	}
+	if (ret >= 0 && p.ents.n > 0)
+		log_info("ops",
+			 "resolution removed %zu objects below a directory removed elsewhere",
+			 p.ents.n);
+	free(p.ents.v);
+	return ret < 0 ? ret : 0;
+}
+
 /* Replays one log record in directory d (RES_APPLY). Already-applied
  * records change nothing. */
 static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d, const struct rlog_rec *r,
@@ -2219,8 +2426,11 @@ static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d, const s
 			ret = meta_dir_empty(t, &cf);
 			if (ret < 0)
 				return ret;
-			if (ret == 0)
-				return -ENOTEMPTY;
+			if (ret == 0) {
+				ret = prune_subtree(o, t, &c, r);
+				if (ret < 0)
+					return ret;
+			}
 		}
 		ret = meta_dirent_del(t, &d->fid, r->name);
 		if (ret < 0)

@@ -51,7 +51,8 @@
 	X(cop2_expired)      \
 	X(batches)           \
 	X(commits)           \
-	X(fsyncs)
+	X(fsyncs)            \
+	X(version_refused)
 
 struct ops_stats {
 #define OPS_STAT_FIELD(n) uint64_t n;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/fid.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 
 /* True if replica j's state is an earlier one of w's history: its last
@@ -155,6 +156,24 @@ static bool binds_now(const struct res_dirview *v, const char *name, const uint8
 	return false;
 }
 
+/* True if a replica other than o and r performed bind e (its log has it)
+ * and binds it no more: e was undone there later (removed, renamed away,
+ * rebound), so it is history, not state, and that replica's unbind is
+ * replayed. (Three replicas: one missed a bind and its undoing, one has
+ * only the bind, one has both; without this the first would get the bind
+ * from the second and the rebind from the third: a false name/name.) */
+static bool undone_elsewhere(const struct res_dirview *v, size_t n, size_t o, size_t r,
+			     const struct rlog_rec *e)
+{
+	for (size_t p = 0; p < n; p++) {
+		if (p == o || p == r)
+			continue;
+		if (log_has(&v[p], e) && !binds_now(&v[p], e->name, e->child))
+			return true;
+	}
+	return false;
+}
+
 /* True if v's log holds a mark with this StoreId. */
 static bool has_mark(const struct res_dirview *v, const struct storeid *sid)
 {
@@ -209,7 +228,8 @@ bool res_dir_merge(size_t n, const struct res_dirview *all, struct rlog_rec **ou
 					 * after it would bring the name back. */
 					if (is_bind(e->op) &&
 					    (!binds_now(&v[o], e->name, e->child) ||
-					     undone_later(&v[r], &v[o], e)))
+					     undone_later(&v[r], &v[o], e) ||
+					     undone_elsewhere(v, n, o, r, e)))
 						continue;
 					bool dup = false;
 					for (size_t j = 0; j < k && !dup; j++)
@@ -217,16 +237,27 @@ bool res_dir_merge(size_t n, const struct res_dirview *all, struct rlog_rec **ou
 					if (dup)
 						continue;
 					if (e->op == RLOG_RENAME_OUT &&
-					    unbound_here(&v[r], &v[o], e->child))
-						return true; /* renamed here, removed/renamed there */
+					    unbound_here(&v[r], &v[o], e->child)) {
+						/* renamed here, removed/renamed there */
+						log_info(
+							"resolve",
+							"directory conflict: '%s' renamed away on one replica, removed or renamed on another",
+							e->name);
+						return true;
+					}
 					if (e->op == RLOG_REMOVE) {
 						for (size_t j = 0; j < v[r].n_log; j++) {
 							const struct rlog_rec *x = &v[r].log[j];
 							if (x->op == RLOG_RENAME_OUT &&
 							    memcmp(x->child, e->child, OID_LEN) ==
 								    0 &&
-							    !log_has(&v[o], x))
+							    !log_has(&v[o], x)) {
+								log_info(
+									"resolve",
+									"directory conflict: '%s' removed on one replica, renamed away on another",
+									e->name);
 								return true;
+							}
 						}
 					}
 					out[r][k++] = *e;
@@ -248,14 +279,24 @@ bool res_dir_merge(size_t n, const struct res_dirview *all, struct rlog_rec **ou
 					freed = is_unbind(out[r][u].op) &&
 						strcmp(out[r][u].name, e->name) == 0 &&
 						memcmp(out[r][u].child, v[r].oids[x], OID_LEN) == 0;
-				if (!freed)
+				if (!freed) {
+					log_info(
+						"resolve",
+						"directory conflict: name '%s' bound to different objects",
+						e->name);
 					return true;
+				}
 			}
 			/* Two replays binding one name to different objects. */
 			for (size_t u = j + 1; u < k; u++)
 				if (is_bind(out[r][u].op) && strcmp(out[r][u].name, e->name) == 0 &&
-				    memcmp(out[r][u].child, e->child, OID_LEN) != 0)
+				    memcmp(out[r][u].child, e->child, OID_LEN) != 0) {
+					log_info(
+						"resolve",
+						"directory conflict: two replays bind '%s' to different objects",
+						e->name);
 					return true;
+				}
 		}
 		n_out[r] = k;
 	}

@@ -49,6 +49,9 @@ def _umask():
 def tmpbase():
     base = _make_base()
     yield Path(base)
+    if os.environ.get("ENCORE_TEST_KEEP"):  # debugging: keep logs and stores
+        sys.stderr.write("kept %s\n" % base)
+        return
     # Remove only if nothing is still mounted below it.
     with open("/proc/self/mountinfo") as f:
         busy = any(line.split()[4].startswith(base + "/") for line in f)

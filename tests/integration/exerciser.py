@@ -71,7 +71,7 @@ class Exerciser:
         if len(self.history) > 200:
             del self.history[:100]
         if self.log:
-            self.log.write("%d %s\n" % (self.nops, s))
+            self.log.write("%.3f %d %s\n" % (time.time(), self.nops, s))
 
     def fresh_name(self):
         self.next_name += 1

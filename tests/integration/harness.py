@@ -244,7 +244,8 @@ class Client:
         self.mount = Path(base) / ("mnt-" + name)
         self.cache = Path(base) / ("cache-" + name)
         self.log = Path(base) / ("client-%s.log" % name)
-        self.extra_args = list(extra_args)
+        # ENCORE_CLIENT_ARGS (debugging): more options for every client, e.g. -vv.
+        self.extra_args = list(extra_args) + os.environ.get("ENCORE_CLIENT_ARGS", "").split()
         self.proc = None
 
     @property

@@ -19,7 +19,7 @@ SERVER = os.environ.get("ENCORE_SERVER") or os.path.join(
 
 F = {n: 1 << i for i, n in enumerate(
     "VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
-    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP".split())}
+    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP XVER".split())}
 
 
 def fs(*names):
@@ -33,14 +33,14 @@ TAB = {
     HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
     GETROOT: (fs("CRED", "REALM"), fs("ATTR", "VSG")),
     GETATTR: (fs("CRED", "FID"), fs("ATTR")),
-    LOOKUP: (fs("CRED", "FID", "NAME"), fs("ATTR", "ATTR2")),
-    SETATTR: (fs("CRED", "FID", "SATTR", "STOREID"), fs("ATTR")),
-    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
-    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
-    RENAME: (fs("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
-    LINK: (fs("CRED", "FID", "FID2", "NAME", "STOREID"), fs("ATTR", "ATTR2")),
+    LOOKUP: (fs("CRED", "FID", "NAME", "XVER"), fs("ATTR", "ATTR2")),
+    SETATTR: (fs("CRED", "FID", "SATTR", "STOREID", "XVER"), fs("ATTR")),
+    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
+    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
+    RENAME: (fs("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
+    LINK: (fs("CRED", "FID", "FID2", "NAME", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
     READLINK: (fs("CRED", "FID"), fs("TARGET")),
-    READDIR: (fs("CRED", "FID", "NAME", "LENGTH"), fs("MFLAGS", "ATTR", "DATA")),
+    READDIR: (fs("CRED", "FID", "NAME", "LENGTH", "XVER"), fs("MFLAGS", "ATTR", "DATA")),
     FETCH: (fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), fs("ATTR", "DATA")),
     STORE: (fs("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA", "STOREID"), fs("ATTR")),
     STATFS: (fs("CRED", "FID"), fs("FSSTAT")),
@@ -108,6 +108,11 @@ def enc_field(f, m):
         return struct.pack("<I", len(d)) + d
     if f == F["STOREID"]:
         return struct.pack("<QQ", *g("sid", (7, 1)))
+    if f == F["XVER"]:  # expected versions of fid, fid2: (sid, vv) each
+        out = b""
+        for sid, vv in g("xver", (((0, 0), []), ((0, 0), []))):
+            out += struct.pack("<QQB", *sid, len(vv)) + b"".join(struct.pack("<I", x) for x in vv)
+        return out
     raise ValueError(f)
 
 
@@ -208,7 +213,7 @@ class Conn:
 
     def send(self, t, flags=0, **m):
         self.reqid += 1
-        body = b"".join(enc_field(1 << i, m) for i in range(24) if TAB[t][0] & (1 << i))
+        body = b"".join(enc_field(1 << i, m) for i in range(len(F)) if TAB[t][0] & (1 << i))
         self.s.sendall(struct.pack("<IHHI", len(body), t, flags, self.reqid) + body)
         return self.reqid
 
@@ -396,6 +401,59 @@ def test_namespace(server):
     assert r["status"] == 0 and r["attr2"]["nlink"] == 3
     sf = c.call(STATFS, cred=(0, 0, []), fid=rt)
     assert sf["status"] == 0 and sf["fsstat"][6] == 255
+
+
+def test_expected_versions(server):
+    """F_XSID: a name or attribute update names the StoreIds the client last
+    saw of its objects; the server refuses (VERSION) when they moved and
+    changes nothing, performs it when they match or are zero (any)."""
+    c = Conn(server.port)
+    rt = root(c)
+    cr = (0, 0, [])
+    d, r = mk(c, rt, "d", S_IFDIR | 0o755, sid=(9, 1))
+    assert r["status"] == 0 and r["attr2"]["sid"] == (9, 1)
+    e, r = mk(c, rt, "e", S_IFDIR | 0o755, sid=(9, 2))
+    f, r = mk(c, d, "f", S_IFREG | 0o644, sid=(9, 3), xver=(((9, 1), []), ((0, 0), [])))
+    assert r["status"] == 0 and r["attr2"]["sid"] == (9, 3)
+    # d moved on to (9, 3): an update expecting (9, 1) is refused, nothing done
+    _, r = mk(c, d, "g", S_IFREG | 0o644, sid=(9, 4), xver=(((9, 1), []), ((0, 0), [])))
+    assert r["status"] == ST["VERSION"]
+    assert c.call(LOOKUP, cred=cr, fid=d, name="g")["status"] == ST["NOENT"]
+    r = c.call(REMOVE, cred=cr, fid=d, name="f", sid=(9, 5), xver=(((9, 1), []), ((0, 0), [])))
+    assert r["status"] == ST["VERSION"]
+    assert c.call(LOOKUP, cred=cr, fid=d, name="f")["status"] == 0
+    r = c.call(SETATTR, cred=cr, fid=f, sattr=(SA_MODE, 0o600, 0, 0, 0, (0, 0), (0, 0)), sid=(9, 6), xver=(((9, 99), []), ((0, 0), [])))
+    assert r["status"] == ST["VERSION"]
+    assert c.call(GETATTR, cred=cr, fid=f)["attr"]["mode"] == S_IFREG | 0o644
+    # rename: the second directory's expectation counts too
+    r = c.call(RENAME, cred=cr, fid=d, name="f", fid2=e, name2="f", sid=(9, 7),
+               xver=(((9, 3), []), ((9, 99), [])))
+    assert r["status"] == ST["VERSION"]
+    r = c.call(LINK, cred=cr, fid=f, fid2=e, name="h", sid=(9, 8), xver=(((0, 0), []), ((9, 99), [])))
+    assert r["status"] == ST["VERSION"]
+    assert c.call(LOOKUP, cred=cr, fid=e, name="h")["status"] == ST["NOENT"]
+    # matching expectations (and zero = any) are performed
+    r = c.call(RENAME, cred=cr, fid=d, name="f", fid2=e, name2="f", sid=(9, 9),
+               xver=(((9, 3), []), ((9, 2), [])))
+    assert r["status"] == 0 and r["attr"]["sid"] == (9, 9) and r["attr2"]["sid"] == (9, 9)
+    r = c.call(SETATTR, cred=cr, fid=f, sattr=(SA_MODE, 0o600, 0, 0, 0, (0, 0), (0, 0)), sid=(9, 10), xver=(((0, 0), []), ((0, 0), [])))
+    assert r["status"] == 0 and r["attr"]["mode"] == S_IFREG | 0o600
+    r = c.call(REMOVE, cred=cr, fid=e, name="f", sid=(9, 11), xver=(((9, 9), []), ((0, 0), [])))
+    assert r["status"] == 0
+    # reads: refused only by a replica behind the version seen (another
+    # StoreId and a vector lower in some slot); the same or a later state reads
+    dv = c.call(GETATTR, cred=cr, fid=d)["attr"]
+    assert dv["sid"] == (9, 9)
+    same = ((9, 9), dv["vv"])
+    older = ((9, 1), [max(x - 1, 0) for x in dv["vv"]])
+    newer = ((9, 77), [x + 1 for x in dv["vv"]])
+    for xv, want in ((same, 0), (older, 0), (newer, ST["VERSION"]), (((9, 77), []), ST["VERSION"])):
+        r = c.call(LOOKUP, cred=cr, fid=d, name="l", xver=(xv, ((0, 0), [])))
+        assert r["status"] == (ST["NOENT"] if want == 0 else want), (xv, r)
+        r = c.call(READDIR, cred=cr, fid=d, name="", length=10, xver=(xv, ((0, 0), [])))
+        assert r["status"] == want, (xv, r)
+    st = dict(l.split() for l in c.call(STATS)["data"].decode().splitlines())
+    assert int(st["version_refused"]) == 9, st
 
 
 def test_rename(server):

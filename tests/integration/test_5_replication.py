@@ -49,7 +49,7 @@ CHAOS_SEED = int(os.environ.get("ENCORE_CHAOS_SEED", "5151"))
 
 FIELD_NAMES = ("VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 "
                "TARGET SATTR MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT "
-               "DATA STOREID VSG STAMP").split()
+               "DATA STOREID VSG STAMP XVER").split()
 FB = {n: 1 << i for i, n in enumerate(FIELD_NAMES)}
 
 
@@ -67,9 +67,9 @@ MSG_CONFLICTS = 21
 READ_MSGS = {
     wire.MSG_GETROOT: (_fs("CRED", "REALM"), _fs("ATTR", "VSG")),
     wire.MSG_GETATTR: (_fs("CRED", "FID"), _fs("ATTR")),
-    wire.MSG_LOOKUP: (_fs("CRED", "FID", "NAME"), _fs("ATTR", "ATTR2")),
+    wire.MSG_LOOKUP: (_fs("CRED", "FID", "NAME", "XVER"), _fs("ATTR", "ATTR2")),
     wire.MSG_READLINK: (_fs("CRED", "FID"), _fs("TARGET")),
-    wire.MSG_READDIR: (_fs("CRED", "FID", "NAME", "LENGTH"), _fs("MFLAGS", "ATTR", "DATA")),
+    wire.MSG_READDIR: (_fs("CRED", "FID", "NAME", "LENGTH", "XVER"), _fs("MFLAGS", "ATTR", "DATA")),
     wire.MSG_FETCH: (_fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), _fs("ATTR", "DATA")),
     MSG_VOLINFO: (_fs("CRED", "FID"), _fs("VSG", "STAMP")),
     MSG_CONFLICTS: (_fs("CRED", "FID", "NAME"), _fs("MFLAGS", "DATA")),
@@ -94,7 +94,7 @@ def _enc(bit, m):
     if bit in (FB["OFFSET"], FB["LENGTH"], FB["EXPECT"]):
         return wire.u64(m.get({FB["OFFSET"]: "offset", FB["LENGTH"]: "length",
                                FB["EXPECT"]: "expect"}[bit], 0))
-    raise ValueError("no encoder for field %#x" % bit)
+    return wire.encode_field(bit, m)  # XVER (none: the replica as it is), ...
 
 
 def _read_attr(r):

@@ -23,7 +23,7 @@ READDIR, FETCH, STORE = 11, 12, 13
 VOLINFO, COP2, RESOLVE, CONFLICTS, REPAIR = 18, 19, 20, 21, 22
 RES_GET = 40
 NAMES = ("VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
-         "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP").split()
+         "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP XVER").split()
 F = {n: 1 << i for i, n in enumerate(NAMES)}
 
 
@@ -38,10 +38,10 @@ TAB = {
     HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
     GETROOT: (fs("CRED", "REALM"), fs("ATTR", "VSG")),
     GETATTR: (fs("CRED", "FID"), fs("ATTR")),
-    LOOKUP: (fs("CRED", "FID", "NAME"), fs("ATTR", "ATTR2")),
-    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
-    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID"), fs("ATTR", "ATTR2")),
-    READDIR: (fs("CRED", "FID", "NAME", "LENGTH"), fs("MFLAGS", "ATTR", "DATA")),
+    LOOKUP: (fs("CRED", "FID", "NAME", "XVER"), fs("ATTR", "ATTR2")),
+    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
+    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
+    READDIR: (fs("CRED", "FID", "NAME", "LENGTH", "XVER"), fs("MFLAGS", "ATTR", "DATA")),
     FETCH: (fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), fs("ATTR", "DATA")),
     STORE: (fs("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA", "STOREID"), fs("ATTR")),
     VOLINFO: (fs("CRED", "FID"), fs("VSG", "STAMP")),
@@ -95,6 +95,11 @@ def enc(f, m):
         return struct.pack("<I", len(d)) + d
     if f == F["STOREID"]:
         return struct.pack("<QQ", *g("sid", (7, 1)))
+    if f == F["XVER"]:  # expected versions of fid, fid2: (sid, vv) each
+        out = b""
+        for sid, vv in g("xver", (((0, 0), []), ((0, 0), []))):
+            out += struct.pack("<QQB", *sid, len(vv)) + b"".join(struct.pack("<I", x) for x in vv)
+        return out
     raise ValueError(f)
 
 

@@ -186,6 +186,10 @@ def test_trailing_bytes(healthy):
         assert_rejected(c, "HELLO with trailing bytes")
 
 
+# F_XVER of a LOOKUP: two (StoreId, vector) pairs, zero (the name is what is bad).
+NO_XVER = bytes(17) * 2
+
+
 def test_name_with_slash_and_nul(healthy):
     c = conn_ready(healthy.port)
     with c:
@@ -193,7 +197,7 @@ def test_name_with_slash_and_nul(healthy):
         root = struct.pack("<I", 1) + bytes(15) + b"\x01"
         for name in (b"a/b", b"a\0b"):
             c.reqid += 1
-            body = cred + root + wire.u16(len(name)) + name
+            body = cred + root + wire.u16(len(name)) + name + NO_XVER
             c.send_raw(wire.frame(wire.MSG_LOOKUP, body, reqid=c.reqid))
             statuses, closed = assert_rejected(c, "LOOKUP of %r" % name)
             if closed:
@@ -205,7 +209,7 @@ def test_lookup_name_too_long(healthy):
     with c:
         cred = struct.pack("<III", 0, 0, 0)
         root = struct.pack("<I", 1) + bytes(15) + b"\x01"
-        body = cred + root + wire.wstr("x" * 256)
+        body = cred + root + wire.wstr("x" * 256) + NO_XVER
         c.send_raw(wire.frame(wire.MSG_LOOKUP, body, reqid=3))
         assert_rejected(c, "LOOKUP with a 256-byte name")
 

@@ -316,7 +316,7 @@ MSG_REINTEGRATE = 23
 
 FIELD_NAMES = ("VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 "
                "TARGET SATTR MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT "
-               "DATA STOREID VSG STAMP").split()
+               "DATA STOREID VSG STAMP XVER").split()
 FIELD = {n: 1 << i for i, n in enumerate(FIELD_NAMES)}
 
 
@@ -330,14 +330,14 @@ def field_set(*names):
 MSG_FIELDS = {
     MSG_GETROOT: (field_set("CRED", "REALM"), field_set("ATTR", "VSG")),
     MSG_GETATTR: (field_set("CRED", "FID"), field_set("ATTR")),
-    MSG_LOOKUP: (field_set("CRED", "FID", "NAME"), field_set("ATTR", "ATTR2")),
-    MSG_SETATTR: (field_set("CRED", "FID", "SATTR", "STOREID"), field_set("ATTR")),
+    MSG_LOOKUP: (field_set("CRED", "FID", "NAME", "XVER"), field_set("ATTR", "ATTR2")),
+    MSG_SETATTR: (field_set("CRED", "FID", "SATTR", "STOREID", "XVER"), field_set("ATTR")),
     MSG_CREATE: (field_set("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS",
-                           "STOREID"), field_set("ATTR", "ATTR2")),
-    MSG_REMOVE: (field_set("CRED", "FID", "NAME", "MFLAGS", "STOREID"), field_set("ATTR", "ATTR2")),
-    MSG_RENAME: (field_set("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID"),
+                           "STOREID", "XVER"), field_set("ATTR", "ATTR2")),
+    MSG_REMOVE: (field_set("CRED", "FID", "NAME", "MFLAGS", "STOREID", "XVER"), field_set("ATTR", "ATTR2")),
+    MSG_RENAME: (field_set("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID", "XVER"),
                  field_set("ATTR", "ATTR2")),
-    MSG_READDIR: (field_set("CRED", "FID", "NAME", "LENGTH"), field_set("MFLAGS", "ATTR", "DATA")),
+    MSG_READDIR: (field_set("CRED", "FID", "NAME", "LENGTH", "XVER"), field_set("MFLAGS", "ATTR", "DATA")),
     MSG_FETCH: (field_set("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), field_set("ATTR", "DATA")),
     MSG_STORE: (field_set("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS",
                           "DATA", "STOREID"), field_set("ATTR")),
@@ -399,6 +399,11 @@ def encode_field(f, m):
         return blob(g("data", b""))
     if f == FIELD["STOREID"]:
         return struct.pack("<QQ", *g("sid", (0, 0)))
+    if f == FIELD["XVER"]:  # expected versions of fid, fid2: (sid, vv) each
+        out = b""
+        for sid, vv in g("xver", (((0, 0), []), ((0, 0), []))):
+            out += struct.pack("<QQB", *sid, len(vv)) + b"".join(struct.pack("<I", x) for x in vv)
+        return out
     raise ValueError("field %#x" % f)
 
 

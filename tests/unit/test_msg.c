@@ -576,6 +576,18 @@ static void put_fid(struct wr *b)
 		wr_u8(b, 0);
 }
 
+/* F_XVER: two (storeid, vv) pairs, the first with a vector of n slots. */
+static void put_xver(struct wr *b, uint32_t n)
+{
+	for (int i = 0; i < 2; i++) {
+		wr_u64(b, 9);
+		wr_u64(b, 1);
+		wr_u8(b, (uint8_t)(i == 0 ? n : 0));
+		for (uint32_t j = 0; i == 0 && j < n; j++)
+			wr_u32(b, j + 1);
+	}
+}
+
 static void test_oversized_fields_decode(void **state)
 {
 	(void)state;
@@ -588,6 +600,7 @@ static void test_oversized_fields_decode(void **state)
 	put_cred(&b, GROUPS_MAX);
 	put_fid(&b);
 	wr_str(&b, "ok");
+	put_xver(&b, 0);
 	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), 0);
 	assert_int_equal(d.cred.n_groups, GROUPS_MAX);
 	assert_int_equal(d.cred.groups[GROUPS_MAX - 1], GROUPS_MAX - 1);
@@ -597,6 +610,7 @@ static void test_oversized_fields_decode(void **state)
 	put_cred(&b, GROUPS_MAX + 1);
 	put_fid(&b);
 	wr_str(&b, "ok");
+	put_xver(&b, 0);
 	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), -EPROTO);
 
 	memset(name, 'x', sizeof(name));
@@ -605,6 +619,7 @@ static void test_oversized_fields_decode(void **state)
 	put_cred(&b, 0);
 	put_fid(&b);
 	wr_str(&b, name);
+	put_xver(&b, 0);
 	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), 0);
 	assert_int_equal(strlen(d.name), NAME_MAX_LEN);
 	name[NAME_MAX_LEN] = 'x';
@@ -613,6 +628,24 @@ static void test_oversized_fields_decode(void **state)
 	put_cred(&b, 0);
 	put_fid(&b);
 	wr_str(&b, name);
+	put_xver(&b, 0);
+	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), -EPROTO);
+
+	/* F_XVER vectors: VV_MAX slots decode, one more does not. */
+	wr_reset(&b);
+	put_cred(&b, 0);
+	put_fid(&b);
+	wr_str(&b, "ok");
+	put_xver(&b, VV_MAX);
+	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), 0);
+	assert_int_equal(d.xver[0].vv.n, VV_MAX);
+	assert_int_equal(d.xver[0].vv.slot[VV_MAX - 1], VV_MAX);
+	assert_int_equal(d.xver[0].sid.client, 9);
+	wr_reset(&b);
+	put_cred(&b, 0);
+	put_fid(&b);
+	wr_str(&b, "ok");
+	put_xver(&b, VV_MAX + 1);
 	assert_int_equal(decode_raw(MSG_LOOKUP, 0, &b, &d), -EPROTO);
 
 	/* '/' and NUL inside names */
@@ -632,6 +665,7 @@ static void test_oversized_fields_decode(void **state)
 	put_fid(&b);
 	wr_str(&b, "");
 	wr_u64(&b, 100);
+	put_xver(&b, 0);
 	assert_int_equal(decode_raw(MSG_READDIR, 0, &b, &d), 0);
 	assert_string_equal(d.name, "");
 	assert_int_equal(d.length, 100);

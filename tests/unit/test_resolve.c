@@ -218,6 +218,35 @@ static void test_undone_bind_not_replayed(void **state)
 	assert_string_equal(o1[1].name, "y");
 }
 
+static void test_rebind_seen_by_one_replica(void **state)
+{
+	/* "n" was bound to 1 (U1), then a rename replaced it by 2 (U2: remove
+	 * of 1 and bind of 2). Replica 0 missed both, replica 1 has only U1,
+	 * replica 2 has both: no conflict; replica 0 gets only the bind of 2,
+	 * replica 1 the remove of 1 and the bind of 2. */
+	struct rlog_rec l1[1] = { rec(RLOG_RENAME_IN, "n", 1, 1) };
+	struct rlog_rec l2[3] = { rec(RLOG_RENAME_IN, "n", 1, 1), rec(RLOG_REMOVE, "n", 1, 2),
+				  rec(RLOG_RENAME_IN, "n", 2, 2) };
+	char n1[1][NAME_MAX_LEN + 1] = { "n" }, n2[1][NAME_MAX_LEN + 1] = { "n" };
+	uint8_t o1[1][OID_LEN] = { { [15] = 1 } }, o2[1][OID_LEN] = { { [15] = 2 } };
+	struct res_dirview v[3];
+	struct rlog_rec r0[8], r1[8], r2[8], *out[3] = { r0, r1, r2 };
+	size_t n_out[3];
+	(void)state;
+	view(&v[0], NULL, 0, NULL, NULL, 0);
+	view(&v[1], l1, 1, n1, o1, 1);
+	view(&v[2], l2, 3, n2, o2, 1);
+	assert_false(res_dir_merge(3, v, out, n_out));
+	assert_int_equal(n_out[0], 2); /* the remove of 1 (nothing there) and the bind of 2 */
+	assert_int_equal(r0[0].op, RLOG_REMOVE);
+	assert_int_equal(r0[1].op, RLOG_RENAME_IN);
+	assert_int_equal(r0[1].child[OID_LEN - 1], 2);
+	assert_int_equal(n_out[1], 2);
+	assert_int_equal(r1[0].op, RLOG_REMOVE);
+	assert_int_equal(r1[1].child[OID_LEN - 1], 2);
+	assert_int_equal(n_out[2], 0);
+}
+
 static void test_bind_undone_after_partial_truncation(void **state)
 {
 	/* A merge truncated replica 0's log but not replica 1's (killed before
@@ -317,6 +346,7 @@ int main(void)
 		cmocka_unit_test(test_remove_update),
 		cmocka_unit_test(test_undone_bind_not_replayed),
 		cmocka_unit_test(test_bind_undone_after_partial_truncation),
+		cmocka_unit_test(test_rebind_seen_by_one_replica),
 		cmocka_unit_test(test_merge_starts_at_common_mark),
 		cmocka_unit_test(test_rlog_codec),
 	};

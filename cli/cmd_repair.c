@@ -163,8 +163,10 @@ int cmd_repair(int argc, char **argv)
 	json_object_put(req);
 	if (ret != CLI_OK) {
 		if (S_ISDIR(st.st_mode) && (keep != 0 || keep_all))
-			cli_note("a directory is repaired only while every server of its volume is "
-				 "up (see 'encore status')");
+			cli_note(
+				"a directory is repaired only while every server of its volume is "
+				"up (see 'encore status') and holds it (if its parent directory is in "
+				"conflict too, repair that first)");
 		return ret;
 	}
 	if (json) {

@@ -1476,8 +1476,12 @@ static int repair_dir(struct resolver *r, struct res_job *job, struct objstate *
 	int ret = 0;
 
 	if (st->have != all) {
-		log_notice("resolve", "repair of a directory in volume %u waits for every member",
-			   vol);
+		/* Down, or without it: a directory whose parent is in conflict
+		 * too may exist on one side only until the parent is repaired. */
+		log_notice(
+			"resolve",
+			"repair of a directory in volume %u needs every member up and holding it",
+			vol);
 		return -EAGAIN;
 	}
 	memset(dl, 0, sizeof(dl));

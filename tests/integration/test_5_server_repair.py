@@ -262,40 +262,47 @@ def test_repair_directory_needs_every_member(realm):
 
 
 def mkempty(realm, idx, d, names_):
-    """Empty files created on the servers idx, one CREATE each; {name: fid}."""
+    """Empty files created on the servers idx, one CREATE each (and COP2),
+    over one connection per server; {name: fid}."""
     out = {}
+    cs = [realm.conn(i) for i in idx]
     for n in names_:
         f = (1, os.urandom(16))
-        r = on(realm, idx, lambda c, sid: c.call(CREATE, fid=d, fid2=f, name=n, mode=S_IFREG | 0o644,
-                                                 mflags=1, sid=sid))
-        assert all(o["status"] == 0 for o in r), r
+        sid = (client_of(idx), realm.sid()[1])
+        for c in cs:
+            r = c.call(CREATE, fid=d, fid2=f, name=n, mode=S_IFREG | 0o644, mflags=1, sid=sid)
+            assert r["status"] == 0, r
+        cop2(cs, sid, sum(1 << i for i in idx))
         out[n] = f
+    for c in cs:
+        c.close()
     return out
 
 
 @pytest.mark.parametrize("keep", [2, "all"])
 def test_repair_large_directory(realm, keep):
-    """Hundreds of entries on each side, 50 names created on both."""
+    """Hundreds of entries (the lists' indexes grow several times), 20
+    names created on both sides."""
     d = mkdir(realm, [0, 1, 2], RF, "big")
-    common = ["n%03d" % i for i in range(200)]
+    common = ["n%03d" % i for i in range(80)]
     mkempty(realm, [0, 1, 2], d, common)
-    fa = mkempty(realm, A, d, ["a%03d" % i for i in range(150)] + ["c%03d" % i for i in range(50)])
-    fb = mkempty(realm, B, d, ["b%03d" % i for i in range(150)] + ["c%03d" % i for i in range(50)])
+    fa = mkempty(realm, A, d, ["a%03d" % i for i in range(60)] + ["c%03d" % i for i in range(20)])
+    fb = mkempty(realm, B, d, ["b%03d" % i for i in range(60)] + ["c%03d" % i for i in range(20)])
     c = realm.conn(0)
     assert c.call(RESOLVE, fid=d, mflags=0)["status"] == 0
     assert attr(c, d)["flags"] & ATTR_F_CONFLICT
     if keep == "all":
         r = c.call(REPAIR, fid=d, server_id=0, mflags=REPAIR_KEEP_ALL)
-        want = dict.fromkeys(common + ["a%03d" % i for i in range(150)] + ["b%03d" % i for i in range(150)])
-        for i in range(50):
+        want = dict.fromkeys(common + ["a%03d" % i for i in range(60)] + ["b%03d" % i for i in range(60)])
+        for i in range(20):
             want["c%03d.conflict-server1" % i] = fa["c%03d" % i]
             want["c%03d.conflict-server2" % i] = fb["c%03d" % i]
     else:
         r = c.call(REPAIR, fid=d, server_id=keep, mflags=REPAIR_KEEP_ONE)
-        want = dict.fromkeys(common + ["b%03d" % i for i in range(150)])
-        for i in range(150):
+        want = dict.fromkeys(common + ["b%03d" % i for i in range(60)])
+        for i in range(60):
             want["a%03d.conflict-server1" % i] = fa["a%03d" % i]
-        for i in range(50):
+        for i in range(20):
             want["c%03d" % i] = fb["c%03d" % i]
             want["c%03d.conflict-server1" % i] = fa["c%03d" % i]
     assert r["status"] == 0, r
@@ -312,4 +319,34 @@ def test_repair_large_directory(realm, keep):
     for x in cs:
         r = x.call(CONFLICTS, fid=RF, name="")
         assert r["status"] == 0 and r["data"] == b"", r
+        x.close()
+
+
+@pytest.mark.parametrize("keep", [1, "all"])
+def test_repair_root_name_conflict(realm, keep):
+    """The conflict of test_5_server_resolve's test_directory_merge_and_name_
+    conflict: x created on server 1 and on server 2 alone, in the volume's
+    root, repaired both ways."""
+    xa = mkfile(realm, [0], RF, "x", b"x of server 1")
+    xb = mkfile(realm, [1], RF, "x", b"x of server 2")
+    c = realm.conn(2)
+    assert c.call(RESOLVE, fid=RF, mflags=0)["status"] == 0
+    assert attr(c, RF)["flags"] & ATTR_F_CONFLICT
+    if keep == "all":
+        r = c.call(REPAIR, fid=RF, server_id=0, mflags=REPAIR_KEEP_ALL)
+        want = {"x.conflict-server1": (xa, b"x of server 1"), "x.conflict-server2": (xb, b"x of server 2")}
+    else:
+        r = c.call(REPAIR, fid=RF, server_id=keep, mflags=REPAIR_KEEP_ONE)
+        want = {"x": (xa, b"x of server 1"), "x.conflict-server2": (xb, b"x of server 2")}
+    assert r["status"] == 0, r
+    cs = [realm.conn(i) for i in range(3)]
+    assert wait_for(lambda: all(names(x) == {n: f for n, (f, _) in want.items()} for x in cs), 10), \
+        [names(x) for x in cs]
+    for n, (fid, data) in want.items():
+        assert wait_for(lambda: all(fetch_all(x, fid) == data for x in cs), 10), n
+    ad = [attr(x, RF) for x in cs]
+    assert all(not a["flags"] & ATTR_F_CONFLICT for a in ad)
+    assert len({(tuple(a["vv"]), a["sid"]) for a in ad}) == 1, ad
+    for x in cs + [c]:
+        assert x.call(CONFLICTS, fid=RF, name="")["data"] == b""
         x.close()

@@ -646,8 +646,19 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 			memcpy(req.fid.oid, e->child, OID_LEN);
 			if (call1(r, slots[i], &req, &rep) < 0)
 				continue;
-			if (res_remove_update(&rep.attr.vv, &rep.attr.sid, e))
+			/* A directory: its replay removes it only if it is empty
+			 * there, or if everything below it is what the remover
+			 * had seen (server/ops.c prune_subtree); otherwise the
+			 * replay fails with ENOTEMPTY, a conflict below. */
+			if (S_ISDIR(rep.attr.mode))
+				continue;
+			if (res_remove_update(&rep.attr.vv, &rep.attr.sid, e)) {
+				log_info(
+					"resolve",
+					"directory conflict: '%s' removed on one replica, updated on another",
+					e->name);
 				conflict = true;
+			}
 		}
 	}
 	if (conflict) {
@@ -679,6 +690,8 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, 0, &st->a[slots[i]]);
 		if (e == -EEXIST || e == -ENOTEMPTY) {
 			/* Checked against a current view (RES_EXPECT): a real one. */
+			log_info("resolve", "directory conflict: a replay on server %u: %s",
+				 r->cfg.vsg.ids[slots[i]], err_str(e));
 			ret = mark_all(r, fid, st->have);
 			goto out;
 		}

@@ -752,8 +752,11 @@ static int ms_left(uint64_t deadline_ns)
 	return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
 }
 
-/* Waits for m until deadline_ns; records the outcome. */
-static void member_wait(struct conn_op *op, struct member *m, uint64_t deadline_ns)
+/* Waits for m until deadline_ns; records the outcome. The RTT sample is
+ * the call's own round trip: members are waited for one after another, and
+ * the time since the op began would charge a member that answered at once
+ * with the wait for a frozen one before it (its deadlines then grew). */
+static void member_wait(struct member *m, uint64_t deadline_ns)
 {
 	struct msg rep;
 	int ret;
@@ -766,7 +769,7 @@ static void member_wait(struct conn_op *op, struct member *m, uint64_t deadline_
 	m->answered = true;
 	m->ret = ret == 0 ? rep.status : ret;
 	if (ret == 0)
-		conn_rtt_sample(m->srv, (now_ns() - op->t0) / 1000 + 1);
+		conn_rtt_sample(m->srv, rpc_call_rtt_us(m->call));
 }
 
 /* Multicast wait: every member until the common deadline; if nobody has
@@ -785,7 +788,7 @@ static void wait_all(struct conn *c, struct conn_op *op, bool update)
 			deadline = d;
 	}
 	for (size_t i = 0; i < op->n; i++) {
-		member_wait(op, &op->m[i], deadline);
+		member_wait(&op->m[i], deadline);
 		any |= op->m[i].answered && !transport_err(op->m[i].ret);
 	}
 	while (!any && now_ns() < hard) {
@@ -797,7 +800,7 @@ static void wait_all(struct conn *c, struct conn_op *op, bool update)
 			if (m->answered)
 				continue;
 			pending = true;
-			member_wait(op, m, now_ns() + POLL_STEP_MS * 1000000ull);
+			member_wait(m, now_ns() + POLL_STEP_MS * 1000000ull);
 			any |= m->answered && !transport_err(m->ret);
 		}
 		if (!pending)

@@ -49,6 +49,7 @@ struct rpc_call {
 	uint32_t reqid;
 	uint16_t type;
 	uint64_t t_sent; /* now_ns() when the request was sent */
+	uint64_t rtt_us; /* protected by c->lock: send to reply, once answered (>= 1) */
 	uint8_t *buf;	 /* owned: reply body; rep.data points into it */
 	struct msg rep;	 /* valid once done && err == 0 */
 	int sink_fd;	 /* borrowed, -1: where the reply's F_DATA payload goes */
@@ -209,6 +210,7 @@ static void complete_locked(struct rpc_conn *c, struct rpc_call *call, const str
 	if (sample == 0)
 		sample = 1;
 	c->srtt_us = c->srtt_us == 0 ? sample : (7 * c->srtt_us + sample) / 8;
+	call->rtt_us = sample;
 	unlist_locked(c, call);
 	call->rep = *m;
 	call->buf = buf;
@@ -699,6 +701,17 @@ int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
 		*rep = call->rep;
 	pthread_mutex_unlock(&c->lock);
 	return ret;
+}
+
+uint64_t rpc_call_rtt_us(struct rpc_call *call)
+{
+	struct rpc_conn *c = call->c;
+	uint64_t v;
+
+	pthread_mutex_lock(&c->lock);
+	v = call->rtt_us;
+	pthread_mutex_unlock(&c->lock);
+	return v;
 }
 
 void rpc_call_drop_sink(struct rpc_call *call)

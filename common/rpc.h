@@ -78,6 +78,10 @@ int rpc_start_sink(struct rpc_conn *c, struct msg *req, int fd, uint64_t off,
  * which the caller checks. Returns -ETIMEDOUT (call stays pending; free it),
  * -ENOTCONN / -EPROTO if the connection died. */
 int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep);
+/* The round trip of an answered call, in microseconds (>= 1): from its
+ * send to its reply's arrival, however late the caller looks; 0 while it is
+ * not answered, or if its connection failed first. */
+uint64_t rpc_call_rtt_us(struct rpc_call *call);
 /* Stops a sink call (rpc_start_sink) from writing into its fd: returns once
  * the reader is not writing there, and it writes nothing there afterwards
  * (a reply being received, or one still to come, is read and dropped, and

@@ -540,6 +540,10 @@ static void test_wait_any(void **state)
 	assert_int_equal(aw.ret, 1);
 	assert_int_equal(rpc_wait(fetch, 0, &rep), 0);
 	assert_int_equal(rep.attr.size, 777);
+	/* Its own round trip: held for 100 ms at least, however late we look. */
+	assert_true(rpc_call_rtt_us(fetch) >= 100000);
+	assert_true(rpc_call_rtt_us(ping) >= 1 && rpc_call_rtt_us(ping) < rpc_call_rtt_us(fetch));
+	assert_int_equal(rpc_call_rtt_us(lookup), 0);
 	/* Done already: found without waiting; the other one still pending. */
 	assert_int_equal(rpc_wait_any(aw.calls, 2, 0), 1);
 	assert_int_equal(rpc_wait_any(aw.calls, 1, 0), -ETIMEDOUT);

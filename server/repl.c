@@ -200,10 +200,8 @@ static void cop2_key(uint8_t *k, uint32_t vol, const struct storeid *sid)
 	put_be64(k + 12, sid->seq);
 }
 
-/* Decodes a cop2 value: its oids (oids NULL: not wanted) and the time of
- * the update, unix seconds (0 for a version-1 record, which has none). */
-static int cop2_decode(const uint8_t *buf, size_t len, uint8_t (*oids)[OID_LEN], size_t *n,
-		       uint64_t *created)
+int repl_cop2_decode(const uint8_t *buf, size_t len, uint8_t (*oids)[OID_LEN], size_t *n,
+		     uint64_t *created)
 {
 	struct rd r;
 
@@ -246,7 +244,7 @@ static int cop2_read(struct meta_txn *t, const uint8_t *k, uint8_t (*oids)[OID_L
 	ret = meta_kv_get(t, META_KV_COP2, k, COP2_KEY_LEN, buf, sizeof(buf), &len);
 	if (ret < 0)
 		return ret;
-	return cop2_decode(buf, len, oids, n, &created);
+	return repl_cop2_decode(buf, len, oids, n, &created);
 }
 
 int repl_cop2_add(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
@@ -317,7 +315,7 @@ static int cop2_gc_fn(void *arg, const uint8_t *key, size_t klen, const uint8_t 
 		log_err("repl", "bad cop2 key: %zu bytes", klen);
 		return -EIO;
 	}
-	int ret = cop2_decode(val, vlen, NULL, &n, &created);
+	int ret = repl_cop2_decode(val, vlen, NULL, &n, &created);
 	if (ret < 0)
 		return ret;
 	memcpy(c->last, key, COP2_KEY_LEN);

@@ -94,6 +94,13 @@ int repl_cop2_add(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
 int repl_cop2_take(struct meta_txn *t, uint32_t vol, const struct storeid *sid,
 		   uint8_t (*oids)[OID_LEN], size_t *n);
 
+/* Decodes a cop2 table value (docs/ondisk.md): *n oids into oids (at most
+ * REPL_COP2_MAX * 4; oids NULL: only counted) and the time of the update in
+ * *created, unix seconds (0 for a version-1 record, which has none). -EIO
+ * (logged) if the magic, the version or the length is wrong. */
+int repl_cop2_decode(const uint8_t *buf, size_t len, uint8_t (*oids)[OID_LEN], size_t *n,
+		     uint64_t *created);
+
 /* Garbage collection of pending COP2 entries whose phase two never came.
  * Looks at up to max entries in key order, from just after the key `after`
  * (NULL: from the first), and deletes those recorded before `before` (unix

@@ -3,7 +3,7 @@
  * dir: pending COP2 entries (add, take, the version-2 record with its time,
  * version-1 records still read) and their garbage collection
  * (repl_cop2_gc: the age bound, bounded steps resumed by key, malformed
- * records).
+ * records). Writes the seeds of tests/fuzz/fuzz_repl.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/fid.h"
@@ -50,6 +51,25 @@ static int teardown(void **state)
 	fs_rmtree(f->dir);
 	free(f);
 	return 0;
+}
+
+/* Writes a seed of tests/fuzz/fuzz_repl.c: the decoder's selector byte,
+ * then p (when run from the top of the tree, where the corpus is). */
+static void write_seed(const char *name, uint8_t which, const void *p, size_t len)
+{
+	const char *dir = "tests/fuzz/corpus/fuzz_repl";
+	char path[512];
+	struct stat st;
+	FILE *f;
+
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(&which, 1, 1, f), 1);
+	assert_int_equal(fwrite(p, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
 }
 
 static struct meta_txn *begin(struct fx *f)
@@ -194,6 +214,52 @@ static void test_cop2_record_has_time(void **state)
 	assert_int_equal(rd_u32(&r), 2);
 	assert_non_null(rd_bytes(&r, 2 * OID_LEN));
 	assert_true(rd_done(&r));
+	write_seed("cop2_v2", 0, buf, len);
+	/* The exported decoder agrees. */
+	uint8_t oids[REPL_COP2_MAX * 4][OID_LEN];
+	size_t n;
+	assert_int_equal(repl_cop2_decode(buf, len, oids, &n, &created), 0);
+	assert_int_equal(n, 2);
+	assert_true(created >= t0);
+	assert_int_equal(repl_cop2_decode(buf, len - 1, oids, &n, &created), -EIO);
+	assert_int_equal(repl_cop2_decode(buf, len, NULL, &n, &created), 0);
+}
+
+static void test_seeds(void **state)
+{
+	struct rlog_rec rec = { .op = RLOG_REMOVE, .mode = 0100644, .uid = 1, .gid = 2 };
+	struct scan_ent e = { .mode = 040755, .flags = 1 };
+	struct wr w;
+
+	(void)state;
+	snprintf(rec.name, sizeof(rec.name), "a name");
+	memset(rec.child, 7, OID_LEN);
+	rec.vv.n = 3;
+	rec.vv.slot[1] = 4;
+	rec.sid.client = 77;
+	rec.sid.seq = 9;
+	wr_init(&w);
+	rlog_encode(&w, &rec);
+	rec.op = RLOG_MARK;
+	rec.name[0] = '\0';
+	rec.vv.n = 0;
+	rlog_encode(&w, &rec);
+	write_seed("rlog", 1, w.buf, w.len);
+	wr_reset(&w);
+	memset(e.oid, 9, OID_LEN);
+	e.vv.n = 2;
+	e.vv.slot[0] = 1;
+	scan_ent_encode(&w, &e);
+	scan_ent_encode(&w, &e);
+	write_seed("scan", 2, w.buf, w.len);
+	wr_reset(&w);
+	wr_u32(&w, 0x32434e45u); /* a version-1 cop2 record, one oid */
+	wr_u16(&w, 1);
+	wr_u16(&w, 0);
+	wr_u32(&w, 1);
+	wr_bytes(&w, e.oid, OID_LEN);
+	write_seed("cop2_v1", 0, w.buf, w.len);
+	wr_release(&w);
 }
 
 static void test_cop2_v1_still_read(void **state)
@@ -311,6 +377,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cop2_bad_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cop2_gc_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cop2_gc_bounded_steps, setup, teardown),
+		cmocka_unit_test(test_seeds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

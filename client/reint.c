@@ -602,16 +602,46 @@ static bool fid_zero(const struct fid *f)
 	return memcmp(f->oid, zero, OID_LEN) == 0;
 }
 
-/* An object removed by an applied record: unless a kernel handle still
- * has it open, its cache entry goes (only the servers know if other names
- * remain; a later open fetches). */
-static void gone(struct client *cl, const struct fid *fid)
+/* Objects removed by the batch's applied records (a remove's object, a
+ * rename's replaced target): a removed object's container was kept for its
+ * stores; unless a later record names it or a kernel handle still has it
+ * open, its cache entry goes (only the servers know if other names remain;
+ * a later open fetches). One pass over the log and one transaction of the
+ * cache index for the batch, not a scan and a synced commit per record. */
+static void objects_gone(struct client *cl, const struct cml_item *items, size_t n,
+			 const bool *drop)
 {
+	struct fid *fids = xcalloc(n > 0 ? n : 1, sizeof(*fids));
+	bool *named = xcalloc(n > 0 ? n : 1, sizeof(*named));
+	struct cache_txn *ct;
 	struct cache_ent e;
+	size_t nf = 0, kept = 0;
 
-	if (cache_pinned(cl->cache, fid) || cache_get(cl->cache, fid, &e) < 0)
-		return;
-	cache_del(cl->cache, fid);
+	for (size_t i = 0; i < n; i++) {
+		const struct cml_rec *r = &items[i].rec;
+
+		if (drop[i] && r->op == CML_REMOVE)
+			fids[nf++] = r->fid;
+		else if (drop[i] && r->op == CML_RENAME && !fid_zero(&r->fid2))
+			fids[nf++] = r->fid2;
+	}
+	cml_names_each(cl->cml, fids, nf, named);
+	for (size_t k = 0; k < nf; k++)
+		if (!named[k] && !cache_pinned(cl->cache, &fids[k]))
+			fids[kept++] = fids[k];
+	if (kept > 0 && cache_txn_begin(cl->cache, &ct) == 0) {
+		int ret = 0;
+
+		for (size_t k = 0; k < kept && ret == 0; k++)
+			if (cache_txn_get(ct, &fids[k], &e) == 0)
+				ret = cache_txn_del(ct, &fids[k]);
+		if (ret == 0)
+			cache_txn_commit(ct);
+		else
+			cache_txn_abort(ct);
+	}
+	free(named);
+	free(fids);
 }
 
 /* Sends the next batch of vol. Returns 1 if records were sent and all got
@@ -755,16 +785,7 @@ static int reint_batch(struct reint *ri, uint32_t vol, uint64_t min_age_ns)
 	ret = cml_finish(cl->cml, vol, items, stopped_at, drop, status, (const char(*)[1024])paths);
 	if (ret == 0) {
 		stores_applied(cl, items, stopped_at, masks, srv);
-		for (size_t i = 0; i < stopped_at; i++) {
-			const struct cml_rec *r = &items[i].rec;
-
-			/* A removed object's container was kept for its stores. */
-			if (drop[i] && r->op == CML_REMOVE && !cml_names(cl->cml, &r->fid))
-				gone(cl, &r->fid);
-			if (drop[i] && r->op == CML_RENAME && !fid_zero(&r->fid2) &&
-			    !cml_names(cl->cml, &r->fid2))
-				gone(cl, &r->fid2);
-		}
+		objects_gone(cl, items, stopped_at, drop);
 		ret = stopped_at == (size_t)n ? 1 : -EAGAIN;
 	}
 	for (size_t s = 0; s < n_jobs; s++)

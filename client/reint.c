@@ -258,8 +258,12 @@ static void upload_refused(struct member_job *j, size_t i, int err, size_t *upto
 }
 
 /* Uploads in flight per member: one-chunk uploads are pipelined, so a
- * batch of small files costs about one round trip, not one per file. */
-#define UPLOAD_WINDOW 64
+ * batch of small files costs about one round trip, not one per file. At
+ * most UPLOAD_WINDOW_BYTES of data in flight (one chunk's worth, as when
+ * uploads went one at a time): on a slow link the last reply must still
+ * come within CONN_CALL_TIMEOUT_MS of the wait. */
+#define UPLOAD_WINDOW	    64
+#define UPLOAD_WINDOW_BYTES CHUNK_MAX
 
 /* Waits for the n uploads in flight (records idx[]). 0, or the transport
  * error that stops this member. */
@@ -290,7 +294,7 @@ static int upload_all(struct member_job *j, size_t *upto)
 	struct conn_call *cc = xcalloc(UPLOAD_WINDOW, sizeof(*cc));
 	size_t *idx = xcalloc(UPLOAD_WINDOW, sizeof(*idx));
 	uint8_t *buf = xmalloc(CHUNK_MAX);
-	uint64_t t0 = now_ns();
+	uint64_t t0 = now_ns(), bytes = 0;
 	size_t nf = 0;
 	int ret = 0;
 
@@ -300,9 +304,11 @@ static int upload_all(struct member_job *j, size_t *upto)
 
 		if (r->op != CML_STORE)
 			continue;
-		if (nf > 0 && (big || nf == UPLOAD_WINDOW)) {
+		if (nf > 0 &&
+		    (big || nf == UPLOAD_WINDOW || bytes + r->length > UPLOAD_WINDOW_BYTES)) {
 			ret = upload_wait(j, cc, idx, nf, upto);
 			nf = 0;
+			bytes = 0;
 			if (ret < 0 || i >= *upto)
 				break;
 		}
@@ -313,8 +319,10 @@ static int upload_all(struct member_job *j, size_t *upto)
 			j->up_ns = ns; /* counted below, with the pipelined ones */
 		} else {
 			ret = upload_start(j, r, buf, &cc[nf]);
-			if (ret == 0)
+			if (ret == 0) {
 				idx[nf++] = i;
+				bytes += r->length;
+			}
 		}
 		if (ret < 0 && !transport(ret)) {
 			upload_refused(j, i, ret, upto);

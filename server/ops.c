@@ -1168,13 +1168,15 @@ static int store_finish(struct ops *o, struct meta_txn *t, const struct msg *req
 	return 0;
 }
 
-/* A whole small STORE_REINT upload in one chunk: kept in memory. */
-static bool upload_small(const struct msg *req)
+/* A whole small STORE_REINT upload in one chunk: kept in memory (if the
+ * server's budget for them has room, else in a temp file). */
+static bool upload_small(struct ops *o, const struct msg *req)
 {
 	const uint32_t all = STORE_FIRST | STORE_LAST | STORE_REINT;
 
 	return (req->mflags & (all | STORE_ABORT)) == all && req->offset == 0 &&
-	       req->length <= STORE_MEM_MAX && req->data_len <= req->length;
+	       req->length <= STORE_MEM_MAX && req->data_len <= req->length &&
+	       store_mem_room(o->store, (size_t)req->length);
 }
 
 static int upload_mem(struct ops *o, struct ops_conn *oc, const struct msg *req)
@@ -1184,8 +1186,8 @@ static int upload_mem(struct ops *o, struct ops_conn *oc, const struct msg *req)
 	if (p != NULL)
 		store_set_drop(o->store, oc->stores, p);
 	o->st.store_bytes += req->data_len;
-	return store_set_add_mem(oc->stores, req->handle, &req->fid, req->data, req->data_len,
-				 (size_t)req->length, &p);
+	return store_set_add_mem(o->store, oc->stores, req->handle, &req->fid, req->data,
+				 req->data_len, (size_t)req->length, &p);
 }
 
 /* A STORE_REINT upload for an object that does not exist yet: a create
@@ -1204,7 +1206,7 @@ static int store_reint_ahead(struct ops *o, struct ops_conn *oc, const struct ms
 
 	memset(&rep->attr, 0, sizeof(rep->attr));
 	rep->attr.fid = req->fid;
-	if (upload_small(req))
+	if (upload_small(o, req))
 		return upload_mem(o, oc, req);
 	if (fl & STORE_FIRST) {
 		if (p != NULL)
@@ -1278,7 +1280,7 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 		fx_oldc(&o->fx, &v.fid, v.data_version);
 		return store_finish(o, t, req, &v, ndv, rep);
 	}
-	if (upload_small(req)) {
+	if (upload_small(o, req)) {
 		ret = upload_mem(o, oc, req);
 		if (ret < 0)
 			return ret;

@@ -28,6 +28,7 @@ struct store {
 	char *data; /* DIR/data */
 	char *tmp;  /* DIR/tmp */
 	uint64_t pending_bytes;
+	uint64_t mem_bytes; /* held by in-memory uploads */
 	uint64_t tmp_seq;
 };
 
@@ -243,14 +244,19 @@ static struct pstore *slot_new(struct store_set *ss, uint64_t handle, int *err)
 	return NULL;
 }
 
-int store_set_add_mem(struct store_set *ss, uint64_t handle, const struct fid *fid,
+bool store_mem_room(struct store *s, size_t len)
+{
+	return len <= STORE_MEM_MAX && s->mem_bytes + len <= STORE_MEM_BYTES_MAX;
+}
+
+int store_set_add_mem(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
 		      const void *data, size_t data_len, size_t len, struct pstore **out)
 {
 	struct pstore *p;
 	int ret;
 
 	*out = NULL;
-	if (data_len > len || len > STORE_MEM_MAX)
+	if (data_len > len || !store_mem_room(s, len))
 		return -EINVAL;
 	p = slot_new(ss, handle, &ret);
 	if (p == NULL)
@@ -263,6 +269,7 @@ int store_set_add_mem(struct store_set *ss, uint64_t handle, const struct fid *f
 	p->handle = handle;
 	p->fid = *fid;
 	p->bytes = len;
+	s->mem_bytes += len;
 	ss->n++;
 	*out = p;
 	return 0;
@@ -319,6 +326,8 @@ static void pstore_forget(struct store *s, struct store_set *ss, struct pstore *
 	if (p->mem != NULL) {
 		free(p->mem); /* its bytes were never pending on disk */
 		p->mem = NULL;
+		ASSERT(s->mem_bytes >= p->bytes);
+		s->mem_bytes -= p->bytes;
 	} else {
 		ASSERT(s->pending_bytes >= p->bytes);
 		s->pending_bytes -= p->bytes;

@@ -35,6 +35,9 @@
  * reintegration (ext4 inode allocation after many unlinks). At most
  * STORE_PARTIAL_MAX * STORE_MEM_MAX bytes of memory per connection. */
 #define STORE_MEM_MAX STORE_SMALL_MAX
+/* Bytes all in-memory uploads of the server may hold (many connections
+ * each with STORE_PARTIAL_MAX of them); beyond it uploads go to temp files. */
+#define STORE_MEM_BYTES_MAX (256ull << 20)
 
 struct store;
 
@@ -94,10 +97,13 @@ struct pstore *store_set_find(struct store_set *ss, uint64_t handle);
  * if the handle is in use. */
 int store_set_add(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
 		  struct pstore **out);
+/* True if an upload of len bytes may be kept in memory now (len <=
+ * STORE_MEM_MAX, within STORE_MEM_BYTES_MAX for the server). */
+bool store_mem_room(struct store *s, size_t len);
 /* Keeps a complete upload in memory: data (data_len bytes) zero-extended
- * to len bytes (data_len <= len <= STORE_MEM_MAX, else -EINVAL). Errors
- * as store_set_add. */
-int store_set_add_mem(struct store_set *ss, uint64_t handle, const struct fid *fid,
+ * to len bytes (data_len <= len, store_mem_room, else -EINVAL). Errors as
+ * store_set_add. */
+int store_set_add_mem(struct store *s, struct store_set *ss, uint64_t handle, const struct fid *fid,
 		      const void *data, size_t data_len, size_t len, struct pstore **out);
 /* Writes a chunk at off, within the server's pending byte budget (-ENOSPC
  * beyond it, -EFBIG past the largest file offset); -EINVAL for an upload

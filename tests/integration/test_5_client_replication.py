@@ -121,8 +121,11 @@ def test_read_fails_over_when_server_killed(repl):
         assert read_bytes(root / "f") == b"x" * 300000
         assert time.monotonic() - t0 < STALL_BOUND
         assert os.listdir(root) == ["f"]
-    st = server_state(client)
-    assert st[1] == "down" and st[2] == "down" and st[3] == "up"
+    # A killed server the read did not go to (the client preferred another)
+    # is seen to go when its connection's reader gets the EOF, which may
+    # come just after the read (1 run in 20).
+    want = {1: "down", 2: "down", 3: "up"}
+    assert wait_for(lambda: server_state(client) == want), server_state(client)
 
 
 def test_frozen_server_does_not_stall(repl):

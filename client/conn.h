@@ -3,9 +3,10 @@
  * of replication (docs/replication.md "Client"): one rpc_conn per server,
  * HELLO with PROTO_VERSION and a random client id, the VSG of every volume
  * and its AVSG (members up), updates multicast to the AVSG with one
- * deadline and phase two (COP2), reads from the preferred member with
- * failover, validation across replicas, background probes of down servers,
- * callback breaks and server losses handed to the owner.
+ * deadline and phase two (COP2), reads from the preferred member, hedged
+ * to the next one when it is slow and with failover, validation across
+ * replicas, background probes of down servers, callback breaks and server
+ * losses handed to the owner.
  *
  * Every call has a deadline; a server that misses it while another member
  * can answer is marked down. Lock order: see conn_i.h.

@@ -429,16 +429,17 @@ static int op_send(struct conn_op *op, struct conn_server *srv, struct sconn *sc
 
 /* The AVSG members of vol not in skip, best (lowest smoothed RTT) first.
  * Members still being brought level after a rejoin (behind_until_ns) count
- * only when no other member is up: reads would see their old state, and
- * updates (name-based: remove, rename) would apply to it. Fills srvs/scs
- * (new references); returns the count. */
-static size_t avsg(struct conn *c, const struct cvol *vol, uint64_t skip, struct conn_server **srvs,
-		   struct sconn **scs)
+ * only with all, or when no other member is up: reads would see their old
+ * state (updates and validations take them: a replica behind on an object
+ * refuses the update, F_XVER, and a validation sees it differ). Fills
+ * srvs/scs (new references); returns the count. */
+static size_t avsg(struct conn *c, const struct cvol *vol, uint64_t skip, bool all,
+		   struct conn_server **srvs, struct sconn **scs)
 {
 	size_t n = 0;
 	uint64_t now = now_ns();
 
-	for (int behind = 0; behind < 2 && n == 0; behind++) {
+	for (int behind = all ? 1 : 0; behind < 2 && n == 0; behind++) {
 		for (uint32_t i = 0; i < vol->vsg.n; i++) {
 			struct conn_server *srv = conn_server_by_id(c, vol->vsg.ids[i]);
 			struct sconn *sc;
@@ -610,7 +611,7 @@ static int start_read(struct conn *c, struct msg *req, struct conn_op *op)
 	int ret = -ENOTCONN;
 
 	for (;;) {
-		n = avsg(c, &op->vol, op->tried, srvs, scs);
+		n = avsg(c, &op->vol, op->tried, false, srvs, scs);
 		if (n == 0)
 			break;
 		k = pick_read(srvs, n);
@@ -661,7 +662,10 @@ static int start_multi(struct conn *c, struct msg *req, struct conn_op *op)
 		if (store_members(c, req->handle, &members, &failed))
 			op->tried = ~members | failed;
 	}
-	n = avsg(c, &op->vol, op->tried, srvs, scs);
+	/* Members being brought level after a rejoin too: they perform what
+	 * they are level for and refuse the rest (expected versions, F_XVER),
+	 * so an update is not left on fewer replicas than are up. */
+	n = avsg(c, &op->vol, op->tried, true, srvs, scs);
 	op->tried = 0;
 	if (n == 0) {
 		ret = fallback(c, &op->vol, 0, &srvs[0], &scs[0]);
@@ -943,7 +947,7 @@ static int read_next(struct conn *c, struct conn_op *op, bool hedge)
 	for (;;) {
 		if (op->n >= VV_MAX)
 			return -ENOTCONN;
-		n = avsg(c, &op->vol, op->tried, srvs, scs);
+		n = avsg(c, &op->vol, op->tried, false, srvs, scs);
 		if (n == 0)
 			return -ENOTCONN;
 		k = pick_read(srvs, n);

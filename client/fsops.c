@@ -1747,6 +1747,11 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 			break;
 		}
 		CTR_ADD(cl, fetches, 1);
+		log_debug("fsops",
+			  "fetched inode %llu from server %u: %llu bytes, dv %llu, sid %llx:%llu",
+			  (unsigned long long)in->ino, bw_srv, (unsigned long long)total,
+			  (unsigned long long)a.data_version, (unsigned long long)a.sid.client,
+			  (unsigned long long)a.sid.seq);
 		CTR_ADD(cl, fetch_bytes, total);
 		/* Weak connectivity: the bandwidth of whole-file fetches large
 		 * enough not to be mere round trips (docs/disconnected.md). */
@@ -2020,6 +2025,13 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 			fd = cache_open_container(cl->cache, &in->fid, O_RDWR);
 			if (fd >= 0) {
 				CTR_ADD(cl, cache_hits, 1);
+				log_debug(
+					"fsops",
+					"inode %llu from the cache: dv %llu sid %llx:%llu, size %llu",
+					(unsigned long long)in->ino,
+					(unsigned long long)a.data_version,
+					(unsigned long long)a.sid.client,
+					(unsigned long long)a.sid.seq, (unsigned long long)a.size);
 				cache_touch(cl->cache, &in->fid);
 				pthread_mutex_lock(&in->lock);
 				*keep = in->kernel_dv == a.data_version && !e.dirty;

@@ -1006,12 +1006,35 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	return 0;
 }
 
+/* The data version of a regular file's new contents: derived from the
+ * StoreId of the update that wrote them, so that every replica performing it
+ * names them alike. Clients compare data versions across replicas (cache
+ * validity, FETCH and STORE expectations), and per-replica counters drift
+ * apart as soon as one replica misses an update. Bit 62 is set so it never
+ * equals a counter's value; a counter step only without a StoreId, or if
+ * the name would not change (the same update again). Resolution installs
+ * keep the source's version (op_res_install). */
+static bool sid_zero(const struct storeid *sid);
+
+static uint64_t file_dv(const struct vnode *v, const struct storeid *sid)
+{
+	uint64_t x;
+
+	if (sid_zero(sid))
+		return v->data_version + 1;
+	x = sid->client * 0x9e3779b97f4a7c15ull ^ (sid->seq + 1) * 0xc2b2ae3d27d4eb4full;
+	x ^= x >> 31;
+	x = (x & ((1ull << 62) - 1)) | (1ull << 62);
+	return x == v->data_version ? v->data_version + 1 : x;
+}
+
 /* Makes a new container version of v with size bytes (copying what the
  * old one has up to size). Fills o->fx; updates v's size and version. */
-static int new_version_sized(struct ops *o, struct meta_txn *t, struct vnode *v, uint64_t size)
+static int new_version_sized(struct ops *o, struct meta_txn *t, struct vnode *v, uint64_t size,
+			     const struct storeid *sid)
 {
 	char path[256];
-	uint64_t ndv = v->data_version + 1;
+	uint64_t ndv = file_dv(v, sid);
 	int fd, ret, n_inl = -ENOENT;
 
 	if (v->size <= META_INLINE_MAX) {
@@ -1119,7 +1142,7 @@ static int op_setattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 		v.mode = (v.mode & S_IFMT) | m;
 	}
 	if (valid & SA_SIZE) {
-		ret = new_version_sized(o, t, &v, sa->size);
+		ret = new_version_sized(o, t, &v, sa->size, &req->sid);
 		if (ret < 0)
 			return ret;
 		v.mtime = now;
@@ -1270,7 +1293,7 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 			store_set_drop(o->store, oc->stores, p);
 		if (req->expect != 0 && req->expect != v.data_version)
 			return -ERR_VERSION;
-		ndv = v.data_version + 1;
+		ndv = file_dv(&v, &req->sid);
 		ret = req->data_len > 0 ? meta_inline_put(t, &v.fid, ndv, req->data, req->data_len)
 					: meta_inline_del(t, &v.fid);
 		if (ret < 0)
@@ -1328,7 +1351,7 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 		ret = -errno;
 		goto out_drop;
 	}
-	ndv = v.data_version + 1;
+	ndv = file_dv(&v, &req->sid);
 	ret = store_install(o->store, p->path, &v.fid, ndv);
 	if (ret < 0)
 		goto out_drop;
@@ -2145,7 +2168,10 @@ static int op_res_install(struct ops *o, struct meta_txn *t, struct ops_conn *oc
 		goto out_drop_ok;
 	}
 	if (p != NULL) {
-		uint64_t ndv = v.data_version + 1;
+		/* The installed contents keep the source's name for them. */
+		uint64_t ndv = a->data_version != v.data_version && a->data_version != 0
+				       ? a->data_version
+				       : v.data_version + 1;
 		if (a->size > (1ull << 52)) {
 			ret = -EFBIG;
 			goto out_drop;

@@ -33,12 +33,6 @@ def wait_for(pred, timeout, what):
         time.sleep(0.1)
 
 
-def emulation_landed(client):
-    """Disconnected operation reports CML counts per volume in status."""
-    vols = volumes(client)
-    return bool(vols) and all("cml_records" in v for v in vols)
-
-
 def test_offline_start_serves_cache_then_reintegrates(cluster):
     s = cluster.server()
     a = cluster.client(s, name="a", extra_args=["--hoard-interval", "0"])
@@ -77,9 +71,7 @@ def test_offline_start_serves_cache_then_reintegrates(cluster):
     assert [v["vsg"] for v in vols] == [[1]] and not vols[0]["avsg"], vols
     wait_for(lambda: all(v["state"] == "disconnected" for v in volumes(a)), 10,
              "the volume to be disconnected")
-    if not emulation_landed(a):
-        pytest.xfail("disconnected operation (emulation of the cache) has not landed: "
-                     "a disconnected volume's cached files are not served yet")
+    assert all("cml_records" in v for v in volumes(a)), volumes(a)
     assert sorted(os.listdir(a.root)) == names_root
     assert sorted(os.listdir(a.root / "dir")) == names_dir
     for p, d in files.items():

@@ -1523,37 +1523,6 @@ int conn_call(struct conn *c, struct msg *req, struct msg *rep, struct conn_call
 	return conn_wait(c, cc, rep);
 }
 
-int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
-		     struct conn_call *cc)
-{
-	struct conn_server *srv = conn_server_by_id(c, server_id);
-	struct conn_op *op;
-	struct sconn *sc;
-	int ret;
-
-	cc->op = NULL;
-	if (srv == NULL)
-		return -ENOTCONN;
-	ret = sconn_get(srv, false, &sc);
-	if (ret < 0)
-		return ret;
-	op = op_new(OP_SINGLE, req);
-	ret = op_send(op, srv, sc, req);
-	if (ret < 0) {
-		op_free(op);
-		return ret;
-	}
-	cc->op = op;
-	ret = rpc_wait(op->m[0].call, CONN_CALL_TIMEOUT_MS, rep);
-	if (ret == 0)
-		ret = rep->status;
-	else if (transport_err(ret))
-		conn_mark_down(srv, op->m[0].sc, ret);
-	if (ret < 0)
-		conn_done(c, cc);
-	return ret;
-}
-
 int conn_start_server(struct conn *c, uint32_t server_id, struct msg *req, struct conn_call *cc)
 {
 	struct conn_server *srv = conn_server_by_id(c, server_id);
@@ -1575,6 +1544,26 @@ int conn_start_server(struct conn *c, uint32_t server_id, struct msg *req, struc
 	}
 	cc->op = op;
 	return 0;
+}
+
+int conn_call_server(struct conn *c, uint32_t server_id, struct msg *req, struct msg *rep,
+		     struct conn_call *cc)
+{
+	struct conn_op *op;
+	int ret;
+
+	ret = conn_start_server(c, server_id, req, cc);
+	if (ret < 0)
+		return ret;
+	op = cc->op;
+	ret = rpc_wait(op->m[0].call, CONN_CALL_TIMEOUT_MS, rep);
+	if (ret == 0)
+		ret = rep->status;
+	else if (transport_err(ret))
+		conn_mark_down(op->m[0].srv, op->m[0].sc, ret);
+	if (ret < 0)
+		conn_done(c, cc);
+	return ret;
 }
 
 size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max)

@@ -1023,8 +1023,12 @@ int cml_finish(struct cml *m, uint32_t vol, const struct cml_item *items, size_t
 		}
 		ret = del_rec(&tx, vol, items[i].lsn);
 		if (ret == 0) {
-			ASSERT(n_gone == 0 || gone[n_gone - 1] < items[i].lsn); /* log order */
-			gone[n_gone++] = items[i].lsn;
+			/* Kept sorted (items come in log order: no move). */
+			size_t k = n_gone++;
+
+			for (; k > 0 && gone[k - 1] > items[i].lsn; k--)
+				gone[k] = gone[k - 1];
+			gone[k] = items[i].lsn;
 		}
 	}
 	if (ret < 0) {

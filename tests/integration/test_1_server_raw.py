@@ -1,6 +1,6 @@
 """Raw-socket tests of encore-server: every message, POSIX errors, group
 commit, callbacks, protocol errors. Talks the wire format of common/proto.h
-directly (struct module), so it checks the server without the client."""
+directly (through wire.py), so it checks the server without the client."""
 import os
 import socket
 import struct
@@ -10,253 +10,39 @@ import time
 
 import pytest
 
+import wire
+from wire import (MSG_CB_BREAK as CB_BREAK, MSG_CREATE as CREATE, MSG_FETCH as FETCH,
+                  MSG_GETATTR as GETATTR, MSG_GETROOT as GETROOT, MSG_HELLO as HELLO,
+                  MSG_LINK as LINK, MSG_LOOKUP as LOOKUP, MSG_PING as PING,
+                  MSG_READDIR as READDIR, MSG_READLINK as READLINK, MSG_REMOVE as REMOVE,
+                  MSG_RENAME as RENAME, MSG_SETATTR as SETATTR, MSG_STATFS as STATFS,
+                  MSG_STATS as STATS, MSG_STORE as STORE, ROOT_OID, S_IFDIR, S_IFLNK, S_IFREG,
+                  SA_GID, SA_MODE, SA_MTIME, SA_SIZE, SA_UID, STORE_ABORT, STORE_FIRST,
+                  STORE_LAST)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("ENCORE_SERVER") or os.path.join(
     os.environ.get("ENCORE_BIN") or os.path.join(ROOT, "build", "bin"), "encore-server")
 
-(HELLO, GETROOT, GETATTR, LOOKUP, SETATTR, CREATE, REMOVE, RENAME, LINK, READLINK,
- READDIR, FETCH, STORE, STATFS, PING, STATS, CB_BREAK) = range(1, 18)
-
-F = {n: 1 << i for i, n in enumerate(
-    "VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
-    "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP XVER".split())}
+# The wire statuses by name: ST["NOENT"] is wire.ST_NOENT.
+ST = {k[3:]: v for k, v in vars(wire).items() if k.startswith("ST_")}
+dirents = wire.dirents
 
 
-def fs(*names):
-    v = 0
-    for n in names:
-        v |= F[n]
-    return v
+class Conn(wire.Conn):
+    """wire.Conn that has said HELLO (realm "test") unless hello=False; call()
+    returns the decoded reply, s is the socket. Requests default to client
+    id 7 and StoreId (7, 1)."""
 
+    defaults = dict(client_id=7, sid=(7, 1))
+    call = wire.Conn.request
+    s = property(lambda self: self.sock)
 
-TAB = {
-    HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
-    GETROOT: (fs("CRED", "REALM"), fs("ATTR", "VSG")),
-    GETATTR: (fs("CRED", "FID"), fs("ATTR")),
-    LOOKUP: (fs("CRED", "FID", "NAME", "XVER"), fs("ATTR", "ATTR2")),
-    SETATTR: (fs("CRED", "FID", "SATTR", "STOREID", "XVER"), fs("ATTR")),
-    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    RENAME: (fs("CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    LINK: (fs("CRED", "FID", "FID2", "NAME", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    READLINK: (fs("CRED", "FID"), fs("TARGET")),
-    READDIR: (fs("CRED", "FID", "NAME", "LENGTH", "XVER"), fs("MFLAGS", "ATTR", "DATA")),
-    FETCH: (fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), fs("ATTR", "DATA")),
-    STORE: (fs("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA", "STOREID"), fs("ATTR")),
-    STATFS: (fs("CRED", "FID"), fs("FSSTAT")),
-    PING: (0, fs("SERVER_ID", "INCARNATION")),
-    STATS: (0, fs("DATA")),
-    CB_BREAK: (fs("FID"), 0),
-}
-
-ST = {"OK": 0, "PERM": 1, "NOENT": 2, "IO": 3, "ACCES": 4, "EXIST": 5, "XDEV": 6, "NOTDIR": 7,
-      "ISDIR": 8, "INVAL": 9, "MLINK": 13, "NOTEMPTY": 15, "NOTSUP": 17, "PROTO": 18,
-      "BADF": 28, "NOSYS": 26, "VERSION": 101, "BADVERSION": 102}
-S_IFDIR, S_IFREG, S_IFLNK, S_IFIFO = 0o040000, 0o100000, 0o120000, 0o010000
-STORE_FIRST, STORE_LAST, STORE_ABORT = 1, 2, 4
-SA_MODE, SA_UID, SA_GID, SA_SIZE, SA_ATIME, SA_MTIME, SA_ATIME_NOW, SA_MTIME_NOW = (1 << i for i in range(8))
-ROOT_OID = b"\0" * 15 + b"\1"
-
-
-def enc_str(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("<H", len(b)) + b
-
-
-def enc_fid(f):
-    return struct.pack("<I", f[0]) + f[1]
-
-
-def enc_field(f, m):
-    g = lambda k, d=0: m.get(k, d)
-    if f == F["VERSION"]:
-        return struct.pack("<I", g("version", 1))
-    if f == F["CLIENT_ID"]:
-        return struct.pack("<Q", g("client_id", 7))
-    if f == F["SERVER_ID"]:
-        return struct.pack("<I", g("server_id"))
-    if f == F["INCARNATION"]:
-        return struct.pack("<Q", g("incarnation"))
-    if f == F["REALM"]:
-        return enc_str(g("realm", "test"))
-    if f == F["CRED"]:
-        uid, gid, groups = g("cred", (0, 0, []))
-        return struct.pack("<III", uid, gid, len(groups)) + b"".join(struct.pack("<I", x) for x in groups)
-    if f == F["FID"]:
-        return enc_fid(g("fid"))
-    if f == F["FID2"]:
-        return enc_fid(g("fid2"))
-    if f == F["NAME"]:
-        return enc_str(g("name", ""))
-    if f == F["NAME2"]:
-        return enc_str(g("name2", ""))
-    if f == F["TARGET"]:
-        return enc_str(g("target", ""))
-    if f == F["SATTR"]:
-        valid, mode, uid, gid, size, at, mt = g("sattr", (0, 0, 0, 0, 0, (0, 0), (0, 0)))
-        return struct.pack("<IIIIQqIqI", valid, mode, uid, gid, size, at[0], at[1], mt[0], mt[1])
-    if f == F["MODE"]:
-        return struct.pack("<I", g("mode"))
-    if f in (F["RDEV"], F["OFFSET"], F["LENGTH"], F["HANDLE"], F["EXPECT"]):
-        key = {F["RDEV"]: "rdev", F["OFFSET"]: "offset", F["LENGTH"]: "length",
-               F["HANDLE"]: "handle", F["EXPECT"]: "expect"}[f]
-        return struct.pack("<Q", g(key))
-    if f == F["MFLAGS"]:
-        return struct.pack("<I", g("mflags"))
-    if f == F["DATA"]:
-        d = g("data", b"")
-        return struct.pack("<I", len(d)) + d
-    if f == F["STOREID"]:
-        return struct.pack("<QQ", *g("sid", (7, 1)))
-    if f == F["XVER"]:  # expected versions of fid, fid2: (sid, vv) each
-        out = b""
-        for sid, vv in g("xver", (((0, 0), []), ((0, 0), []))):
-            out += struct.pack("<QQB", *sid, len(vv)) + b"".join(struct.pack("<I", x) for x in vv)
-        return out
-    raise ValueError(f)
-
-
-class Rd:
-    def __init__(self, b):
-        self.b, self.p = b, 0
-
-    def take(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.p)
-        self.p += struct.calcsize(fmt)
-        return v if len(v) > 1 else v[0]
-
-    def bytes(self, n):
-        v = self.b[self.p:self.p + n]
-        self.p += n
-        return v
-
-    def str(self):
-        return self.bytes(self.take("<H")).decode()
-
-    def fid(self):
-        return (self.take("<I"), self.bytes(16))
-
-    def time(self):
-        return self.take("<qI")
-
-    def attr(self):
-        a = {"fid": self.fid()}
-        (a["mode"], a["nlink"], a["uid"], a["gid"], a["rdev"], a["size"], a["blocks"]) = self.take("<IIIIQQQ")
-        a["atime"], a["mtime"], a["ctime"] = self.time(), self.time(), self.time()
-        a["dv"] = self.take("<Q")
-        n = self.take("<B")
-        a["vv"] = [self.take("<I") for _ in range(n)]
-        a["sid"] = self.take("<QQ")
-        a["flags"] = self.take("<I")
-        return a
-
-
-def dec_reply(rfields, body):
-    r = Rd(body)
-    m = {"status": r.take("<I")}
-    if m["status"] != 0:
-        assert r.p == len(body)
-        return m
-    for i in range(26):
-        f = 1 << i
-        if not rfields & f:
-            continue
-        if f == F["VERSION"]:
-            m["version"] = r.take("<I")
-        elif f == F["SERVER_ID"]:
-            m["server_id"] = r.take("<I")
-        elif f == F["INCARNATION"]:
-            m["incarnation"] = r.take("<Q")
-        elif f == F["REALM"]:
-            m["realm"] = r.str()
-        elif f == F["TARGET"]:
-            m["target"] = r.str()
-        elif f == F["MFLAGS"]:
-            m["mflags"] = r.take("<I")
-        elif f == F["ATTR"]:
-            m["attr"] = r.attr()
-        elif f == F["ATTR2"]:
-            m["attr2"] = r.attr()
-        elif f == F["FSSTAT"]:
-            m["fsstat"] = r.take("<IQQQQQI")
-        elif f == F["DATA"]:
-            m["data"] = r.bytes(r.take("<I"))
-        elif f == F["VSG"]:
-            m["vsg"] = [r.take("<I") for _ in range(r.take("<B"))]
-        else:
-            raise ValueError(f)
-    assert r.p == len(body), "trailing bytes"
-    return m
-
-
-def dirents(data):
-    r, out = Rd(data), []
-    while r.p < len(data):
-        n = r.take("<B")
-        name = r.bytes(n).decode()
-        out.append((name, r.fid(), r.take("<I")))
-    return out
-
-
-class Conn:
     def __init__(self, port, hello=True):
-        self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.settimeout(10)
-        self.reqid = 0
-        self.pushes = []
-        self.ack = True
-        self.push_rids = []
-        self.buf = b""
+        super().__init__(port)
         if hello:
             r = self.call(HELLO, version=1, realm="test", name="pytest")
             assert r["status"] == 0, r
-
-    def send(self, t, flags=0, **m):
-        self.reqid += 1
-        body = b"".join(enc_field(1 << i, m) for i in range(len(F)) if TAB[t][0] & (1 << i))
-        self.s.sendall(struct.pack("<IHHI", len(body), t, flags, self.reqid) + body)
-        return self.reqid
-
-    def recv_frame(self):
-        while True:
-            if len(self.buf) >= 12:
-                ln, t, fl, rid = struct.unpack_from("<IHHI", self.buf)
-                if len(self.buf) >= 12 + ln:
-                    body = self.buf[12:12 + ln]
-                    self.buf = self.buf[12 + ln:]
-                    return t, fl, rid, body
-            d = self.s.recv(1 << 20)
-            if not d:
-                raise EOFError
-            self.buf += d
-
-    def push(self, t, r, body):
-        assert t == CB_BREAK
-        self.pushes.append(Rd(body).fid())
-        self.push_rids.append(r)
-        if r != 0 and self.ack:
-            # acknowledge: a reply frame with the push's reqid, status OK
-            self.s.sendall(struct.pack("<IHHII", 4, CB_BREAK, 1, r, 0))
-
-    def wait(self, rid):
-        while True:
-            t, fl, r, body = self.recv_frame()
-            if fl & 2:
-                self.push(t, r, body)
-                continue
-            assert fl & 1 and r == rid
-            return dec_reply(TAB[t][1], body)
-
-    def wait_push(self, fid):
-        """Reads (and acknowledges) pushes until a break for fid arrives."""
-        while fid not in self.pushes:
-            t, fl, r, body = self.recv_frame()
-            assert fl & 2, "reply without a request"
-            self.push(t, r, body)
-
-
-    def call(self, t, **m):
-        return self.wait(self.send(t, **m))
 
 
 @pytest.fixture

@@ -10,17 +10,16 @@ import tempfile
 import pytest
 
 import wire
-from wire import (MSG_CREATE, MSG_FETCH, MSG_GETATTR, MSG_GETROOT, MSG_LOOKUP, MSG_READDIR,
-                  MSG_REMOVE, MSG_STORE, MSG_VOLINFO, S_IFDIR, S_IFLNK, S_IFREG, SA_MODE,
-                  STORE_FIRST, STORE_LAST, call_acked, cml_create, cml_link, cml_remove,
-                  cml_rename, cml_setattr, cml_store, cml_ver, cml_ver_of, reintegrate,
-                  store_reint)
+from wire import (MSG_COP2_BATCH, MSG_CREATE, MSG_FETCH, MSG_GETATTR, MSG_GETROOT, MSG_LOOKUP,
+                  MSG_READDIR, MSG_REMOVE, MSG_STORE, MSG_VOLINFO, S_IFDIR, S_IFLNK, S_IFREG,
+                  SA_MODE, ST_INVAL, ST_NOENT, ST_OK, ST_PROTO, STORE_FIRST, STORE_LAST,
+                  call_acked, cml_create, cml_link, cml_remove, cml_rename, cml_setattr,
+                  cml_store, cml_ver, cml_ver_of, reintegrate, store_reint)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SERVER = os.environ.get("ENCORE_SERVER") or os.path.join(
     os.environ.get("ENCORE_BIN") or os.path.join(ROOT, "build", "bin"), "encore-server")
 CRED = (0, 0, [])
-ST_OK, ST_NOENT, ST_INVAL, ST_PROTO = 0, 2, 9, 18
 
 
 @pytest.fixture
@@ -109,12 +108,7 @@ def fetch(c, f):
 def names(c, d):
     r = call_acked(c, MSG_READDIR, cred=CRED, fid=d, name="", length=1 << 16)
     assert r["status"] == ST_OK, r
-    rd, out = wire.Reader(r["data"]), []
-    while rd.pos < len(rd.buf):
-        n = rd.take(1)[0]
-        out.append(rd.take(n).decode())
-        rd.take(24)
-    return sorted(out)
+    return sorted(n for n, _, _ in wire.dirents(r["data"]))
 
 
 def stamp(c, vol):
@@ -265,10 +259,6 @@ def test_upload_ahead_bounds(server):
                       mflags=wire.STORE_ABORT | wire.STORE_REINT)["status"] in (ST_OK, ST_NOENT)
     assert store_reint(c, new_fid(vol), b"small", 1000)["status"] == ST_OK
     c.close()
-
-
-MSG_COP2_BATCH = 24
-wire.MSG_FIELDS.setdefault(MSG_COP2_BATCH, (wire.field_set("FID", "DATA"), 0))
 
 
 def cop2_list(entries):

@@ -24,9 +24,7 @@ import os
 import random
 import shutil
 import signal
-import socket
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -47,106 +45,16 @@ CHAOS_SEED = int(os.environ.get("ENCORE_CHAOS_SEED", "5151"))
 
 # --- raw view of one server ------------------------------------------------
 
-FIELD_NAMES = ("VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 "
-               "TARGET SATTR MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT "
-               "DATA STOREID VSG STAMP XVER").split()
-FB = {n: 1 << i for i, n in enumerate(FIELD_NAMES)}
-
-
-def _fs(*names):
-    v = 0
-    for n in names:
-        v |= FB[n]
-    return v
-
-
-MSG_VOLINFO = 18
-MSG_CONFLICTS = 21
-# Request and reply field sets (common/msgtab.h) of the read-only calls the
-# replica checks use.
-READ_MSGS = {
-    wire.MSG_GETROOT: (_fs("CRED", "REALM"), _fs("ATTR", "VSG")),
-    wire.MSG_GETATTR: (_fs("CRED", "FID"), _fs("ATTR")),
-    wire.MSG_LOOKUP: (_fs("CRED", "FID", "NAME", "XVER"), _fs("ATTR", "ATTR2")),
-    wire.MSG_READLINK: (_fs("CRED", "FID"), _fs("TARGET")),
-    wire.MSG_READDIR: (_fs("CRED", "FID", "NAME", "LENGTH", "XVER"), _fs("MFLAGS", "ATTR", "DATA")),
-    wire.MSG_FETCH: (_fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), _fs("ATTR", "DATA")),
-    MSG_VOLINFO: (_fs("CRED", "FID"), _fs("VSG", "STAMP")),
-    MSG_CONFLICTS: (_fs("CRED", "FID", "NAME"), _fs("MFLAGS", "DATA")),
-}
-ST_CONFLICT = 100
-ATTR_F_CONFLICT = 1
-READDIR_EOF = 1
-RES_EOF = 1
-ROOT_OID = b"\0" * 15 + b"\1"
-
-
-def _enc(bit, m):
-    if bit == FB["CRED"]:
-        return struct.pack("<III", 0, 0, 0)
-    if bit == FB["REALM"]:
-        return wire.wstr(m.get("realm", harness.REALM))
-    if bit == FB["FID"]:
-        f = m["fid"]
-        return wire.u32(f[0]) + bytes(f[1])
-    if bit == FB["NAME"]:
-        return wire.wstr(m.get("name", ""))
-    if bit in (FB["OFFSET"], FB["LENGTH"], FB["EXPECT"]):
-        return wire.u64(m.get({FB["OFFSET"]: "offset", FB["LENGTH"]: "length",
-                               FB["EXPECT"]: "expect"}[bit], 0))
-    return wire.encode_field(bit, m)  # XVER (none: the replica as it is), ...
-
-
-def _read_attr(r):
-    a = {"fid": (r.u32(), r.take(16))}
-    a["mode"], a["nlink"], a["uid"], a["gid"] = struct.unpack("<IIII", r.take(16))
-    a["rdev"], a["size"], a["blocks"] = struct.unpack("<QQQ", r.take(24))
-    a["atime"], a["mtime"], a["ctime"] = (struct.unpack("<qI", r.take(12)) for _ in range(3))
-    a["dv"] = r.u64()
-    a["vv"] = [r.u32() for _ in range(r.take(1)[0])]
-    a["sid"] = (r.u64(), r.u64())
-    a["flags"] = r.u32()
-    return a
-
-
-def _decode(mtype, f):
-    out = {"status": f.status}
-    if f.status != wire.ST_OK:
-        return out
-    r, rep = f.fields(), READ_MSGS[mtype][1]
-    for i, name in enumerate(FIELD_NAMES):
-        if not rep & (1 << i):
-            continue
-        if name in ("ATTR", "ATTR2"):
-            out[name.lower()] = _read_attr(r)
-        elif name == "VSG":
-            out["vsg"] = [r.u32() for _ in range(r.take(1)[0])]
-        elif name == "STAMP":
-            out["stamp"] = r.u64()
-        elif name == "MFLAGS":
-            out["mflags"] = r.u32()
-        elif name == "DATA":
-            out["data"] = r.blob(wire.CHUNK_MAX)
-        elif name == "TARGET":
-            out["target"] = r.str(4095)
-        else:
-            raise wire.WireError("no decoder for %s" % name)
-    r.done()
-    return out
-
-
-def dirents(data):
-    """READDIR's packed entries: [(name, fid, mode)]."""
-    out, p = [], 0
-    while p < len(data):
-        n = data[p]
-        name = data[p + 1:p + 1 + n].decode()
-        p += 1 + n
-        fid = (struct.unpack_from("<I", data, p)[0], data[p + 4:p + 20])
-        mode = struct.unpack_from("<I", data, p + 20)[0]
-        p += 24
-        out.append((name, fid, mode))
-    return out
+# The codec is wire.py's; these names are what this file (and callers of
+# its helpers) use.
+MSG_VOLINFO = wire.MSG_VOLINFO
+MSG_CONFLICTS = wire.MSG_CONFLICTS
+ST_CONFLICT = wire.ST_CONFLICT
+ATTR_F_CONFLICT = wire.ATTR_F_CONFLICT
+READDIR_EOF = wire.READDIR_EOF
+RES_EOF = wire.RES_EOF
+ROOT_OID = wire.ROOT_OID
+dirents = wire.dirents  # READDIR's packed entries: [(name, fid, mode)]
 
 
 class ServerView:
@@ -169,21 +77,7 @@ class ServerView:
         self.close()
 
     def call(self, mtype, **m):
-        c = self.c
-        c.reqid += 1
-        rid = c.reqid
-        body = b"".join(_enc(1 << i, m) for i in range(len(FIELD_NAMES)) if READ_MSGS[mtype][0] & (1 << i))
-        c.send_raw(wire.frame(mtype, body, reqid=rid))
-        while True:
-            f = c.recv_frame()
-            if f.flags & wire.FRAME_F_PUSH:
-                if f.reqid != 0:
-                    c.send_raw(wire.frame(f.type, wire.u32(wire.ST_OK), flags=wire.FRAME_F_REPLY,
-                                          reqid=f.reqid))
-                continue
-            if f.reqid != rid or f.type != mtype or not f.flags & wire.FRAME_F_REPLY:
-                raise wire.WireError("unexpected reply %r to type %d" % (f, mtype))
-            return _decode(mtype, f)
+        return self.c.request(mtype, **m)
 
     def root(self):
         r = self.call(wire.MSG_GETROOT, realm=self.realm)
@@ -232,10 +126,9 @@ class ServerView:
         while True:
             r = self.call(MSG_CONFLICTS, fid=(vol, bytes(16)), name=cookie)
             assert r["status"] == wire.ST_OK, r
-            rd, last = wire.Reader(r["data"]), None
-            while rd.pos < len(r["data"]):
-                fid = (rd.u32(), rd.take(16))
-                out[fid] = rd.str(4095)
+            last = None
+            for fid, path in wire.conflict_entries(r["data"]):
+                out[fid] = path
                 last = fid
             if r["mflags"] & RES_EOF or last is None:
                 return out
@@ -500,41 +393,8 @@ def replicated_realm(cluster, n=3):
     return out
 
 
-def harness_free_ports(n):
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def ctl(client, op, timeout=30.0, **kw):
-    """One control-socket request (MSG_CTL, JSON) to a client's daemon."""
-    body = wire.blob(json.dumps(dict(op=op, **kw)).encode())
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as so:
-        so.settimeout(timeout)
-        so.connect(str(client.socket))
-        so.sendall(wire.frame(wire.MSG_CTL, body))
-        data = b""
-        while len(data) < 12:
-            chunk = so.recv(12 - len(data))
-            assert chunk, "control socket closed"
-            data += chunk
-        blen = struct.unpack_from("<I", data)[0]
-        data = b""
-        while len(data) < blen:
-            chunk = so.recv(blen - len(data))
-            assert chunk, "control socket closed"
-            data += chunk
-    assert struct.unpack_from("<I", data)[0] == 0, "ctl status %r" % data[:4]
-    n = struct.unpack_from("<I", data, 4)[0]
-    return json.loads(data[8:8 + n].decode())
+harness_free_ports = harness.free_ports
+ctl = harness.ctl  # one control-socket request (MSG_CTL, JSON) to a client's daemon
 
 
 def avsg(client):

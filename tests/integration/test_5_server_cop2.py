@@ -13,10 +13,9 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_5_server_resolve import (  # noqa: E402
-    F, RESOLVE, RF, SERVER, TAB, Realm, attr, cop2, create, fetch_all, store, wait_for)
+    RESOLVE, RF, SERVER, Realm, attr, cop2, create, fetch_all, store, wait_for)
+from wire import MSG_STATS as STATS  # noqa: E402
 
-STATS = 16
-TAB.setdefault(STATS, (0, F["DATA"]))
 TTL = 2
 
 

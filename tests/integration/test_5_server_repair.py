@@ -15,19 +15,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_5_server_resolve import (  # noqa: E402
-    ATTR_F_CONFLICT, CONFLICTS, CREATE, F, REMOVE, REPAIR, REPAIR_KEEP_ALL, REPAIR_KEEP_ONE, RESOLVE,
-    RF, S_IFDIR, S_IFREG, TAB, attr, cop2, fetch_all, fs, names, realm, store,
+    ATTR_F_CONFLICT, CONFLICTS, CREATE, REMOVE, REPAIR, REPAIR_KEEP_ALL, REPAIR_KEEP_ONE, RESOLVE,
+    RF, S_IFDIR, S_IFREG, attr, cop2, fetch_all, names, realm, store,
     wait_for)  # noqa: F401  (realm: the fixture)
+from wire import MSG_RENAME as RENAME, REMOVE_DIR, ST_AGAIN  # noqa: E402
 
-RENAME = 8
-REMOVE_DIR = 1
 TREE = {"t1": b"t1 before the split", "t2": b"t2 before the split", "t3": b"t3 from side B"}
 A, B = [0], [1, 2]
-ST_AGAIN = 21
-# RENAME as common/msgtab.h has it (the expected-versions field, if any,
-# named as test_5_server_resolve names it).
-TAB.setdefault(RENAME, (fs(*(["CRED", "FID", "FID2", "NAME", "NAME2", "MFLAGS", "STOREID"] +
-                             [x for x in ("XSID", "XVER") if x in F])), fs("ATTR", "ATTR2")))
 
 
 def client_of(idx):

@@ -3,224 +3,50 @@ sharing a peers file (docs/replication.md). Two-phase updates (COP2), RESOLVE of
 files and directories, conflicts, CONFLICTS and REPAIR, the volume pass of a
 server that comes back, and a server killed in the middle of resolution."""
 import os
-import queue
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
+
+import wire
+from wire import (  # noqa: F401  (REMOVE, ST_*: test_5_server_repair imports them from here)
+    ATTR_F_CONFLICT, MSG_CONFLICTS as CONFLICTS, MSG_COP2 as COP2, MSG_CREATE as CREATE,
+    MSG_FETCH as FETCH, MSG_GETATTR as GETATTR, MSG_GETROOT as GETROOT, MSG_HELLO as HELLO,
+    MSG_LOOKUP as LOOKUP, MSG_READDIR as READDIR, MSG_REMOVE as REMOVE, MSG_REPAIR as REPAIR,
+    MSG_RES_GET as RES_GET, MSG_RESOLVE as RESOLVE, MSG_STORE as STORE, MSG_VOLINFO as VOLINFO,
+    REPAIR_KEEP_ALL, REPAIR_KEEP_ONE, ROOT_OID, S_IFDIR, S_IFREG, ST_CONFLICT, ST_NOENT, ST_OK,
+    ST_PROTO)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("ENCORE_BIN", os.path.join(ROOT, "build", "bin"))
 SERVER = os.environ.get("ENCORE_SERVER", os.path.join(BIN, "encore-server"))
 
-HELLO, GETROOT, GETATTR, LOOKUP, SETATTR, CREATE, REMOVE = 1, 2, 3, 4, 5, 6, 7
-READDIR, FETCH, STORE = 11, 12, 13
-VOLINFO, COP2, RESOLVE, CONFLICTS, REPAIR = 18, 19, 20, 21, 22
-RES_GET = 40
-NAMES = ("VERSION CLIENT_ID SERVER_ID INCARNATION REALM CRED FID FID2 NAME NAME2 TARGET SATTR "
-         "MODE RDEV OFFSET LENGTH HANDLE EXPECT MFLAGS ATTR ATTR2 FSSTAT DATA STOREID VSG STAMP XVER").split()
-F = {n: 1 << i for i, n in enumerate(NAMES)}
+# The field bits and message table under the names test_5_server_repair and
+# test_5_server_cop2 import from here.
+NAMES, F, fs, TAB = wire.FIELD_NAMES, wire.FIELD, wire.field_set, wire.MSG_FIELDS
 
 
-def fs(*n):
-    v = 0
-    for x in n:
-        v |= F[x]
-    return v
+class Rd(wire.Reader):
+    """wire.Reader under this file's short names."""
+    t, by, s = wire.Reader.unpack, wire.Reader.raw, wire.Reader.str
+    p = property(lambda self: self.pos)
 
 
-TAB = {
-    HELLO: (fs("VERSION", "CLIENT_ID", "REALM", "NAME"), fs("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
-    GETROOT: (fs("CRED", "REALM"), fs("ATTR", "VSG")),
-    GETATTR: (fs("CRED", "FID"), fs("ATTR")),
-    LOOKUP: (fs("CRED", "FID", "NAME", "XVER"), fs("ATTR", "ATTR2")),
-    CREATE: (fs("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    REMOVE: (fs("CRED", "FID", "NAME", "MFLAGS", "STOREID", "XVER"), fs("ATTR", "ATTR2")),
-    READDIR: (fs("CRED", "FID", "NAME", "LENGTH", "XVER"), fs("MFLAGS", "ATTR", "DATA")),
-    FETCH: (fs("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), fs("ATTR", "DATA")),
-    STORE: (fs("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA", "STOREID"), fs("ATTR")),
-    VOLINFO: (fs("CRED", "FID"), fs("VSG", "STAMP")),
-    COP2: (fs("FID", "MFLAGS", "STOREID"), 0),
-    RESOLVE: (fs("CRED", "FID", "MFLAGS"), fs("ATTR")),
-    CONFLICTS: (fs("CRED", "FID", "NAME"), fs("MFLAGS", "DATA")),
-    REPAIR: (fs("CRED", "SERVER_ID", "FID", "MFLAGS", "STOREID"), fs("ATTR")),
-    RES_GET: (fs("FID", "MFLAGS"), fs("FID2", "NAME", "TARGET", "ATTR")),
-}
-ST_OK, ST_NOENT, ST_PROTO, ST_CONFLICT = 0, 2, 18, 100
-S_IFDIR, S_IFREG = 0o040000, 0o100000
-ROOT_OID = b"\0" * 15 + b"\1"
-ATTR_F_CONFLICT = 1
-REPAIR_KEEP_ONE, REPAIR_KEEP_ALL = 1, 2
+class Conn(wire.AckingConn):
+    """wire.AckingConn that has said HELLO (realm "test", as name); call()
+    returns the decoded reply. Requests default to client id 7 and StoreId
+    (7, 1)."""
 
+    defaults = dict(client_id=7, sid=(7, 1))
+    call = wire.Conn.request
+    s = property(lambda self: self.sock)
 
-def es(s):
-    b = s.encode() if isinstance(s, str) else s
-    return struct.pack("<H", len(b)) + b
-
-
-def enc(f, m):
-    g = m.get
-    if f == F["VERSION"]:
-        return struct.pack("<I", 1)
-    if f == F["CLIENT_ID"]:
-        return struct.pack("<Q", g("client_id", 7))
-    if f == F["SERVER_ID"]:
-        return struct.pack("<I", g("server_id", 0))
-    if f == F["REALM"]:
-        return es("test")
-    if f == F["CRED"]:
-        return struct.pack("<III", 0, 0, 0)
-    if f in (F["FID"], F["FID2"]):
-        v = g("fid" if f == F["FID"] else "fid2")
-        return struct.pack("<I", v[0]) + v[1]
-    if f in (F["NAME"], F["NAME2"], F["TARGET"]):
-        return es(g({F["NAME"]: "name", F["NAME2"]: "name2", F["TARGET"]: "target"}[f], ""))
-    if f == F["SATTR"]:
-        return b"\0" * 48
-    if f == F["MODE"]:
-        return struct.pack("<I", g("mode", 0))
-    if f in (F["RDEV"], F["OFFSET"], F["LENGTH"], F["HANDLE"], F["EXPECT"]):
-        k = {F["RDEV"]: "rdev", F["OFFSET"]: "offset", F["LENGTH"]: "length", F["HANDLE"]: "handle",
-             F["EXPECT"]: "expect"}[f]
-        return struct.pack("<Q", g(k, 0))
-    if f == F["MFLAGS"]:
-        return struct.pack("<I", g("mflags", 0))
-    if f == F["DATA"]:
-        d = g("data", b"")
-        return struct.pack("<I", len(d)) + d
-    if f == F["STOREID"]:
-        return struct.pack("<QQ", *g("sid", (7, 1)))
-    if f == F["XVER"]:  # expected versions of fid, fid2: (sid, vv) each
-        out = b""
-        for sid, vv in g("xver", (((0, 0), []), ((0, 0), []))):
-            out += struct.pack("<QQB", *sid, len(vv)) + b"".join(struct.pack("<I", x) for x in vv)
-        return out
-    raise ValueError(f)
-
-
-class Rd:
-    def __init__(self, b):
-        self.b, self.p = b, 0
-
-    def t(self, fmt):
-        v = struct.unpack_from(fmt, self.b, self.p)
-        self.p += struct.calcsize(fmt)
-        return v if len(v) > 1 else v[0]
-
-    def by(self, n):
-        v = self.b[self.p:self.p + n]
-        self.p += n
-        return v
-
-    def s(self):
-        return self.by(self.t("<H")).decode()
-
-    def fid(self):
-        return (self.t("<I"), self.by(16))
-
-    def attr(self):
-        a = {"fid": self.fid()}
-        a["mode"], a["nlink"], a["uid"], a["gid"], a["rdev"], a["size"], a["blocks"] = self.t("<IIIIQQQ")
-        self.by(36)
-        a["dv"] = self.t("<Q")
-        a["vv"] = [self.t("<I") for _ in range(self.t("<B"))]
-        a["sid"] = self.t("<QQ")
-        a["flags"] = self.t("<I")
-        return a
-
-
-def dec(rf, body):
-    r = Rd(body)
-    m = {"status": r.t("<I")}
-    if m["status"]:
-        return m
-    for i, n in enumerate(NAMES):
-        if not rf & (1 << i):
-            continue
-        if n in ("VERSION", "SERVER_ID", "MFLAGS"):
-            m[n.lower()] = r.t("<I")
-        elif n in ("INCARNATION", "STAMP"):
-            m[n.lower()] = r.t("<Q")
-        elif n in ("REALM", "NAME", "TARGET"):
-            m[n.lower()] = r.s()
-        elif n == "FID2":
-            m["fid2"] = r.fid()
-        elif n in ("ATTR", "ATTR2"):
-            m[n.lower()] = r.attr()
-        elif n == "DATA":
-            m["data"] = r.by(r.t("<I"))
-        elif n == "VSG":
-            m["vsg"] = [r.t("<I") for _ in range(r.t("<B"))]
-        else:
-            raise ValueError(n)
-    assert r.p == len(body)
-    return m
-
-
-class Conn:
     def __init__(self, port, name="pytest"):
-        self.s = socket.create_connection(("127.0.0.1", port))
-        self.reqid = 0
-        # A reader thread acknowledges callback breaks at once (the server
-        # holds an updater's reply until every holder has: docs/protocol.md
-        # "Callback breaks"), even while this test waits on another Conn.
-        self.q, self.wlock = queue.Queue(), threading.Lock()
-        threading.Thread(target=self._reader, daemon=True).start()
+        super().__init__(port)
         assert self.call(HELLO, name=name)["status"] == 0
-
-    def send(self, t, **m):
-        self.reqid += 1
-        body = b"".join(enc(1 << i, m) for i in range(len(NAMES)) if TAB[t][0] & (1 << i))
-        with self.wlock:
-            self.s.sendall(struct.pack("<IHHI", len(body), t, 0, self.reqid) + body)
-        return self.reqid
-
-    def _reader(self):
-        buf = b""
-        try:
-            while True:
-                while len(buf) >= 12 and len(buf) >= 12 + struct.unpack_from("<I", buf)[0]:
-                    ln, t, fl, rid = struct.unpack_from("<IHHI", buf)
-                    body, buf = buf[12:12 + ln], buf[12 + ln:]
-                    if fl & 2 and rid != 0:
-                        with self.wlock:
-                            self.s.sendall(struct.pack("<IHHII", 4, t, 1, rid, 0))
-                    self.q.put((t, fl, rid, body))
-                d = self.s.recv(1 << 20)
-                if not d:
-                    break
-                buf += d
-        except OSError:
-            pass
-        self.q.put(None)
-
-    def frame(self):
-        f = self.q.get(timeout=60)
-        if f is None:
-            self.q.put(None)
-            raise EOFError
-        return f
-
-    def call(self, t, **m):
-        rid = self.send(t, **m)
-        while True:
-            mt, fl, r, body = self.frame()
-            if fl & 2:
-                continue
-            assert r == rid and mt == t
-            return dec(TAB[t][1], body)
-
-    def close(self):
-        try:
-            self.s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.s.close()
 
 
 def free_port():
@@ -353,12 +179,7 @@ def attr(c, f):
 def names(c, d=RF):
     r = c.call(READDIR, fid=d, name="", length=0)
     assert r["status"] == 0
-    rd, out = Rd(r["data"]), {}
-    while rd.p < len(r["data"]):
-        n = rd.by(rd.t("<B")).decode()
-        out[n] = rd.fid()
-        rd.t("<I")
-    return out
+    return {n: f for n, f, _ in wire.dirents(r["data"])}
 
 
 def wait_for(pred, timeout=30.0):

@@ -187,7 +187,7 @@ def test_trailing_bytes(healthy):
 
 
 # F_XVER of a LOOKUP: two (StoreId, vector) pairs, zero (the name is what is bad).
-NO_XVER = bytes(17) * 2
+NO_XVER = wire.wxver(wire.NO_XVER)
 
 
 def test_name_with_slash_and_nul(healthy):

@@ -592,24 +592,6 @@ static void inode_stat_locked(struct inode *in, struct stat *st)
 	}
 }
 
-/* Fetches attrs from the server (GETATTR) and records them. */
-static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
-{
-	struct msg m, rep;
-	struct conn_call cc;
-	uint64_t gen = conn_cb_gen(cl->conn);
-	int ret;
-
-	req_msg(req, &m, MSG_GETATTR);
-	m.fid = in->fid;
-	ret = conn_call(cl->conn, &m, &rep, &cc);
-	if (ret < 0)
-		return ret;
-	grant(cl, in, &rep.attr, gen);
-	conn_done(cl->conn, &cc);
-	return 0;
-}
-
 /* The version of in the client last saw (StoreId, and with vv its vector);
  * zero (any) if the client has no attributes of it. */
 static void expect_of(struct inode *in, bool vv, struct xver *out)
@@ -622,6 +604,36 @@ static void expect_of(struct inode *in, bool vv, struct xver *out)
 			out->vv = in->attr.vv;
 	}
 	pthread_mutex_unlock(&in->lock);
+}
+
+/* Fetches attrs from the server (GETATTR) and records them. */
+static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	struct msg m, rep;
+	struct conn_call cc;
+	uint64_t gen = conn_cb_gen(cl->conn);
+	int ret;
+
+	req_msg(req, &m, MSG_GETATTR);
+	m.fid = in->fid;
+	/* The version this client last saw (F_XVER): a replica behind it
+	 * refuses instead of handing back an older state (with which this
+	 * client would refetch, or replace, its own newer copy); the
+	 * validation takes the others' answers and has it resolved. If every
+	 * replica is behind, the client takes what they have (a second call
+	 * without expectations). */
+	expect_of(in, true, &m.xver[0]);
+	ret = conn_call(cl->conn, &m, &rep, &cc);
+	if (ret == -ERR_VERSION) {
+		log_info("fsops", "getattr: every replica is behind the version seen");
+		memset(m.xver, 0, sizeof(m.xver));
+		ret = conn_call(cl->conn, &m, &rep, &cc);
+	}
+	if (ret < 0)
+		return ret;
+	grant(cl, in, &rep.attr, gen);
+	conn_done(cl->conn, &cc);
+	return 0;
 }
 
 /* conn_call of a request that carries the versions the client last saw of

@@ -22,7 +22,7 @@ enum conn_state_bits {
 	X(MSG_HELLO,    "hello",    F_VERSION | F_CLIENT_ID | F_REALM | F_NAME, \
 	                            F_VERSION | F_SERVER_ID | F_INCARNATION | F_REALM, CS_NEW) \
 	X(MSG_GETROOT,  "getroot",  F_CRED | F_REALM, F_ATTR | F_VSG, CS_READY) \
-	X(MSG_GETATTR,  "getattr",  F_CRED | F_FID, F_ATTR, CS_READY) \
+	X(MSG_GETATTR,  "getattr",  F_CRED | F_FID | F_XVER, F_ATTR, CS_READY) \
 	X(MSG_LOOKUP,   "lookup",   F_CRED | F_FID | F_NAME | F_XVER, F_ATTR | F_ATTR2, CS_READY) \
 	X(MSG_SETATTR,  "setattr",  F_CRED | F_FID | F_SATTR | F_STOREID | F_XVER, F_ATTR, CS_READY) \
 	X(MSG_CREATE,   "create",   F_CRED | F_FID | F_FID2 | F_NAME | F_TARGET | F_MODE | F_RDEV | F_MFLAGS | F_STOREID | F_XVER, \

@@ -328,19 +328,6 @@ static int op_getroot(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	return 0;
 }
 
-static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
-{
-	struct vnode v;
-	int ret;
-
-	o->st.getattr_calls++;
-	ret = meta_vnode_get(t, &req->fid, &v);
-	if (ret < 0)
-		return ret;
-	vnode_to_attr(&v, &rep->attr);
-	return 0;
-}
-
 /* F_XVER of a read: true if this replica's v is behind the version the
  * client saw: another StoreId and a vector lower in some slot (it lacks an
  * update counted there). A vector at least as high is the same state or a
@@ -358,6 +345,23 @@ static bool xver_behind(const struct vnode *v, const struct xver *x)
 		if ((i < v->vv.n ? v->vv.slot[i] : 0) < x->vv.slot[i])
 			return true;
 	return false;
+}
+
+static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
+{
+	struct vnode v;
+	int ret;
+
+	o->st.getattr_calls++;
+	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret < 0)
+		return ret;
+	if (xver_behind(&v, &req->xver[0])) {
+		o->st.version_refused++;
+		return -ERR_VERSION; /* behind what the client saw: ask another */
+	}
+	vnode_to_attr(&v, &rep->attr);
+	return 0;
 }
 
 static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)

@@ -238,8 +238,10 @@ def test_expected_versions(server):
         assert r["status"] == (ST["NOENT"] if want == 0 else want), (xv, r)
         r = c.call(READDIR, cred=cr, fid=d, name="", length=10, xver=(xv, ((0, 0), [])))
         assert r["status"] == want, (xv, r)
+        r = c.call(GETATTR, cred=cr, fid=d, xver=(xv, ((0, 0), [])))
+        assert r["status"] == want and (want or r["attr"]["sid"] == (9, 9)), (xv, r)
     st = dict(l.split() for l in c.call(STATS)["data"].decode().splitlines())
-    assert int(st["version_refused"]) == 9, st
+    assert int(st["version_refused"]) == 11, st
 
 
 def test_rename(server):

@@ -138,7 +138,8 @@ def test_version_zero(healthy):
 
 def test_request_before_hello(healthy):
     for t, body in ((wire.MSG_STATS, b""), (wire.MSG_GETROOT, struct.pack("<III", 0, 0, 0) + wire.wstr("local")),
-                    (wire.MSG_GETATTR, struct.pack("<III", 0, 0, 0) + struct.pack("<I", 1) + bytes(15) + b"\x01")):
+                    (wire.MSG_GETATTR, struct.pack("<III", 0, 0, 0) + struct.pack("<I", 1) + bytes(15) + b"\x01"
+                     + wire.wxver(wire.NO_XVER))):
         with wire.Conn(healthy.port) as c:
             c.send_raw(wire.frame(t, body, reqid=7))
             assert_rejected(c, "type %d before HELLO" % t)
@@ -219,7 +220,7 @@ def test_too_many_groups(healthy):
     with c:
         cred = struct.pack("<III", 0, 0, 33) + bytes(4 * 33)
         root = struct.pack("<I", 1) + bytes(15) + b"\x01"
-        c.send_raw(wire.frame(wire.MSG_GETATTR, cred + root, reqid=3))
+        c.send_raw(wire.frame(wire.MSG_GETATTR, cred + root + wire.wxver(wire.NO_XVER), reqid=3))
         assert_rejected(c, "cred with 33 groups")
 
 

@@ -123,7 +123,7 @@ MSG_FIELDS = {
     MSG_HELLO: (_("VERSION", "CLIENT_ID", "REALM", "NAME"),
                 _("VERSION", "SERVER_ID", "INCARNATION", "REALM")),
     MSG_GETROOT: (_("CRED", "REALM"), _("ATTR", "VSG")),
-    MSG_GETATTR: (_("CRED", "FID"), _("ATTR")),
+    MSG_GETATTR: (_("CRED", "FID", "XVER"), _("ATTR")),
     MSG_LOOKUP: (_("CRED", "FID", "NAME", "XVER"), _("ATTR", "ATTR2")),
     MSG_SETATTR: (_("CRED", "FID", "SATTR", "STOREID", "XVER"), _("ATTR")),
     MSG_CREATE: (_("CRED", "FID", "FID2", "NAME", "TARGET", "MODE", "RDEV", "MFLAGS", "STOREID",

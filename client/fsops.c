@@ -533,6 +533,7 @@ static void grant(struct client *cl, struct inode *in, const struct attr *a, uin
 		in->attr = *a;
 	}
 	in->have_attr = true;
+	in->unverified = false;
 	if (conn_cb_gen(cl->conn) == gen) {
 		in->cb_valid = true;
 		in->stale = false;
@@ -1002,6 +1003,12 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	grant(cl, dir, &rep.attr2, gen);
 	in = inode_get_or_create(cl->itab, &rep.attr.fid);
 	grant(cl, in, &rep.attr, gen);
+	/* The object's attributes come from the one replica that answered,
+	 * which may be behind on it (F_XVER checked the directory only): the
+	 * first open validates them against every replica (open_data). */
+	pthread_mutex_lock(&in->lock);
+	in->unverified = true;
+	pthread_mutex_unlock(&in->lock);
 	conn_done(cl->conn, &cc);
 	reply_entry(cl, req, dir, name, in);
 out:
@@ -2009,7 +2016,8 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 	pthread_mutex_lock(&in->lock);
 	if (in->fd >= 0 && (in->dirty || in->removed))
 		shared = true; /* local changes win until stored */
-	else if (in->have_attr && cb_ok_locked(cl, in))
+	else if (in->have_attr && cb_ok_locked(cl, in) &&
+		 (!in->unverified || emul_trust_locked(cl, in)))
 		ret = 0;
 	else
 		ret = 1;

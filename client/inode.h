@@ -56,6 +56,7 @@ struct inode {
 	uint64_t kernel_dv; /* data version the kernel's page cache holds; 0 = none */
 	uint64_t cdv;	    /* data version the open container (fd) holds */
 	bool removed;	    /* the last name is gone on the server (open-unlinked) */
+	bool unverified;    /* attrs from one replica's LOOKUP, not compared across replicas */
 	struct cred wcred;  /* credentials of the last opener for writing */
 	/* Directory listing. */
 	struct dirent_w *ents; /* owned; valid if list_valid */

@@ -1121,6 +1121,9 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		local_size = in->n_open > 0 && in->fd >= 0;
 		if (local_size && ftruncate(in->fd, attr->st_size) < 0)
 			ret = -errno;
+		if (local_size)
+			log_debug("fsops", "inode %llu: truncated locally to %lld",
+				  (unsigned long long)in->ino, (long long)attr->st_size);
 		if (local_size && ret == 0) {
 			in->attr.size = (uint64_t)attr->st_size;
 			wtime_now(&in->attr.mtime);
@@ -1927,6 +1930,10 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 		return ret;
 	}
 	CTR_ADD(cl, stores, 1);
+	log_debug("fsops", "stored inode %llu: %llu bytes, dv %llu, sid %llx:%llu",
+		  (unsigned long long)in->ino, (unsigned long long)stored,
+		  (unsigned long long)a.data_version, (unsigned long long)a.sid.client,
+		  (unsigned long long)a.sid.seq);
 	CTR_ADD(cl, store_bytes, stored);
 	pthread_mutex_lock(&in->lock);
 	if (in->wgen == wgen)
@@ -1973,6 +1980,8 @@ static void set_container_fd(struct client *cl, struct inode *in, int fd, uint64
 	in->fd = fd;
 	in->cdv = cdv;
 	pthread_mutex_unlock(&in->lock);
+	log_debug("fsops", "inode %llu: container fd %d -> %d, dv %llu",
+		  (unsigned long long)in->ino, old, fd, (unsigned long long)cdv);
 	if (old >= 0)
 		close(old);
 	else

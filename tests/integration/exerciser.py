@@ -118,6 +118,7 @@ class Exerciser:
         self.data[fid] = bytearray()
         self.names[rel] = fid
         if len(self.fds) < self.max_fds and self.rng.random() < 0.8:
+            self.note("create %s: fd %d (file %d)" % (rel, fd, fid))
             self.fds[fd] = (fid, False)
         else:
             os.close(fd)
@@ -135,6 +136,7 @@ class Exerciser:
         if trunc:
             del self.data[fid][:]
         self.fds[fd] = (fid, append)
+        self.note("open %s: fd %d (file %d)" % (rel, fd, fid))
         st = os.fstat(fd)
         self.check_eq("fstat size after open of %s" % rel, st.st_size, len(self.data[fid]))
 

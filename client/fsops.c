@@ -1798,10 +1798,11 @@ static int fetch_file(struct client *cl, fuse_req_t req, struct inode *in, struc
 }
 
 static int store_once(struct client *cl, struct inode *in, const struct cred *cr, int fd,
-		      struct wtime mtime, struct attr *out, uint64_t *stored)
+		      struct wtime mtime, bool expect, struct attr *out, uint64_t *stored)
 {
 	struct conn_call win[XFER_WINDOW];
 	struct storeid sid;
+	struct xver xv;
 	struct stat st;
 	uint64_t handle, off = 0, total;
 	size_t head = 0, n_pend = 0;
@@ -1814,6 +1815,13 @@ static int store_once(struct client *cl, struct inode *in, const struct cred *cr
 	total = (uint64_t)st.st_size;
 	randombytes_buf(&handle, sizeof(handle));
 	conn_next_storeid(cl->conn, &sid);
+	/* The version the contents replace (F_XVER): a replica not at it (it
+	 * missed an update of this file, even one of its attributes) refuses,
+	 * and resolution brings it level, instead of taking the contents over
+	 * a state the client never saw. */
+	memset(&xv, 0, sizeof(xv));
+	if (expect)
+		expect_of(in, false, &xv);
 	buf = xmalloc(CHUNK_MAX);
 	while (ret == 0 && (!last_sent || n_pend > 0)) {
 		struct msg rep;
@@ -1839,6 +1847,7 @@ static int store_once(struct client *cl, struct inode *in, const struct cred *cr
 			m.offset = off;
 			m.handle = handle;
 			m.sid = sid;
+			m.xver[0] = xv;
 			m.mflags = first ? STORE_FIRST : 0;
 			m.data = len ? buf : NULL;
 			m.data_len = (uint32_t)len;
@@ -1906,7 +1915,14 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 	if (emul_logging(cl, in->fid.vol))
 		return emul_store(cl, in); /* a CML store record */
 	memset(&a, 0, sizeof(a));
-	ret = store_once(cl, in, &cr, fd, mtime, &a, &stored);
+	ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
+	if (ret == -ERR_VERSION) {
+		/* Every replica moved on since this client looked (another
+		 * client's update): the last close wins, as documented. */
+		log_info("fsops", "store of inode %llu: every replica moved on, storing over it",
+			 (unsigned long long)in->ino);
+		ret = store_once(cl, in, &cr, fd, mtime, false, &a, &stored);
+	}
 	if (ret == -EACCES && cr.uid != 0 && cr.uid == in->attr.uid) {
 		/* The kernel allowed the open for writing (default_permissions);
 		 * the owner of a file created read-only (git objects, cp of a
@@ -1914,7 +1930,7 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 		 * rule for STORE; until then we vouch as root for the owner. */
 		struct cred root = { 0 };
 
-		ret = store_once(cl, in, &root, fd, mtime, &a, &stored);
+		ret = store_once(cl, in, &root, fd, mtime, false, &a, &stored);
 	}
 	if (ret == -ENOENT || ret == -ESTALE) {
 		/* Removed on the server meanwhile (renamed over, unlinked). */

@@ -34,7 +34,7 @@ enum conn_state_bits {
 	X(MSG_READLINK, "readlink", F_CRED | F_FID, F_TARGET, CS_READY) \
 	X(MSG_READDIR,  "readdir",  F_CRED | F_FID | F_NAME | F_LENGTH | F_XVER, F_MFLAGS | F_ATTR | F_DATA, CS_READY) \
 	X(MSG_FETCH,    "fetch",    F_CRED | F_FID | F_OFFSET | F_LENGTH | F_EXPECT, F_ATTR | F_DATA, CS_READY) \
-	X(MSG_STORE,    "store",    F_CRED | F_FID | F_SATTR | F_OFFSET | F_LENGTH | F_HANDLE | F_EXPECT | F_MFLAGS | F_DATA | F_STOREID, \
+	X(MSG_STORE,    "store",    F_CRED | F_FID | F_SATTR | F_OFFSET | F_LENGTH | F_HANDLE | F_EXPECT | F_MFLAGS | F_DATA | F_STOREID | F_XVER, \
 	                            F_ATTR, CS_READY) \
 	X(MSG_STATFS,   "statfs",   F_CRED | F_FID, F_FSSTAT, CS_READY) \
 	X(MSG_PING,     "ping",     0, F_SERVER_ID | F_INCARNATION, CS_NEW | CS_READY) \

@@ -211,6 +211,11 @@ def test_expected_versions(server):
     r = c.call(SETATTR, cred=cr, fid=f, sattr=(SA_MODE, 0o600, 0, 0, 0, (0, 0), (0, 0)), sid=(9, 6), xver=(((9, 99), []), ((0, 0), [])))
     assert r["status"] == ST["VERSION"]
     assert c.call(GETATTR, cred=cr, fid=f)["attr"]["mode"] == S_IFREG | 0o644
+    # a store names the version its contents replace, too
+    r = c.call(STORE, cred=cr, fid=f, offset=0, length=3, handle=41, mflags=STORE_FIRST | STORE_LAST,
+               data=b"abc", sid=(9, 60), xver=(((9, 99), []), ((0, 0), [])))
+    assert r["status"] == ST["VERSION"]
+    assert c.call(GETATTR, cred=cr, fid=f)["attr"]["size"] == 0
     # rename: the second directory's expectation counts too
     r = c.call(RENAME, cred=cr, fid=d, name="f", fid2=e, name2="f", sid=(9, 7),
                xver=(((9, 3), []), ((9, 99), [])))
@@ -241,7 +246,7 @@ def test_expected_versions(server):
         r = c.call(GETATTR, cred=cr, fid=d, xver=(xv, ((0, 0), [])))
         assert r["status"] == want and (want or r["attr"]["sid"] == (9, 9)), (xv, r)
     st = dict(l.split() for l in c.call(STATS)["data"].decode().splitlines())
-    assert int(st["version_refused"]) == 11, st
+    assert int(st["version_refused"]) == 12, st
 
 
 def test_rename(server):

@@ -136,7 +136,7 @@ MSG_FIELDS = {
     MSG_READDIR: (_("CRED", "FID", "NAME", "LENGTH", "XVER"), _("MFLAGS", "ATTR", "DATA")),
     MSG_FETCH: (_("CRED", "FID", "OFFSET", "LENGTH", "EXPECT"), _("ATTR", "DATA")),
     MSG_STORE: (_("CRED", "FID", "SATTR", "OFFSET", "LENGTH", "HANDLE", "EXPECT", "MFLAGS", "DATA",
-                  "STOREID"), _("ATTR")),
+                  "STOREID", "XVER"), _("ATTR")),
     MSG_STATFS: (_("CRED", "FID"), _("FSSTAT")),
     MSG_PING: (0, _("SERVER_ID", "INCARNATION")),
     MSG_STATS: (0, _("DATA")),

@@ -693,8 +693,10 @@ def close_quietly(fds):
 @pytest.mark.xfail(
     strict=False,
     reason="known bug (issue 4 note): with expected versions (F_XVER) and data versions named "
-    "after StoreIds most runs pass (15 of 17 seeds, 20,000 operations each); a few still end in a "
-    "read of a file open for writing that returns its data short after a server came back")
+    "after StoreIds, optimised builds pass almost every run (the last 20 seeds: 19); under the "
+    "sanitizers (as in CI) the slower servers leave more windows: a file ends in conflict when "
+    "the only replica holding the client's previous update is down and the next update falls back "
+    "to no expectation, and rarely a read of a file open for writing comes back short")
 def test_chaos_exerciser(realm3, cluster):
     """The exerciser runs CHAOS_OPS operations (fixed seed) on the mount while
     a chaos thread kills/restarts and freezes/thaws one server at a time.

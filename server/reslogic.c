@@ -22,7 +22,6 @@ static bool superseded(const struct vv *vj, const struct storeid *sj, const stru
 		       const struct storeid *sw)
 {
 	uint32_t n = vj->n > vw->n ? vj->n : vw->n, more = 0;
-	uint64_t sum_j = 0, sum_w = 0;
 
 	if (sj->client != sw->client || sj->seq >= sw->seq)
 		return false;
@@ -31,13 +30,17 @@ static bool superseded(const struct vv *vj, const struct storeid *sj, const stru
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t x = i < vj->n ? vj->slot[i] : 0, y = i < vw->n ? vw->slot[i] : 0;
 		more += x > y;
-		sum_j += x;
-		sum_w += y;
 	}
-	/* w performed j's update too (counted in w's own slot) and at least one
-	 * more: more performed updates in all. Equal sums are two branches,
-	 * each with an update the other lacks: a conflict even from one client. */
-	return more <= 1 && sum_w > sum_j;
+	/* j is ahead in its own slot only: updates j performed alone (their
+	 * phase two never raised the others' slots), all issued by w's client
+	 * before w's update. That client updates one object one call at a
+	 * time (fsops holds the inode's io_lock), so it issued w's update
+	 * after those: w's update is the later state of that client's history
+	 * (a store carries the whole contents), even where w lacks them (the
+	 * only replica holding them was down, and the client's update went
+	 * on without its expectation: client/fsops.c). Ahead in two slots:
+	 * updates another replica saw that w's client may not have. */
+	return more <= 1;
 }
 
 enum res_action res_decide(size_t n, const struct vv *vvs, const struct storeid *sids,

@@ -191,9 +191,13 @@ def wait_for(pred, timeout=30.0):
     return pred()
 
 
-def update(realm, conns_idx, f, data):
+def update(realm, conns_idx, f, data, client=None):
+    """A store through the servers given (phase one and COP2); client: the
+    StoreId's client id (another client than the realm's default one)."""
     cs = [realm.conn(i) for i in conns_idx]
     sid = realm.sid()
+    if client is not None:
+        sid = (client, sid[1])
     for c in cs:
         assert store(c, f, data, sid)["status"] == 0
     cop2(cs, sid, sum(1 << i for i in conns_idx))
@@ -251,8 +255,9 @@ def test_conflict_and_repair(realm):
         sid = realm.sid()
         files[name], _ = create(cs, RF, name, sid=sid)
         cop2(cs, sid, 0b111)
-        update(realm, [0], files[name], b"one " + name.encode())
-        update(realm, [1], files[name], b"two " + name.encode())
+        # Two clients, each reaching one server (a partition).
+        update(realm, [0], files[name], b"one " + name.encode(), client=78)
+        update(realm, [1], files[name], b"two " + name.encode(), client=79)
         assert cs[2].call(RESOLVE, fid=files[name], mflags=0)["status"] == 0
         for c in cs:
             assert attr(c, files[name])["flags"] & ATTR_F_CONFLICT

@@ -81,11 +81,21 @@ static void test_superseded_by_same_client(void **state)
 	/* The later update from another client: a conflict. */
 	sids[1].client = 8;
 	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
-	/* One client, one update on each side only (two branches): conflict. */
+	/* One client, an update on each side only: the later one (seq 2) is
+	 * that client's later state (it updates one object at a time). */
 	sids[1].client = 7;
 	vvs[0] = mk(1, 2, 1);
 	vvs[1] = mk(2, 1, 1);
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_DOMINANT);
+	assert_int_equal(w, 0);
+	/* ... also when the earlier side performed two alone. */
+	vvs[1] = mk(3, 1, 1);
+	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_DOMINANT);
+	assert_int_equal(w, 0);
+	/* ... but not when the later one comes from another client. */
+	sids[0].client = 8;
 	assert_int_equal(res_decide(2, vvs, sids, &w, &out), RES_CONFLICT);
+	sids[0].client = 7;
 	/* Ahead in two slots: updates the winner's client never saw. */
 	vvs[0] = mk(0, 2, 0);
 	sids[1].client = 7;

@@ -51,6 +51,10 @@
 #define XFER_WINDOW 16
 /* Attempts to fetch a file that keeps changing under us. */
 #define FETCH_TRIES 3
+/* A store that found no member is tried again every STORE_RETRY_MS, for at
+ * most STORE_RETRIES times (the update stall bound, 2 s). */
+#define STORE_RETRIES  20
+#define STORE_RETRY_MS 100
 /* Tries of a call refused because a replica is not at the version the
  * client saw (versioned_call); the last goes without expected versions. */
 #define VERSIONED_TRIES 4
@@ -593,6 +597,13 @@ static void inode_stat_locked(struct inode *in, struct stat *st)
 	}
 }
 
+/* A call no member took for want of a connection (not a refusal). */
+static bool store_transport_err(int ret)
+{
+	return ret == -ENOTCONN || ret == -ETIMEDOUT || ret == -ECONNRESET || ret == -EPIPE ||
+	       ret == -ECONNREFUSED;
+}
+
 /* The version of in the client last saw (StoreId, and with vv its vector);
  * zero (any) if the client has no attributes of it. */
 static void expect_of(struct inode *in, bool vv, struct xver *out)
@@ -662,6 +673,15 @@ static int versioned_call(struct client *cl, fuse_req_t req, struct msg *m, stru
 		if (i < VERSIONED_TRIES && b != NULL)
 			expect_of(b, read, &m->xver[1]);
 		ret = conn_call(cl->conn, m, rep, cc);
+		/* A read that found no member (the last reachable one failed
+		 * under it) is tried again while servers come back, within the
+		 * stall bound; updates are not (one may have been performed). */
+		for (int k = 0; read && k < STORE_RETRIES && store_transport_err(ret) &&
+				!emul_logging(cl, m->fid.vol);
+		     k++) {
+			usleep(STORE_RETRY_MS * 1000);
+			ret = conn_call(cl->conn, m, rep, cc);
+		}
 		if (ret != -ERR_VERSION || i >= VERSIONED_TRIES)
 			return ret;
 		log_info("fsops", "%s refused (a replica is not at the version seen): revalidating",
@@ -1916,6 +1936,17 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 		return emul_store(cl, in); /* a CML store record */
 	memset(&a, 0, sizeof(a));
 	ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
+	/* No member could take it (the last one reachable failed under it):
+	 * try again while servers come back, within the update stall bound;
+	 * if the volume is disconnected meanwhile, the store is logged (CML). */
+	for (int i = 0; i < STORE_RETRIES && store_transport_err(ret); i++) {
+		if (emul_logging(cl, in->fid.vol))
+			return emul_store(cl, in);
+		usleep(STORE_RETRY_MS * 1000);
+		log_debug("fsops", "store of inode %llu: %s, trying again",
+			  (unsigned long long)in->ino, err_str(ret));
+		ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
+	}
 	if (ret == -ERR_VERSION) {
 		/* Every replica moved on since this client looked (another
 		 * client's update): the last close wins, as documented. */

@@ -1217,6 +1217,34 @@ static int upload_mem(struct ops *o, struct ops_conn *oc, const struct msg *req)
 				 req->data_len, (size_t)req->length, &p);
 }
 
+/* One chunk of a container upload under req->handle: STORE_FIRST starts the
+ * connection's partial store afresh (dropping one left under that handle),
+ * a later chunk must continue one of the same fid. Returns 0 with *pp set;
+ * an error refused before the write (-EBADF, -EINVAL, store_set_add's) with
+ * *pp NULL, nothing dropped; or the write's error with *pp set, for the
+ * caller to drop. */
+static int upload_chunk(struct ops *o, struct ops_conn *oc, const struct msg *req,
+			struct pstore **pp)
+{
+	struct pstore *p = store_set_find(oc->stores, req->handle);
+	int ret;
+
+	*pp = NULL;
+	if (req->mflags & STORE_FIRST) {
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
+		ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
+		if (ret < 0)
+			return ret;
+	} else if (p == NULL) {
+		return -EBADF;
+	} else if (!fid_eq(&p->fid, &req->fid)) {
+		return -EINVAL;
+	}
+	*pp = p;
+	return store_set_write(o->store, p, req->data, req->data_len, req->offset);
+}
+
 /* A STORE_REINT upload for an object that does not exist yet: a create
  * record of the REINTEGRATE batch that names the upload makes it first.
  * The chunks are kept under the handle like any upload; nothing about the
@@ -1228,29 +1256,19 @@ static int store_reint_ahead(struct ops *o, struct ops_conn *oc, const struct ms
 			     struct msg *rep)
 {
 	const uint32_t fl = req->mflags;
-	struct pstore *p = store_set_find(oc->stores, req->handle);
+	struct pstore *p;
 	int ret;
 
 	memset(&rep->attr, 0, sizeof(rep->attr));
 	rep->attr.fid = req->fid;
 	if (upload_small(o, req))
 		return upload_mem(o, oc, req);
-	if (fl & STORE_FIRST) {
-		if (p != NULL)
-			store_set_drop(o->store, oc->stores, p);
-		ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
-		if (ret < 0)
-			return ret;
-	} else if (p == NULL) {
-		return -EBADF;
-	} else if (!fid_eq(&p->fid, &req->fid)) {
-		return -EINVAL;
-	}
-	ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+	ret = upload_chunk(o, oc, req, &p);
 	if (ret == 0 && (fl & STORE_LAST))
 		ret = reint_store_done(p, req->length);
 	if (ret < 0) {
-		store_set_drop(o->store, oc->stores, p);
+		if (p != NULL)
+			store_set_drop(o->store, oc->stores, p);
 		return ret;
 	}
 	o->st.store_bytes += req->data_len;
@@ -1314,18 +1332,9 @@ static int op_store(struct ops *o, struct meta_txn *t, struct ops_conn *oc, cons
 		vnode_to_attr(&v, &rep->attr);
 		return 0;
 	}
-	if (fl & STORE_FIRST) {
-		if (p != NULL)
-			store_set_drop(o->store, oc->stores, p);
-		ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
-		if (ret < 0)
-			return ret;
-	} else if (p == NULL) {
-		return -EBADF;
-	} else if (!fid_eq(&p->fid, &req->fid)) {
-		return -EINVAL;
-	}
-	ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+	ret = upload_chunk(o, oc, req, &p);
+	if (ret < 0 && p == NULL)
+		return ret; /* refused before any write: nothing to drop */
 	if (ret < 0)
 		goto out_drop;
 	o->st.store_bytes += req->data_len;

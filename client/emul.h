@@ -27,8 +27,10 @@ bool emul_logging(struct client *cl, uint32_t vol);
  * disconnected (and attributes are cached), or not connected and the CML
  * still names it. Caller holds in->lock. */
 bool emul_trust_locked(struct client *cl, struct inode *in);
-/* A callback break for in is not applied: its volume is disconnected, or
- * the CML still names it. */
+/* A callback break for in is not applied, nor are the attributes a server
+ * reply carries (fsops grant): its volume is disconnected, or the CML
+ * still names it (the servers do not have the logged updates yet, so the
+ * cached attributes and listing are newer). Caller holds no inode lock. */
 bool emul_keep_on_break(struct client *cl, struct inode *in);
 /* conn gate: -ETIMEDOUT for any call to a disconnected volume. */
 int emul_gate(void *arg, uint32_t vol, uint16_t type);

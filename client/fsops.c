@@ -514,10 +514,19 @@ static bool cb_ok(struct client *cl, struct inode *in)
 }
 
 /* Records attrs from a reply; the reply grants a callback unless a break or
- * loss happened since gen was sampled (before the call). */
+ * loss happened since gen was sampled (before the call). An object the CML
+ * still names keeps its emulated attributes and listing: the servers do not
+ * have the logged updates yet (a LOOKUP of a directory the log created
+ * entries in must not make the client forget them, docs/disconnected.md). */
 static void grant(struct client *cl, struct inode *in, const struct attr *a, uint64_t gen)
 {
+	bool local = emul_keep_on_break(cl, in);
+
 	pthread_mutex_lock(&in->lock);
+	if (local && in->have_attr) {
+		pthread_mutex_unlock(&in->lock);
+		return;
+	}
 	if (in->stale) {
 		/* A listing or target kept across a connection loss (for
 		 * disconnected operation) is not current: reload it. */

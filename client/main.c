@@ -91,26 +91,46 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+/* True if a volume has CML records left by an earlier run. */
+static bool cml_pending(struct cml *m)
+{
+	uint32_t vols[64]; /* as many as the CML keeps */
+	size_t nv = cml_volumes(m, vols, 64);
+	uint64_t n, bytes;
+
+	for (size_t i = 0; i < nv; i++) {
+		cml_count(m, vols[i], &n, &bytes);
+		if (n > 0)
+			return true;
+	}
+	return false;
+}
+
 /* No server answers at start, or the user forced a volume disconnected
- * (n_forced states restored, cstate_restore_forced) before a restart: the
- * state cstate.c saved lets the client mount anyway and serve its cache
- * to the volumes that are disconnected. *restored gets the inodes it made
- * (references for hoard_adopt). */
+ * (n_forced states restored, cstate_restore_forced) before a restart, or
+ * the CML is not empty: the state cstate.c saved lets the client mount
+ * anyway and serve its cache to the volumes that are disconnected, and
+ * shows what the log changed (listings of the directories it names) until
+ * the log is reintegrated: the servers do not have it yet. *restored gets
+ * the inodes it made (references for hoard_adopt). */
 static void start_offline(struct client *cl, int n_forced, struct inode ***restored, size_t *n)
 {
 	struct conn_server_info si[64];
 	size_t ns = conn_check_servers(cl->conn, si, 64, true);
+	bool pending = cml_pending(cl->cml);
 	int ret;
 
 	*restored = NULL;
 	*n = 0;
-	for (size_t i = 0; i < ns && n_forced <= 0; i++) {
+	for (size_t i = 0; i < ns && n_forced <= 0 && !pending; i++) {
 		if (si[i].up)
 			return;
 	}
 	ret = cstate_restore(cl, restored, n);
 	if (ret >= 0 && n_forced > 0)
 		log_notice("client", "forced states restored: %d object(s) cached", ret);
+	else if (ret >= 0 && pending)
+		log_notice("client", "CML not empty: %d object(s) cached", ret);
 	else if (ret >= 0)
 		log_notice("client",
 			   "no server answers: starting disconnected, %d object(s) cached", ret);

@@ -328,6 +328,8 @@ static int connect_locked(struct conn_server *srv, int connect_ms, int hello_ms,
 	return 0;
 }
 
+static void rejoin_start(struct conn_server *srv);
+
 int sconn_get(struct conn_server *srv, bool force, struct sconn **out)
 {
 	struct conn *c = srv->c;
@@ -367,6 +369,7 @@ int sconn_get(struct conn_server *srv, bool force, struct sconn **out)
 		atomic_fetch_add(&c->cb_gen, 1);
 		if (c->lost != NULL)
 			c->lost(c->arg, srv->idx);
+		rejoin_start(srv); /* as when a probe finds it back */
 	}
 	return 0;
 }
@@ -382,6 +385,80 @@ struct sconn *sconn_cur(struct conn_server *srv)
 	}
 	pthread_mutex_unlock(&srv->lock);
 	return sc;
+}
+
+bool conn_stopping(struct conn *c)
+{
+	bool stop;
+
+	pthread_mutex_lock(&c->probe_lock);
+	stop = c->probe_stop;
+	pthread_mutex_unlock(&c->probe_lock);
+	return stop;
+}
+
+static void *rejoin_main(void *arg)
+{
+	struct conn_server *srv = arg;
+	struct conn *c = srv->c;
+
+	for (;;) {
+		repl_rejoined(c, srv);
+		pthread_mutex_lock(&c->probe_lock);
+		if (!srv->rejoin_again || c->probe_stop) {
+			srv->rejoin_running = false;
+			srv->rejoin_again = false;
+			c->n_rejoins--;
+			pthread_cond_broadcast(&c->probe_cond);
+			pthread_mutex_unlock(&c->probe_lock);
+			return NULL;
+		}
+		srv->rejoin_again = false;
+		pthread_mutex_unlock(&c->probe_lock);
+	}
+}
+
+/* srv came back after a loss: its rejoin (stamps compared, the volume pass
+ * that brings it level waited for, up to 20 s) runs on a thread of its own.
+ * Run inline it held up the prober: another server back meanwhile stayed
+ * out of every call for the whole wait, and if the one member then up
+ * failed, the client had none with its latest versions. */
+static void rejoin_start(struct conn_server *srv)
+{
+	struct conn *c = srv->c;
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	int ret;
+
+	pthread_mutex_lock(&c->probe_lock);
+	if (c->probe_stop) {
+		pthread_mutex_unlock(&c->probe_lock);
+		return;
+	}
+	if (srv->rejoin_running) {
+		srv->rejoin_again = true;
+		pthread_mutex_unlock(&c->probe_lock);
+		return;
+	}
+	srv->rejoin_running = true;
+	c->n_rejoins++;
+	pthread_mutex_unlock(&c->probe_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&t, &attr, rejoin_main, srv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (ret != 0) {
+		log_warn("conn", "no thread for the rejoin of '%s': %s", srv->addr, strerror(ret));
+		pthread_mutex_lock(&c->probe_lock);
+		srv->rejoin_running = false;
+		c->n_rejoins--;
+		pthread_mutex_unlock(&c->probe_lock);
+		repl_rejoined(c, srv);
+	}
 }
 
 /* One probe of a down server: connect, HELLO, PING, each with a short
@@ -431,7 +508,7 @@ static void probe_one(struct conn_server *srv)
 		atomic_fetch_add(&c->cb_gen, 1);
 		if (c->lost != NULL)
 			c->lost(c->arg, srv->idx);
-		repl_rejoined(c, srv);
+		rejoin_start(srv);
 	}
 }
 
@@ -541,6 +618,12 @@ void conn_free(struct conn *c)
 		pthread_cond_broadcast(&c->probe_cond);
 		pthread_mutex_unlock(&c->probe_lock);
 		pthread_join(c->prober, NULL);
+		/* Rejoin threads use the servers: they see probe_stop within
+		 * a slice of their waits. */
+		pthread_mutex_lock(&c->probe_lock);
+		while (c->n_rejoins > 0)
+			pthread_cond_wait(&c->probe_cond, &c->probe_lock);
+		pthread_mutex_unlock(&c->probe_lock);
 	}
 	/* Before the servers go: its watcher thread uses them. */
 	repl_release(c);

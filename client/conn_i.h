@@ -63,6 +63,10 @@ struct conn_server {
 	/* Smoothed bandwidth of bulk transfers with it, KB/s; 0: not measured
 	 * (conn_bw_sample). */
 	atomic_uint_fast64_t bw_kbps;
+	/* Its rejoin (repl_rejoined) runs on a thread of its own, so that the
+	 * prober goes on probing the others meanwhile; again: it rejoined
+	 * once more while that ran. Both protected by c->probe_lock. */
+	bool rejoin_running, rejoin_again;
 };
 
 /* What the client knows of one volume. */
@@ -116,6 +120,7 @@ struct conn {
 	bool probe_first_done; /* protected by probe_lock: first round finished */
 	bool probe_started;
 	pthread_t prober;
+	unsigned n_rejoins; /* protected by probe_lock: rejoin threads running */
 };
 
 /* conn.c */
@@ -143,6 +148,8 @@ struct conn_server *conn_server_by_id(struct conn *c, uint32_t id);
 /* Called by the prober when srv answers again: compares volume stamps and
  * asks it to resolve the volumes it may have missed. */
 void repl_rejoined(struct conn *c, struct conn_server *srv);
+/* True once conn_free began: long waits (repl_rejoined) end early. */
+bool conn_stopping(struct conn *c);
 void repl_init(struct conn *c);
 /* Stops the watcher thread (conn_repl.c) and frees what repl_init made;
  * called before the servers are torn down. */

@@ -50,6 +50,8 @@
 #define REJOIN_RESOLVE_MS 20000
 /* Passes asked for within that bound while they leave objects different. */
 #define REJOIN_PASSES 4
+/* How often a rejoin's wait looks whether the client is stopping. */
+#define REJOIN_SLICE_MS 200
 /* Poll step while waiting for the first answer of a multicast past its
  * deadline (nobody answered yet: there is no one to move on to). */
 #define POLL_STEP_MS 20
@@ -1205,9 +1207,14 @@ static int wait_read(struct conn *c, struct conn_op *op, struct msg *rep)
 			m->answered = true;
 			m->ret = ret == 0 ? rep->status : ret;
 			if (ret == 0 && rep->status == -ERR_VERSION && op->kind == OP_READ &&
-			    op->req != NULL && !storeid_is_zero(&op->req->xver[0].sid)) {
-				/* Behind the version the client saw (F_XVER): it
-				 * missed updates. Read elsewhere; have it resolved. */
+			    op->req != NULL &&
+			    (!storeid_is_zero(&op->req->xver[0].sid) ||
+			     (op->type == MSG_FETCH && op->req->expect != 0))) {
+				/* Behind the version the client saw (F_XVER), or
+				 * without the data version a FETCH expects: it
+				 * missed updates (or made one since: the others
+				 * then have what the client validated). Read
+				 * elsewhere; have it resolved. */
 				log_info("conn", "%s: server %u is behind: reading elsewhere",
 					 msg_name(op->type), atomic_load(&m->srv->server_id));
 				request_resolve(m->srv, m->sc, &op->fid, 0);
@@ -1659,8 +1666,16 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 				msg_init(&req, MSG_RESOLVE);
 				fid_make_root(&req.fid, v->id);
 				req.mflags = RESOLVE_VOLUME;
-				ret = rpc_call(sc->rpc, &req, &rep,
-					       (int)((until - now_ns()) / 1000000u) + 1, &call);
+				ret = rpc_start(sc->rpc, &req, &call);
+				/* In slices: an unmount does not wait the pass out. */
+				while (ret == 0) {
+					ret = rpc_wait(call, REJOIN_SLICE_MS, &rep);
+					if (ret != -ETIMEDOUT)
+						break;
+					if (conn_stopping(c) || now_ns() >= until)
+						break;
+					ret = 0;
+				}
 				if (ret == 0)
 					ret = rep.status;
 				rpc_call_free(call);

@@ -347,6 +347,23 @@ static bool xver_behind(const struct vnode *v, const struct xver *x)
 	return false;
 }
 
+/* A read of an object this replica does not have (err from looking it up)
+ * that the client has seen (F_XVER, or a FETCH's expected data version):
+ * the object was made while this replica was away and resolution has not
+ * brought it here yet. Refused like a replica behind (the client reads
+ * elsewhere and has it resolved), not ENOENT, which would tell the
+ * application that the file is gone. */
+static int missing_behind(struct ops *o, int err, const struct msg *req)
+{
+	bool seen =
+		!storeid_is_zero(&req->xver[0].sid) || (req->type == MSG_FETCH && req->expect != 0);
+
+	if (err != -ENOENT || !seen)
+		return err;
+	o->st.version_refused++;
+	return -ERR_VERSION;
+}
+
 static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
 {
 	struct vnode v;
@@ -355,7 +372,7 @@ static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	o->st.getattr_calls++;
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret < 0)
-		return ret;
+		return missing_behind(o, ret, req);
 	if (xver_behind(&v, &req->xver[0])) {
 		o->st.version_refused++;
 		return -ERR_VERSION; /* behind what the client saw: ask another */
@@ -374,7 +391,7 @@ static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	o->st.lookup_calls++;
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
-		return ret;
+		return missing_behind(o, ret, req);
 	if (xver_behind(&d, &req->xver[0])) {
 		o->st.version_refused++;
 		return -ERR_VERSION; /* behind what the client saw: ask another */
@@ -453,7 +470,7 @@ static int op_readdir(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	o->st.readdir_calls++;
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
-		return ret;
+		return missing_behind(o, ret, req);
 	if (xver_behind(&d, &req->xver[0])) {
 		o->st.version_refused++;
 		return -ERR_VERSION; /* behind what the client saw: ask another */
@@ -511,7 +528,7 @@ static int op_fetch(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	o->st.fetch_calls++;
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret < 0)
-		return ret;
+		return missing_behind(o, ret, req);
 	if (S_ISDIR(v.mode))
 		return -EISDIR;
 	if (!S_ISREG(v.mode))
@@ -662,10 +679,12 @@ static int op_create(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	v.nlink = type == S_IFDIR ? 2 : 1;
 	if (type == S_IFCHR || type == S_IFBLK)
 		v.rdev = req->rdev;
-	if (type == S_IFDIR) {
+	/* Every object names the directory that binds it (for a file with
+	 * hard links, the latest): resolution's prune tells by it that a file
+	 * was moved out of a directory removed elsewhere. */
+	memcpy(v.parent, req->fid.oid, OID_LEN);
+	if (type == S_IFDIR)
 		v.size = DIR_SIZE;
-		memcpy(v.parent, req->fid.oid, OID_LEN);
-	}
 	if (type == S_IFLNK) {
 		snprintf(v.target, sizeof(v.target), "%s", req->target);
 		v.size = strlen(v.target);
@@ -947,13 +966,13 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 		if (ret < 0)
 			return ret;
 		if (!same) {
+			memcpy(s.parent, dd->fid.oid, OID_LEN);
+			memcpy(dst.parent, sd->fid.oid, OID_LEN);
 			if (s_dir) {
-				memcpy(s.parent, dd->fid.oid, OID_LEN);
 				sd->nlink--;
 				dd->nlink++;
 			}
 			if (d_dir) {
-				memcpy(dst.parent, sd->fid.oid, OID_LEN);
 				dd->nlink--;
 				sd->nlink++;
 			}
@@ -980,8 +999,9 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 		ret = meta_dirent_put(t, &dd->fid, req->name2, &dde);
 		if (ret < 0)
 			return ret;
-		if (s_dir && !same) {
+		if (!same)
 			memcpy(s.parent, dd->fid.oid, OID_LEN);
+		if (s_dir && !same) {
 			if (sd->nlink > 2)
 				sd->nlink--;
 			dd->nlink++;
@@ -2340,7 +2360,14 @@ static int prune_subtree(struct ops *o, struct meta_txn *t, const struct vnode *
 		if (ret < 0)
 			break;
 		enum prune_fate fate = prune_fate(&v, &r->sid);
+		static const uint8_t no_parent[OID_LEN];
 
+		/* Bound elsewhere on this replica by now (a replay of its
+		 * move, whose RENAME_OUT from here has not come yet): only its
+		 * entry here goes, whoever updated it last. */
+		if (!S_ISDIR(v.mode) && v.nlink <= 1 && memcmp(v.parent, no_parent, OID_LEN) != 0 &&
+		    memcmp(v.parent, p.ents.v[i].dir.oid, OID_LEN) != 0)
+			fate = PRUNE_MOVED;
 		if (fate == PRUNE_MOVED) {
 			p.ents.v[i].moved = true;
 			continue;
@@ -2439,9 +2466,12 @@ static int apply_rec(struct ops *o, struct meta_txn *t, struct vnode *d, const s
 			o->fx.d_objects++;
 		} else if (ret < 0) {
 			return ret;
-		} else if (r->op == RLOG_LINK || !S_ISDIR(c.mode)) {
-			if (r->op == RLOG_LINK)
-				c.nlink++;
+		} else if (r->op == RLOG_LINK) {
+			c.nlink++;
+		} else {
+			/* Moved here (its RENAME_OUT elsewhere may come later):
+			 * a prune of its old directory must not take it. */
+			memcpy(c.parent, d->fid.oid, OID_LEN);
 		}
 		if (S_ISDIR(c.mode)) {
 			memcpy(c.parent, d->fid.oid, OID_LEN);

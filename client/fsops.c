@@ -821,9 +821,26 @@ static void reply_attr_in(struct client *cl, fuse_req_t req, struct inode *in)
 	fuse_reply_attr(req, &st, to);
 }
 
+/* Debug trace of a directory version a reply gave (-vv): which update
+ * (StoreId) and version vector, for following replicas in chaos runs. */
+static void log_dir_version(const char *what, const struct inode *dir, const struct attr *a,
+			    uint32_t from, size_t n_ents)
+{
+	char fs[FID_STR_LEN];
+
+	if (log_get_level() < LOG_DEBUG)
+		return;
+	fid_fmt(&dir->fid, fs);
+	log_debug("fsops",
+		  "%s %s (inode %llu): server %u, %zu entries, sid %llx:%llu vv [%u %u %u]", what,
+		  fs, (unsigned long long)dir->ino, from, n_ents, (unsigned long long)a->sid.client,
+		  (unsigned long long)a->sid.seq, a->vv.slot[0], a->vv.slot[1], a->vv.slot[2]);
+}
+
 /* A directory we changed: its listing must be reloaded. */
 static void dir_changed(struct client *cl, struct inode *dir, const struct attr *a, uint64_t gen)
 {
+	log_dir_version("changed", dir, a, 0, 0);
 	pthread_mutex_lock(&dir->lock);
 	inode_drop_listing_locked(dir);
 	pthread_mutex_unlock(&dir->lock);
@@ -838,6 +855,7 @@ static void dir_changed(struct client *cl, struct inode *dir, const struct attr 
 static void dir_added(struct client *cl, struct inode *dir, const struct attr *da, uint64_t gen,
 		      const char *name, const struct attr *a)
 {
+	log_dir_version("added to", dir, da, 0, 0);
 	pthread_mutex_lock(&dir->lock);
 	if (dir->list_valid && cb_ok_locked(cl, dir) && conn_cb_gen(cl->conn) == gen &&
 	    dir->attr.data_version + 1 == da->data_version &&
@@ -896,6 +914,7 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 			ents[n++] = d;
 		}
 		mflags = rep.mflags;
+		log_dir_version("listing", dir, &rep.attr, conn_call_answered_by(&cc), n);
 		grant(cl, dir, &rep.attr, gen);
 		conn_done(cl->conn, &cc);
 		if (ret < 0)
@@ -2079,8 +2098,13 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 
 	*keep = false;
 	pthread_mutex_lock(&in->lock);
-	if (in->fd >= 0 && (in->dirty || in->removed))
-		shared = true; /* local changes win until stored */
+	/* Local changes win until stored; and while any handle is open the
+	 * container stays: each handle writes and reads its own descriptor of
+	 * it, so a fetched replacement would split the file in two (writes
+	 * through the old handles lost at the last close). A new open then
+	 * sees the version the open handles have, as in a session of AFS. */
+	if (in->fd >= 0 && (in->dirty || in->removed || in->n_open > 0))
+		shared = true;
 	else if (in->have_attr && cb_ok_locked(cl, in) &&
 		 (!in->unverified || emul_trust_locked(cl, in)))
 		ret = 0;

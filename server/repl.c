@@ -415,6 +415,17 @@ int repl_log_append(struct meta_txn *t, const struct fid *dir, const struct rlog
 	rlog_encode(&w, r);
 	ret = meta_kv_put(t, META_KV_RESLOG, k, sizeof(k), w.buf, w.len);
 	wr_release(&w);
+	if (log_get_level() >= LOG_DEBUG) {
+		char ds[FID_STR_LEN], cs[FID_STR_LEN];
+		struct fid child = { .vol = dir->vol };
+
+		memcpy(child.oid, r->child, OID_LEN);
+		fid_fmt(dir, ds);
+		fid_fmt(&child, cs);
+		log_debug("rlog", "%s #%llu: op %u '%s' %s sid %llx:%llu (txn may abort)", ds,
+			  (unsigned long long)(c.seq + 1), r->op, r->name, cs,
+			  (unsigned long long)r->sid.client, (unsigned long long)r->sid.seq);
+	}
 	return ret;
 }
 

@@ -326,7 +326,8 @@ class ReplServer(harness.Server):
     def argv(self, wfd):
         return [harness.require_binary("encore-server"), "--dir", str(self.dir),
                 "--listen", "127.0.0.1:%d" % self.port, "--port-file", str(self.port_file),
-                "--ready-fd", str(wfd), "--peers", str(self.peers), "-v"]
+                "--ready-fd", str(wfd), "--peers", str(self.peers), "-v"] + \
+            os.environ.get("ENCORE_SERVER_ARGS", "").split()
 
     def start(self, port=None):
         assert self.proc is None or self.proc.poll() is not None

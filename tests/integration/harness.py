@@ -417,6 +417,26 @@ def replicated_servers(cluster, n=3, start=True):
     return out
 
 
+def wait_for(pred, timeout=20.0, step=0.1):
+    """Polls pred every step seconds until it returns something true (which
+    is returned) or timeout seconds pass (then its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def vol_status(client):
+    """The first volume of the client's `status` (control socket)."""
+    st = ctl(client, "status")
+    assert st["ok"], st
+    assert st["volumes"], st
+    return st["volumes"][0]
+
+
 def ctl(client, op, timeout=30.0, **kw):
     """One control-socket request (MSG_CTL, JSON) to a client; returns the
     reply as a dict ({"ok": true, ...} or {"ok": false, "error": ...})."""

@@ -12,24 +12,10 @@ import time
 
 import pytest
 
-from harness import ctl, read_bytes, replicated_servers, write_bytes
+from harness import ctl, read_bytes, replicated_servers, vol_status, wait_for, write_bytes
 
 
-def wait_for(pred, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
 
-
-def vol_status(client):
-    st = ctl(client, "status")
-    assert st["ok"], st
-    assert st["volumes"], st
-    return st["volumes"][0]
 
 
 def cml_records(client):

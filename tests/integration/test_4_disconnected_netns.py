@@ -10,19 +10,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from harness import ctl, read_bytes, write_bytes  # noqa: E402
 from netns import netns_topology  # noqa: E402,F401  (the fixture)
 from test_5_replication_netns import repl_topology  # noqa: E402
 
 
 def wait_for(pred, timeout=30.0, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    return harness.wait_for(pred, timeout, step)
 
 
 def vol(client):

@@ -7,26 +7,11 @@ cache. Once the log is empty, reads are validated with the servers again."""
 
 import os
 import stat
-import time
 
-from harness import ctl, read_bytes, write_bytes
-
-
-def wait_for(pred, timeout=20.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+from harness import ctl, read_bytes, vol_status, wait_for, write_bytes
 
 
-def vol_status(client):
-    st = ctl(client, "status")
-    assert st["ok"], st
-    assert st["volumes"], st
-    return st["volumes"][0]
+
 
 
 def force(client, op):

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import harness
 from harness import ctl, read_bytes, replicated_servers, write_bytes
 
 # Generous: the target is ~1 s; this only catches a stall of the old kind
@@ -23,13 +24,7 @@ STALL_BOUND = 5.0
 
 
 def wait_for(pred, timeout=10.0, step=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    return harness.wait_for(pred, timeout, step)
 
 
 def server_state(client):

@@ -285,13 +285,7 @@ def wait_converged(views_factory, want=None, timeout=CONVERGE, sub=None):
 
 
 def wait_for(pred, timeout=CONVERGE, step=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
+    return harness.wait_for(pred, timeout, step)
 
 
 # --- processes ---------------------------------------------------------------

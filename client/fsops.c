@@ -58,6 +58,13 @@
 /* Tries of a call refused because a replica is not at the version the
  * client saw (versioned_call); the last goes without expected versions. */
 #define VERSIONED_TRIES 4
+/* How long a validation that every reachable replica refuses as behind the
+ * version this client saw (the replicas that have it are away, or the one
+ * back has not been resolved yet) waits for one that has it, asking again
+ * every BEHIND_RETRY_MS, before it takes what they have: taking an older
+ * state would hand back, or build on, data the client saw replaced. */
+#define BEHIND_WAIT_MS	10000
+#define BEHIND_RETRY_MS 100
 
 #define CTR_ADD(cl, name, n) atomic_fetch_add_explicit(&(cl)->ctr.name, (n), memory_order_relaxed)
 
@@ -627,12 +634,15 @@ static void expect_of(struct inode *in, bool vv, struct xver *out)
 	pthread_mutex_unlock(&in->lock);
 }
 
-/* Fetches attrs from the server (GETATTR) and records them. */
-static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
+/* Fetches attrs from the server (GETATTR) and records them. If every
+ * reachable replica is behind the version this client saw, waits for one
+ * that has it until the monotonic time until_ns (now_ns clock). */
+static int getattr_until(struct client *cl, fuse_req_t req, struct inode *in, uint64_t until_ns)
 {
 	struct msg m, rep;
 	struct conn_call cc;
 	uint64_t gen = conn_cb_gen(cl->conn);
+	bool said = false;
 	int ret;
 
 	req_msg(req, &m, MSG_GETATTR);
@@ -641,20 +651,42 @@ static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
 	 * refuses instead of handing back an older state (with which this
 	 * client would refetch, or replace, its own newer copy); the
 	 * validation takes the others' answers and has it resolved. If every
-	 * replica is behind, the client takes what they have (a second call
-	 * without expectations). */
+	 * replica is behind, the client waits (bounded) for one that is not:
+	 * a server back from a crash comes up, or resolution brings the
+	 * others level; then it takes what they have (a call without
+	 * expectations). */
 	expect_of(in, true, &m.xver[0]);
 	ret = conn_call(cl->conn, &m, &rep, &cc);
+	while (ret == -ERR_VERSION && now_ns() < until_ns && !emul_logging(cl, in->fid.vol)) {
+		if (!said)
+			log_info("fsops",
+				 "getattr of inode %llu: every replica reachable is behind the "
+				 "version seen: waiting for one that has it",
+				 (unsigned long long)in->ino);
+		said = true;
+		usleep(BEHIND_RETRY_MS * 1000);
+		gen = conn_cb_gen(cl->conn);
+		ret = conn_call(cl->conn, &m, &rep, &cc);
+	}
 	if (ret == -ERR_VERSION) {
-		log_info("fsops", "getattr: every replica is behind the version seen");
+		log_info("fsops", "getattr of inode %llu: every replica is behind the version seen",
+			 (unsigned long long)in->ino);
 		memset(m.xver, 0, sizeof(m.xver));
 		ret = conn_call(cl->conn, &m, &rep, &cc);
+	} else if (said) {
+		log_info("fsops", "getattr of inode %llu: %s after waiting",
+			 (unsigned long long)in->ino, ret == 0 ? "a replica has it" : err_str(ret));
 	}
 	if (ret < 0)
 		return ret;
 	grant(cl, in, &rep.attr, gen);
 	conn_done(cl->conn, &cc);
 	return 0;
+}
+
+static int do_getattr(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	return getattr_until(cl, req, in, now_ns() + BEHIND_WAIT_MS * 1000000ull);
 }
 
 /* conn_call of a request that carries the versions the client last saw of
@@ -672,6 +704,7 @@ static int versioned_call(struct client *cl, fuse_req_t req, struct msg *m, stru
 			  struct conn_call *cc, struct inode *a, struct inode *b)
 {
 	bool read = m->type == MSG_LOOKUP || m->type == MSG_READDIR;
+	uint64_t until = 0;
 
 	for (int i = 1;; i++) {
 		int ret;
@@ -695,10 +728,14 @@ static int versioned_call(struct client *cl, fuse_req_t req, struct msg *m, stru
 			return ret;
 		log_info("fsops", "%s refused (a replica is not at the version seen): revalidating",
 			 msg_name(m->type));
+		/* One bound for the call's waits for a replica that has the
+		 * versions seen (getattr_until), however many tries. */
+		if (until == 0)
+			until = now_ns() + BEHIND_WAIT_MS * 1000000ull;
 		if (a != NULL)
-			(void)do_getattr(cl, req, a);
+			(void)getattr_until(cl, req, a, until);
 		if (b != NULL && b != a)
-			(void)do_getattr(cl, req, b);
+			(void)getattr_until(cl, req, b, until);
 		if (!read)
 			conn_next_storeid(cl->conn, &m->sid);
 	}
@@ -1976,8 +2013,16 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 		ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
 	}
 	if (ret == -ERR_VERSION) {
-		/* Every replica moved on since this client looked (another
-		 * client's update): the last close wins, as documented. */
+		/* No replica is at the version this client last saw: they are
+		 * behind it (the ones that have it are away: revalidation
+		 * waits, bounded, for one) or moved on (another client's
+		 * update: revalidation takes it). Then once more with the new
+		 * expectation; refused again, the last close wins, as
+		 * documented. */
+		(void)do_getattr(cl, NULL, in);
+		ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
+	}
+	if (ret == -ERR_VERSION) {
 		log_info("fsops", "store of inode %llu: every replica moved on, storing over it",
 			 (unsigned long long)in->ino);
 		ret = store_once(cl, in, &cr, fd, mtime, false, &a, &stored);

@@ -232,7 +232,9 @@ static int sticky_ok(const struct cred *c, const struct vnode *dir, const struct
 
 /* Records an update of v: this server's slot of its version vector (sized
  * to the volume's VSG), the StoreId, and v in the update's COP2 set. */
-static void bump(struct ops *o, struct vnode *v, const struct msg *req)
+/* The version step of an update of v: its vector counts the update, and
+ * its StoreId becomes the update's (sid; NULL keeps it, see bump_link). */
+static void bump_sid(struct ops *o, struct vnode *v, const struct storeid *sid)
 {
 	uint32_t n = 1, slot = 0;
 
@@ -243,13 +245,32 @@ static void bump(struct ops *o, struct vnode *v, const struct msg *req)
 	while (v->vv.n < n)
 		v->vv.slot[v->vv.n++] = 0;
 	v->vv.slot[slot]++;
-	if (req->sid.client != 0 || req->sid.seq != 0)
-		v->sid = req->sid;
+	if (sid != NULL && (sid->client != 0 || sid->seq != 0))
+		v->sid = *sid;
 	for (size_t i = 0; i < o->fx.n_upd; i++)
 		if (fid_eq(&o->fx.upd[i], &v->fid))
 			return;
 	if (o->fx.n_upd < REPL_COP2_MAX)
 		o->fx.upd[o->fx.n_upd++] = v->fid;
+}
+
+static void bump(struct ops *o, struct vnode *v, const struct msg *req)
+{
+	bump_sid(o, v, &req->sid);
+}
+
+/* The step of a file or other non-directory whose links a name update
+ * changed (renamed, its other name removed) without the client naming the
+ * version it saw of it (F_XVER names the directories only): the vector
+ * counts it, the StoreId stays. A replica behind on the file (it missed a
+ * store) performs the rename too; had the rename's StoreId replaced the
+ * file's, the replicas would carry one StoreId over different contents,
+ * which resolution takes for equal (a chaos run ended with equal vectors
+ * and 0 vs 63243 bytes). Directories take the StoreId: their contents are
+ * resolved from logs, not by StoreId. */
+static void bump_link(struct ops *o, struct vnode *v, const struct msg *req)
+{
+	bump_sid(o, v, S_ISDIR(v->mode) ? &req->sid : NULL);
 }
 
 /* A directory's entries changed. */
@@ -297,7 +318,7 @@ static int drop_link(struct ops *o, struct meta_txn *t, struct vnode *v, const s
 	else if (v->nlink > 0)
 		v->nlink--;
 	v->ctime = *now;
-	bump(o, v, req);
+	bump_link(o, v, req);
 	fx_changed(&o->fx, &v->fid);
 	if (v->nlink > 0)
 		return meta_vnode_put(t, v);
@@ -978,7 +999,7 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 			}
 		}
 		dst.ctime = now;
-		bump(o, &dst, req);
+		bump_link(o, &dst, req);
 		ret = meta_vnode_put(t, &dst);
 		if (ret < 0)
 			return ret;
@@ -1008,7 +1029,7 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
 		}
 	}
 	s.ctime = now;
-	bump(o, &s, req);
+	bump_link(o, &s, req);
 	ret = meta_vnode_put(t, &s);
 	if (ret < 0)
 		return ret;

@@ -248,6 +248,34 @@ def test_dominated_replica_resolves(realm):
     assert fetch_all(cs[1], f) == data
 
 
+def test_rename_of_a_file_a_replica_lags_on(realm):
+    """A file stored through two replicas, then renamed through all three
+    (a rename names only the directories' versions, so the replica that
+    missed the store performs it too). The rename must not give the lagging
+    copy the StoreId the others' contents have: resolution then takes the
+    two copies for equal (it did: equal vectors, 0 vs 63243 bytes in a
+    chaos run) instead of copying the stored contents over."""
+    cs = [realm.conn(i) for i in range(3)]
+    sid = realm.sid()
+    f, _ = create(cs, RF, "lag", sid=sid)
+    cop2(cs, sid, 0b111)
+    data = os.urandom(63243)
+    update(realm, [1, 2], f, data)
+    assert fetch_all(cs[0], f) == b""
+    sid = realm.sid()
+    for c in cs:
+        assert c.call(wire.MSG_RENAME, fid=RF, fid2=RF, name="lag", name2="moved", sid=sid)["status"] == 0
+    cop2(cs, sid, 0b111)
+    a = [attr(c, f) for c in cs]
+    assert a[0]["sid"] != a[1]["sid"] and a[1]["sid"] == a[2]["sid"], a
+    assert cs[0].call(RESOLVE, fid=f, mflags=0)["status"] == 0
+    a = [attr(c, f) for c in cs]
+    assert all(x["flags"] & ATTR_F_CONFLICT == 0 for x in a), a
+    assert len({(tuple(x["vv"]), x["sid"], x["size"]) for x in a}) == 1, a
+    assert all(fetch_all(c, f) == data for c in cs)
+    assert all(names(c)["moved"] == f for c in cs)
+
+
 def test_conflict_and_repair(realm):
     cs = [realm.conn(i) for i in range(3)]
     files = {}

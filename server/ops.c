@@ -368,7 +368,8 @@ static bool xver_behind(const struct vnode *v, const struct xver *x)
 	return false;
 }
 
-/* A read of an object this replica does not have (err from looking it up)
+/* A read by one member (LOOKUP, READDIR, FETCH) of an object this replica
+ * does not have (err from looking it up)
  * that the client has seen (F_XVER, or a FETCH's expected data version):
  * the object was made while this replica was away and resolution has not
  * brought it here yet. Refused like a replica behind (the client reads
@@ -391,9 +392,14 @@ static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	int ret;
 
 	o->st.getattr_calls++;
+	/* A missing object stays ENOENT here (not missing_behind): a
+	 * validation asks every member and takes the others' answer if they
+	 * have it, and when none has it the object is gone (removed by
+	 * another client), which a wait for a replica that has it would only
+	 * delay. */
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret < 0)
-		return missing_behind(o, ret, req);
+		return ret;
 	if (xver_behind(&v, &req->xver[0])) {
 		o->st.version_refused++;
 		return -ERR_VERSION; /* behind what the client saw: ask another */

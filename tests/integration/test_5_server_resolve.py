@@ -276,6 +276,35 @@ def test_rename_of_a_file_a_replica_lags_on(realm):
     assert all(names(c)["moved"] == f for c in cs)
 
 
+def test_reads_of_an_object_a_replica_lacks(realm):
+    """A file made while server 1 was away: a LOOKUP, READDIR or FETCH there
+    that names a version the client has seen is refused as behind
+    (ST_VERSION: the client reads elsewhere) rather than ENOENT, which
+    would tell the application the file is gone; without expectations, and
+    for GETATTR (a validation asks every member), it stays ENOENT."""
+    cs = [realm.conn(i) for i in range(3)]
+    sid = realm.sid()
+    d, _ = create(cs[1:], RF, "newdir", mode=S_IFDIR | 0o755, sid=sid)
+    cop2(cs[1:], sid, 0b110)
+    sid = realm.sid()
+    f, _ = create(cs[1:], d, "newfile", sid=sid)
+    cop2(cs[1:], sid, 0b110)
+    update(realm, [1, 2], f, b"made while server 1 was away")
+    seen_f, seen_d = attr(cs[1], f), attr(cs[1], d)
+    xf = ((seen_f["sid"], seen_f["vv"]), ((0, 0), []))
+    xd = ((seen_d["sid"], seen_d["vv"]), ((0, 0), []))
+    assert cs[0].call(FETCH, fid=f, offset=0, length=100, expect=seen_f["dv"])["status"] == wire.ST_VERSION
+    assert cs[0].call(FETCH, fid=f, offset=0, length=100)["status"] == ST_NOENT
+    assert cs[0].call(LOOKUP, fid=d, name="newfile", xver=xd)["status"] == wire.ST_VERSION
+    assert cs[0].call(READDIR, fid=d, name="", length=0, xver=xd)["status"] == wire.ST_VERSION
+    assert cs[0].call(READDIR, fid=d, name="", length=0)["status"] == ST_NOENT
+    assert cs[0].call(GETATTR, fid=f, xver=xf)["status"] == ST_NOENT
+    # Where the object is, the same reads are answered.
+    r = cs[2].call(FETCH, fid=f, offset=0, length=100, expect=seen_f["dv"])
+    assert r["status"] == 0 and r["data"] == b"made while server 1 was away"
+    assert cs[2].call(LOOKUP, fid=d, name="newfile", xver=xd)["status"] == 0
+
+
 def test_conflict_and_repair(realm):
     cs = [realm.conn(i) for i in range(3)]
     files = {}

@@ -699,7 +699,7 @@ int cml_cancel_object(struct cml_tx *tx, const struct fid *fid)
 	return 1;
 }
 
-bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid)
+bool cml_last_sid(struct cml *m, const struct fid *fid, bool dir, struct storeid *sid)
 {
 	struct mvol *v = vol_get(m, fid->vol);
 	bool found = false;
@@ -708,7 +708,11 @@ bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid)
 		return false;
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = v->n; i > 0 && !found; i--) {
-		if (rec_names(v->recs[i - 1].r, fid)) {
+		const struct cml_rec *r = v->recs[i - 1].r;
+
+		if (!dir && (r->op == CML_RENAME || r->op == CML_REMOVE))
+			continue;
+		if (rec_names(r, fid)) {
 			*sid = v->recs[i - 1].r->sid;
 			found = true;
 		}

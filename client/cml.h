@@ -106,8 +106,10 @@ int cml_add(struct cml_tx *tx, struct cml_rec *r, struct storeid *obj_sid);
 int cml_cancel_object(struct cml_tx *tx, const struct fid *fid);
 /* The StoreId of the last record still in the log that changes fid (as
  * object, or as a directory whose entries it changes): what the servers
- * will hold once it is in. false if none. */
-bool cml_last_sid(struct cml *m, const struct fid *fid, struct storeid *sid);
+ * will hold once it is in. A non-directory (dir false) keeps its StoreId
+ * when renamed or when one of its names is removed (server/ops.c
+ * bump_link): those records do not count. false if none. */
+bool cml_last_sid(struct cml *m, const struct fid *fid, bool dir, struct storeid *sid);
 /* As cml_names, inside a transaction. */
 bool cml_tx_names(struct cml_tx *tx, const struct fid *fid);
 /* True if a record not yet reintegrated names fid (as object or dir). */

@@ -199,7 +199,8 @@ void emul_renamed(struct client *cl, struct inode *src, const char *name, struct
 	if (f.found == NULL)
 		return;
 	pthread_mutex_lock(&f.found->lock);
-	f.found->attr.sid = *sid;
+	if (S_ISDIR(f.found->attr.mode))
+		f.found->attr.sid = *sid; /* a file keeps its own (bump_link) */
 	inode_set_name_locked(f.found, dst->ino, newname);
 	pthread_mutex_unlock(&f.found->lock);
 	inode_put(cl->itab, f.found);
@@ -213,7 +214,7 @@ static void ver_of_locked(struct client *cl, const struct inode *in, struct cml_
 	v->dv = in->attr.data_version;
 	v->sid = in->attr.sid;
 	v->vv = in->attr.vv;
-	cml_last_sid(cl->cml, &in->fid, &v->sid);
+	cml_last_sid(cl->cml, &in->fid, S_ISDIR(in->attr.mode), &v->sid);
 }
 
 static void ver_of(struct client *cl, struct inode *in, struct cml_ver *v)
@@ -604,7 +605,10 @@ int emul_rename(struct client *cl, struct inode *src, const char *name, struct i
 	}
 	if (obj != NULL) {
 		pthread_mutex_lock(&obj->lock);
-		obj->attr.sid = sid;
+		/* The servers give a renamed directory the rename's StoreId, a
+		 * file keeps its own (server/ops.c bump_link). */
+		if (S_ISDIR(obj->attr.mode))
+			obj->attr.sid = sid;
 		now_wtime(&obj->attr.ctime);
 		inode_set_name_locked(obj, dst->ino, newname);
 		pthread_mutex_unlock(&obj->lock);

@@ -232,9 +232,7 @@ static int sticky_ok(const struct cred *c, const struct vnode *dir, const struct
 
 /* Records an update of v: this server's slot of its version vector (sized
  * to the volume's VSG), the StoreId, and v in the update's COP2 set. */
-/* The version step of an update of v: its vector counts the update, and
- * its StoreId becomes the update's (sid; NULL keeps it, see bump_link). */
-static void bump_sid(struct ops *o, struct vnode *v, const struct storeid *sid)
+static void bump(struct ops *o, struct vnode *v, const struct msg *req)
 {
 	uint32_t n = 1, slot = 0;
 
@@ -245,8 +243,8 @@ static void bump_sid(struct ops *o, struct vnode *v, const struct storeid *sid)
 	while (v->vv.n < n)
 		v->vv.slot[v->vv.n++] = 0;
 	v->vv.slot[slot]++;
-	if (sid != NULL && (sid->client != 0 || sid->seq != 0))
-		v->sid = *sid;
+	if (req->sid.client != 0 || req->sid.seq != 0)
+		v->sid = req->sid;
 	for (size_t i = 0; i < o->fx.n_upd; i++)
 		if (fid_eq(&o->fx.upd[i], &v->fid))
 			return;
@@ -254,23 +252,23 @@ static void bump_sid(struct ops *o, struct vnode *v, const struct storeid *sid)
 		o->fx.upd[o->fx.n_upd++] = v->fid;
 }
 
-static void bump(struct ops *o, struct vnode *v, const struct msg *req)
-{
-	bump_sid(o, v, &req->sid);
-}
-
-/* The step of a file or other non-directory whose links a name update
- * changed (renamed, its other name removed) without the client naming the
- * version it saw of it (F_XVER names the directories only): the vector
- * counts it, the StoreId stays. A replica behind on the file (it missed a
- * store) performs the rename too; had the rename's StoreId replaced the
- * file's, the replicas would carry one StoreId over different contents,
- * which resolution takes for equal (a chaos run ended with equal vectors
- * and 0 vs 63243 bytes). Directories take the StoreId: their contents are
- * resolved from logs, not by StoreId. */
+/* The version step of an object whose links a name update changed
+ * (renamed, one of its names removed) without the client naming the version
+ * it saw of it (F_XVER names the directories only). A directory takes the
+ * update's step and StoreId (its contents resolve from logs). A file or
+ * other non-directory takes none: its contents and attributes other than
+ * ctime and nlink did not change (nlink follows the directories' replays),
+ * and a replica behind on it (it missed a store) performs the rename too.
+ * Had the rename's StoreId replaced the file's, the replicas would carry
+ * one StoreId over different contents, which resolution takes for equal (a
+ * chaos run ended with equal vectors and 0 vs 63243 bytes); had it stepped
+ * the vector alone, phase two (which steps only objects still at the
+ * update's StoreId) would leave each replica a step in its own slot, and
+ * the vectors incomparable: a false conflict. */
 static void bump_link(struct ops *o, struct vnode *v, const struct msg *req)
 {
-	bump_sid(o, v, S_ISDIR(v->mode) ? &req->sid : NULL);
+	if (S_ISDIR(v->mode))
+		bump(o, v, req);
 }
 
 /* A directory's entries changed. */

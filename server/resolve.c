@@ -388,8 +388,17 @@ static int resolve_file(struct resolver *r, const struct fid *fid, struct objsta
 	switch (act) {
 	case RES_SAME:
 		return 0;
-	case RES_CONFLICT:
+	case RES_CONFLICT: {
+		char fs[FID_STR_LEN];
+		fid_fmt(fid, fs);
+		for (size_t i = 0; i < n; i++)
+			log_info("resolve",
+				 "file conflict %s: server %u at vector [%u %u %u] by %016llx:%llu",
+				 fs, r->cfg.vsg.ids[slots[i]], vvs[i].slot[0], vvs[i].slot[1],
+				 vvs[i].slot[2], (unsigned long long)sids[i].client,
+				 (unsigned long long)sids[i].seq);
 		return mark_changed(r, fid, st);
+	}
 	case RES_MERGE:
 		for (size_t i = 0; i < n; i++) {
 			if (vv_compare(&vvs[i], &vv) == VV_EQUAL)

@@ -97,6 +97,34 @@ def test_disconnected_updates_reintegrate(pair):
     assert local_conflicts(a) == []
 
 
+def test_rename_then_update_reintegrates(pair):
+    """A file renamed, then rewritten and chmod-ed while disconnected: the
+    later records expect the file's own version, not the rename's (the
+    servers leave a renamed file's version as it was), so reintegration
+    applies them all without a conflict; the same connected."""
+    servers, a, b = pair
+    write_bytes(a.root / "f", b"before")
+    write_bytes(a.root / "g", b"connected before")
+    os.rename(a.root / "g", a.root / "g2")
+    write_bytes(a.root / "g2", b"connected after the rename")
+    os.chmod(a.root / "g2", 0o640)
+    assert read_bytes(b.root / "g2") == b"connected after the rename"
+    assert os.stat(b.root / "g2").st_mode & 0o777 == 0o640
+    os.listdir(a.root)  # the listing the disconnected rename needs
+    disconnect(a)
+    os.rename(a.root / "f", a.root / "f2")
+    write_bytes(a.root / "f2", b"after the rename")
+    os.chmod(a.root / "f2", 0o600)
+    os.rename(a.root / "f2", a.root / "f3")
+    write_bytes(a.root / "f3", b"after two renames", mode="ab")
+    reconnect(a)
+    assert wait_for(lambda: vol_status(a)["cml_records"] == 0), vol_status(a)
+    assert local_conflicts(a) == []
+    assert sorted(n for n in os.listdir(b.root) if n.startswith("f")) == ["f3"]
+    assert read_bytes(b.root / "f3") == b"after the renameafter two renames"
+    assert os.stat(b.root / "f3").st_mode & 0o777 == 0o600
+
+
 def test_uncached_fails_fast(pair):
     servers, a, b = pair
     write_bytes(b.root / "only-b", b"never read by a")

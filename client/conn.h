@@ -165,6 +165,8 @@ int conn_start_server(struct conn *c, uint32_t server_id, struct msg *req, struc
 void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg);
 /* Fills up to max volume infos; returns the count. */
 size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max);
+/* True unless volume vol is known and a member of its VSG is down. */
+bool conn_vol_complete(struct conn *c, uint32_t vol);
 /* Ids of the servers currently up (at most max); returns the count. */
 size_t conn_up_servers(struct conn *c, uint32_t *ids, size_t max);
 /* Disconnected operation: gate(arg, vol, type) is asked before every call

@@ -1395,7 +1395,14 @@ static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 		if (top_i >= 0)
 			op->chosen = top_i;
 		m = &op->m[op->chosen];
+		/* Its answer before the resolution: the newest state seen, the
+		 * answer if it cannot be asked again (it went away meanwhile).
+		 * Validations are GETATTRs: no data to keep. */
+		struct msg first_rep;
+		bool have_first = rpc_wait(m->call, 0, &first_rep) == 0 && first_rep.status == 0 &&
+				  first_rep.data_len == 0;
 
+		first_rep.data = NULL;
 		msg_init(&req, MSG_RESOLVE);
 		req.fid = op->req->fid;
 		char s[FID_STR_LEN];
@@ -1415,7 +1422,11 @@ static int wait_validate(struct conn *c, struct conn_op *op, struct msg *rep)
 			if (ret == 0)
 				return rep->status;
 		}
-		/* Fall back to what it said before. */
+		/* Fall back to what it said before, or another member's. */
+		if (have_first) {
+			*rep = first_rep;
+			return 0;
+		}
 		for (size_t i = 0; i < op->n; i++) {
 			if (i != (size_t)op->chosen && op->m[i].ret == 0 && op->m[i].call != NULL) {
 				op->chosen = (int)i;
@@ -1597,6 +1608,27 @@ size_t conn_volumes(struct conn *c, struct conn_vol_info *out, size_t max)
 		}
 	}
 	return n;
+}
+
+bool conn_vol_complete(struct conn *c, uint32_t vol)
+{
+	struct vsg vsg;
+	bool known = false;
+
+	pthread_mutex_lock(&c->vol_lock);
+	struct cvol *v = vol_find_locked(c, vol);
+	if (v != NULL) {
+		vsg = v->vsg;
+		known = true;
+	}
+	pthread_mutex_unlock(&c->vol_lock);
+	for (uint32_t j = 0; known && j < vsg.n; j++) {
+		struct conn_server *srv = conn_server_by_id(c, vsg.ids[j]);
+
+		if (srv == NULL || !atomic_load(&srv->up))
+			return false;
+	}
+	return true;
 }
 
 /* Stamp of vol at srv; 0 with *ok false if it cannot say. */

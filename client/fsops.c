@@ -657,7 +657,12 @@ static int getattr_until(struct client *cl, fuse_req_t req, struct inode *in, ui
 	 * expectations). */
 	expect_of(in, true, &m.xver[0]);
 	ret = conn_call(cl->conn, &m, &rep, &cc);
-	while (ret == -ERR_VERSION && now_ns() < until_ns && !emul_logging(cl, in->fid.vol)) {
+	/* No replica reachable has it while some are away: it may have been
+	 * made while the reachable ones were away (or removed by another
+	 * client): waited for alike. */
+	while ((ret == -ERR_VERSION || (ret == -ENOENT && !storeid_is_zero(&m.xver[0].sid) &&
+					!conn_vol_complete(cl->conn, in->fid.vol))) &&
+	       now_ns() < until_ns && !emul_logging(cl, in->fid.vol)) {
 		if (!said)
 			log_info("fsops",
 				 "getattr of inode %llu: every replica reachable is behind the "
@@ -1975,6 +1980,58 @@ static int store_once(struct client *cl, struct inode *in, const struct cred *cr
 	return ret;
 }
 
+/* One store of the container (store_file): with the version last seen
+ * expected, tried again while no member can take it, revalidated and tried
+ * again when refused, then stored over. *logged: the volume went
+ * disconnected meanwhile and the store became a CML record (the result is
+ * emul_store's). */
+static int store_tries(struct client *cl, struct inode *in, const struct cred *cr, int fd,
+		       struct wtime mtime, struct attr *a, uint64_t *stored, bool *logged)
+{
+	int ret;
+
+	*logged = false;
+	ret = store_once(cl, in, cr, fd, mtime, true, a, stored);
+	/* No member could take it (the last one reachable failed under it):
+	 * try again while servers come back, within the update stall bound;
+	 * if the volume is disconnected meanwhile, the store is logged (CML). */
+	for (int i = 0; i < STORE_RETRIES && store_transport_err(ret); i++) {
+		if (emul_logging(cl, in->fid.vol)) {
+			*logged = true;
+			return emul_store(cl, in);
+		}
+		usleep(STORE_RETRY_MS * 1000);
+		log_debug("fsops", "store of inode %llu: %s, trying again",
+			  (unsigned long long)in->ino, err_str(ret));
+		ret = store_once(cl, in, cr, fd, mtime, true, a, stored);
+	}
+	if (ret == -ERR_VERSION) {
+		/* No replica is at the version this client last saw: they are
+		 * behind it (the ones that have it are away: revalidation
+		 * waits, bounded, for one) or moved on (another client's
+		 * update: revalidation takes it). Then once more with the new
+		 * expectation; refused again, the last close wins, as
+		 * documented. */
+		(void)do_getattr(cl, NULL, in);
+		ret = store_once(cl, in, cr, fd, mtime, true, a, stored);
+	}
+	if (ret == -ERR_VERSION) {
+		log_info("fsops", "store of inode %llu: every replica moved on, storing over it",
+			 (unsigned long long)in->ino);
+		ret = store_once(cl, in, cr, fd, mtime, false, a, stored);
+	}
+	if (ret == -EACCES && cr->uid != 0 && cr->uid == in->attr.uid) {
+		/* The kernel allowed the open for writing (default_permissions);
+		 * the owner of a file created read-only (git objects, cp of a
+		 * 0444 file) still completes its store. TODO: server-side owner
+		 * rule for STORE; until then we vouch as root for the owner. */
+		struct cred root = { 0 };
+
+		ret = store_once(cl, in, &root, fd, mtime, false, a, stored);
+	}
+	return ret;
+}
+
 /* Stores the whole container to the server if dirty. Caller holds io_lock. */
 static int store_file(struct client *cl, struct inode *in, const struct cred *caller)
 {
@@ -1982,7 +2039,8 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 	struct attr a;
 	struct wtime mtime;
 	struct cred cr;
-	uint64_t wgen, stored = 0;
+	uint64_t wgen, stored = 0, until = 0;
+	bool logged;
 	int fd, ret;
 
 	pthread_mutex_lock(&in->lock);
@@ -2000,44 +2058,39 @@ static int store_file(struct client *cl, struct inode *in, const struct cred *ca
 	if (emul_logging(cl, in->fid.vol))
 		return emul_store(cl, in); /* a CML store record */
 	memset(&a, 0, sizeof(a));
-	ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
-	/* No member could take it (the last one reachable failed under it):
-	 * try again while servers come back, within the update stall bound;
-	 * if the volume is disconnected meanwhile, the store is logged (CML). */
-	for (int i = 0; i < STORE_RETRIES && store_transport_err(ret); i++) {
-		if (emul_logging(cl, in->fid.vol))
-			return emul_store(cl, in);
-		usleep(STORE_RETRY_MS * 1000);
-		log_debug("fsops", "store of inode %llu: %s, trying again",
-			  (unsigned long long)in->ino, err_str(ret));
-		ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
+	ret = store_tries(cl, in, &cr, fd, mtime, &a, &stored, &logged);
+	/* No replica reachable has the file: another client removed it (or
+	 * renamed over it) -- or it was made while the replicas that have it
+	 * were away, and they are still (not every VSG member is up). Then
+	 * wait for them, bounded, as for replicas behind (BEHIND_WAIT_MS);
+	 * after that the store fails with the data kept (dirty), never
+	 * dropped as if the file were gone. */
+	while (!logged && (ret == -ENOENT || ret == -ESTALE) &&
+	       !conn_vol_complete(cl->conn, in->fid.vol)) {
+		if (until == 0) {
+			until = now_ns() + BEHIND_WAIT_MS * 1000000ull;
+			log_info("fsops",
+				 "store of inode %llu: no replica reachable has it: waiting for "
+				 "the others",
+				 (unsigned long long)in->ino);
+		}
+		if (now_ns() >= until) {
+			log_warn("fsops",
+				 "store of inode %llu: the replicas that have it stay away: kept "
+				 "locally",
+				 (unsigned long long)in->ino);
+			ret = -EIO;
+			break;
+		}
+		usleep(BEHIND_RETRY_MS * 1000);
+		ret = store_tries(cl, in, &cr, fd, mtime, &a, &stored, &logged);
 	}
-	if (ret == -ERR_VERSION) {
-		/* No replica is at the version this client last saw: they are
-		 * behind it (the ones that have it are away: revalidation
-		 * waits, bounded, for one) or moved on (another client's
-		 * update: revalidation takes it). Then once more with the new
-		 * expectation; refused again, the last close wins, as
-		 * documented. */
-		(void)do_getattr(cl, NULL, in);
-		ret = store_once(cl, in, &cr, fd, mtime, true, &a, &stored);
-	}
-	if (ret == -ERR_VERSION) {
-		log_info("fsops", "store of inode %llu: every replica moved on, storing over it",
-			 (unsigned long long)in->ino);
-		ret = store_once(cl, in, &cr, fd, mtime, false, &a, &stored);
-	}
-	if (ret == -EACCES && cr.uid != 0 && cr.uid == in->attr.uid) {
-		/* The kernel allowed the open for writing (default_permissions);
-		 * the owner of a file created read-only (git objects, cp of a
-		 * 0444 file) still completes its store. TODO: server-side owner
-		 * rule for STORE; until then we vouch as root for the owner. */
-		struct cred root = { 0 };
-
-		ret = store_once(cl, in, &root, fd, mtime, false, &a, &stored);
-	}
+	if (logged)
+		return ret;
 	if (ret == -ENOENT || ret == -ESTALE) {
 		/* Removed on the server meanwhile (renamed over, unlinked). */
+		log_debug("fsops", "store of inode %llu: removed on the servers, dropped",
+			  (unsigned long long)in->ino);
 		pthread_mutex_lock(&in->lock);
 		in->removed = true;
 		in->dirty = false;

@@ -1824,6 +1824,12 @@ static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	if (!is_client_update(req->type))
 		return 0;
 	ret = meta_vnode_get(t, &req->fid, &v);
+	if (ret == -ENOENT && !sid_zero(&req->xver[0].sid)) {
+		/* The client has seen it: made while this replica was away
+		 * (missing_behind). */
+		o->st.version_refused++;
+		return -ERR_VERSION;
+	}
 	if (ret == 0 && (v.flags & ATTR_F_CONFLICT) && !oc->server)
 		return -ERR_CONFLICT;
 	/* Expected versions (F_XVER): this replica's object is not at the
@@ -1835,6 +1841,11 @@ static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	 * the client revalidates, and resolution brings a lagging replica
 	 * level (the client asks for it when replicas answered differently). */
 	if (ret == 0 && !xver_same(&v, &req->xver[0])) {
+		o->st.version_refused++;
+		return -ERR_VERSION;
+	}
+	if ((req->type == MSG_RENAME || req->type == MSG_LINK) && !sid_zero(&req->xver[1].sid) &&
+	    meta_vnode_get(t, &req->fid2, &v) == -ENOENT) {
 		o->st.version_refused++;
 		return -ERR_VERSION;
 	}

@@ -320,6 +320,12 @@ static int connect_locked(struct conn_server *srv, int connect_ms, int hello_ms,
 	srv->cur = sc;
 	atomic_store(&srv->last_fail_ns, 0);
 	atomic_store(&srv->slow_ns, 0);
+	/* Back after a loss: it may have missed updates. Out of our calls
+	 * from its first moment up until its rejoin (repl_rejoined, on its
+	 * own thread) has compared stamps and had it brought level: a read
+	 * answered by it meanwhile could hand back its old state. */
+	if (!atomic_load(&srv->up) && atomic_load(&srv->ever_up))
+		repl_rejoin_begin(srv);
 	if (!atomic_exchange(&srv->up, true)) {
 		log_notice("conn", "server '%s' up (id %u)", srv->addr,
 			   atomic_load(&srv->server_id));

@@ -148,6 +148,9 @@ struct conn_server *conn_server_by_id(struct conn *c, uint32_t id);
 /* Called by the prober when srv answers again: compares volume stamps and
  * asks it to resolve the volumes it may have missed. */
 void repl_rejoined(struct conn *c, struct conn_server *srv);
+/* srv is coming back after a loss: left out of calls (behind_until_ns)
+ * until repl_rejoined finds it level or has it resolved. */
+void repl_rejoin_begin(struct conn_server *srv);
 /* True once conn_free began: long waits (repl_rejoined) end early. */
 bool conn_stopping(struct conn *c);
 void repl_init(struct conn *c);

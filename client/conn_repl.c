@@ -1642,10 +1642,16 @@ static uint64_t stamp_of(struct conn_server *srv, uint32_t vol, bool *ok)
 	return *ok ? rep.stamp : 0;
 }
 
+void repl_rejoin_begin(struct conn_server *srv)
+{
+	atomic_store(&srv->behind_until_ns, now_ns() + (uint64_t)REJOIN_RESOLVE_MS * 1000000u);
+}
+
 void repl_rejoined(struct conn *c, struct conn_server *srv)
 {
 	struct cvol vols[CONN_VOLS_MAX];
 	uint32_t id = atomic_load(&srv->server_id);
+	bool any_need = false;
 	size_t n;
 
 	pthread_mutex_lock(&c->vol_lock);
@@ -1676,6 +1682,7 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 			 need ? ", resolving" : "");
 		if (!need)
 			continue;
+		any_need = true;
 		sc = sconn_cur(srv);
 		if (sc != NULL) {
 			/* It missed updates: until the volume pass that brings it
@@ -1727,6 +1734,10 @@ void repl_rejoined(struct conn *c, struct conn_server *srv)
 			cv->missed &= ~(1u << slot);
 		pthread_mutex_unlock(&c->vol_lock);
 	}
+	/* Level everywhere (stamps alike, nothing missed): it takes calls
+	 * again (repl_rejoin_begin left it out meanwhile). */
+	if (!any_need)
+		atomic_store(&srv->behind_until_ns, 0);
 }
 
 void conn_seed_volume(struct conn *c, uint32_t id, const char *name, const struct vsg *vsg)

@@ -564,6 +564,23 @@ static void grant(struct client *cl, struct inode *in, const struct attr *a, uin
 	pthread_mutex_unlock(&in->lock);
 }
 
+/* True if a (one replica's answer) lacks an update counted in the version
+ * of in that this client has seen: another StoreId and a vector lower in
+ * some slot. */
+static bool attr_behind(struct inode *in, const struct attr *a)
+{
+	bool behind = false;
+
+	pthread_mutex_lock(&in->lock);
+	if (in->have_attr && !storeid_eq(&in->attr.sid, &a->sid)) {
+		enum vv_order o = vv_compare(&a->vv, &in->attr.vv);
+
+		behind = o == VV_DOMINATED || o == VV_CONFLICT;
+	}
+	pthread_mutex_unlock(&in->lock);
+	return behind;
+}
+
 static void wtime_now(struct wtime *t)
 {
 	struct timespec ts;
@@ -744,6 +761,22 @@ static int versioned_call(struct client *cl, fuse_req_t req, struct msg *m, stru
 		if (!read)
 			conn_next_storeid(cl->conn, &m->sid);
 	}
+}
+
+/* Attributes from one replica's LOOKUP answer (unverified) are validated
+ * against every replica before they serve as the version a read of the
+ * object expects (F_XVER): the replica that answered may be behind on it,
+ * and a READDIR expecting its old version would take its old listing. */
+static int verify_attr(struct client *cl, fuse_req_t req, struct inode *in)
+{
+	bool check;
+
+	if (emul_logging(cl, in->fid.vol))
+		return 0; /* disconnected: the cache answers */
+	pthread_mutex_lock(&in->lock);
+	check = in->unverified && !emul_trust_locked(cl, in);
+	pthread_mutex_unlock(&in->lock);
+	return check ? do_getattr(cl, req, in) : 0;
 }
 
 static int ensure_attr(struct client *cl, fuse_req_t req, struct inode *in)
@@ -932,6 +965,9 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 	pthread_mutex_unlock(&dir->lock);
 	if (ok)
 		return 0;
+	ret = verify_attr(cl, req, dir);
+	if (ret < 0)
+		return ret;
 	gen = conn_cb_gen(cl->conn);
 	for (;;) {
 		struct msg m, rep;
@@ -1077,6 +1113,11 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			goto out;
 		}
 	}
+	ret = verify_attr(cl, req, dir);
+	if (ret < 0) {
+		reply_err(req, ret);
+		goto out;
+	}
 	gen = conn_cb_gen(cl->conn);
 	req_msg(req, &m, MSG_LOOKUP);
 	m.fid = dir->fid;
@@ -1092,10 +1133,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	grant(cl, dir, &rep.attr2, gen);
 	in = inode_get_or_create(cl->itab, &rep.attr.fid);
-	grant(cl, in, &rep.attr, gen);
 	/* The object's attributes come from the one replica that answered,
 	 * which may be behind on it (F_XVER checked the directory only): the
-	 * first open validates them against every replica (open_data). */
+	 * first open validates them against every replica (open_data). They
+	 * never replace a version this client has seen that they lack (a
+	 * later store would expect that older version: only the lagging
+	 * replica would take it, a conflict). */
+	if (!attr_behind(in, &rep.attr))
+		grant(cl, in, &rep.attr, gen);
 	pthread_mutex_lock(&in->lock);
 	in->unverified = true;
 	pthread_mutex_unlock(&in->lock);
@@ -2196,12 +2241,14 @@ static int open_data(struct client *cl, fuse_req_t req, struct inode *in, int fl
 
 	*keep = false;
 	pthread_mutex_lock(&in->lock);
-	/* Local changes win until stored; and while any handle is open the
-	 * container stays: each handle writes and reads its own descriptor of
-	 * it, so a fetched replacement would split the file in two (writes
-	 * through the old handles lost at the last close). A new open then
-	 * sees the version the open handles have, as in a session of AFS. */
-	if (in->fd >= 0 && (in->dirty || in->removed || in->n_open > 0))
+	/* Local changes win until stored; and while a handle open for
+	 * writing exists the container stays: each handle writes and reads
+	 * its own descriptor of it, so a fetched replacement would split the
+	 * file in two (writes through the old handle lost at the last close).
+	 * A new open then sees the version that writer has, as in a session
+	 * of AFS. Handles open only for reading keep the version they opened
+	 * and a new open sees the new one (close-to-open). */
+	if (in->fd >= 0 && (in->dirty || in->removed || in->n_writers > 0))
 		shared = true;
 	else if (in->have_attr && cb_ok_locked(cl, in) &&
 		 (!in->unverified || emul_trust_locked(cl, in)))

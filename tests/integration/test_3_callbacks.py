@@ -35,6 +35,24 @@ def test_write_seen_while_other_client_holds_file_open(client, client2):
     assert read_bytes(b / "f") == b"new"
 
 
+def test_second_open_shares_the_writers_container(client, client2):
+    """A holds f open for writing (nothing written yet) when B updates it;
+    a second open on A must not swap in B's version under the first
+    handle: each handle has its own descriptor of the container, and the
+    writes through the first would go to the old file and be lost at the
+    last close (a chaos run read 0 bytes through the second)."""
+    a, b = client.root, client2.root
+    write_bytes(a / "f", b"base")
+    fw = os.open(a / "f", os.O_RDWR)
+    write_bytes(b / "f", b"from b")
+    fr = os.open(a / "f", os.O_RDONLY)
+    os.pwrite(fw, b"written through the first handle", 0)
+    assert os.pread(fr, 100, 0) == b"written through the first handle"
+    os.close(fr)
+    os.close(fw)  # the last close stores A's file over B's (last close wins)
+    assert read_bytes(b / "f") == b"written through the first handle"
+
+
 def test_both_directions(client, client2):
     a, b = client.root, client2.root
     write_bytes(a / "f", b"from a")

@@ -685,12 +685,6 @@ def close_quietly(fds):
     fds.clear()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug (issue 4 note): with expected versions (F_XVER) and data versions named "
-    "after StoreIds, optimised builds pass almost every run (the last 23 seeds: 22); under the "
-    "sanitizers (as in CI) the slower servers leave more windows and runs still end in an EIO or "
-    "ESTALE (a store or listing while every replica that has the client's version is away)")
 def test_chaos_exerciser(realm3, cluster):
     """The exerciser runs CHAOS_OPS operations (fixed seed) on the mount while
     a chaos thread kills/restarts and freezes/thaws one server at a time.

@@ -2206,16 +2206,12 @@ static int op_res_install(struct ops *o, struct meta_txn *t, struct ops_conn *oc
 			ret = -EINVAL;
 			goto out_drop;
 		}
-		if (fl & STORE_FIRST) {
-			if (p != NULL)
-				store_set_drop(o->store, oc->stores, p);
-			ret = store_set_add(o->store, oc->stores, req->handle, &req->fid, &p);
-			if (ret < 0)
-				return ret;
-		} else if (p == NULL) {
-			return -EBADF;
-		}
-		ret = store_set_write(o->store, p, req->data, req->data_len, req->offset);
+		/* As a client's upload: a later chunk must name the fid its
+		 * first one did (upload_chunk). Errors before the write drop
+		 * nothing (no upload, or another fid's). */
+		ret = upload_chunk(o, oc, req, &p);
+		if (ret < 0 && p == NULL)
+			return ret;
 		if (ret < 0)
 			goto out_drop;
 		if (!(fl & STORE_LAST)) {

@@ -695,8 +695,33 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 	 * since (a client's, another coordinator's) refuses them, and the next
 	 * round merges again from fresh logs. */
 	size_t applied = 0;
+	/* This server's own replica first: the merge's vector counts a step
+	 * in this server's slot, and only taking it here reserves that value.
+	 * If this replica changed since it was read (a client's update here
+	 * stepped the same slot), the merge goes nowhere: a replica that took
+	 * it would carry the client's vector over the merge's older state
+	 * (chaos run: a listing that a rename had changed, answered with the
+	 * rename's own vector, the renamed name still in it). */
+	for (size_t i = 1; i < n; i++) {
+		if (slots[i] != r->self_slot)
+			continue;
+		uint32_t ts = slots[0];
+		slots[0] = slots[i];
+		slots[i] = ts;
+		struct rlog_rec *to = out[0];
+		out[0] = out[i];
+		out[i] = to;
+		size_t tn = n_out[0];
+		n_out[0] = n_out[i];
+		n_out[i] = tn;
+	}
 	for (size_t i = 0; i < n; i++) {
 		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, 0, &st->a[slots[i]]);
+		if (e < 0 && i == 0 && slots[0] == r->self_slot && e != -EEXIST &&
+		    e != -ENOTEMPTY) {
+			ret = e;
+			break;
+		}
 		if (e == -EEXIST || e == -ENOTEMPTY) {
 			/* Checked against a current view (RES_EXPECT): a real one. */
 			log_info("resolve", "directory conflict: a replay on server %u: %s",

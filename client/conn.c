@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +28,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/rpc.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 void sconn_put(struct sconn *sc)
@@ -432,9 +432,7 @@ static void *rejoin_main(void *arg)
 static void rejoin_start(struct conn_server *srv)
 {
 	struct conn *c = srv->c;
-	pthread_attr_t attr;
 	pthread_t t;
-	sigset_t all, old;
 	int ret;
 
 	pthread_mutex_lock(&c->probe_lock);
@@ -450,15 +448,9 @@ static void rejoin_start(struct conn_server *srv)
 	srv->rejoin_running = true;
 	c->n_rejoins++;
 	pthread_mutex_unlock(&c->probe_lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&t, &attr, rejoin_main, srv);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (ret != 0) {
-		log_warn("conn", "no thread for the rejoin of '%s': %s", srv->addr, strerror(ret));
+	ret = thread_start(&t, true, rejoin_main, srv);
+	if (ret < 0) {
+		log_warn("conn", "no thread for the rejoin of '%s': %s", srv->addr, err_str(ret));
 		pthread_mutex_lock(&c->probe_lock);
 		srv->rejoin_running = false;
 		c->n_rejoins--;
@@ -556,13 +548,8 @@ static void *prober_main(void *arg)
 
 int conn_start_probes(struct conn *c)
 {
-	sigset_t all, old;
-	int ret;
+	int ret = thread_start(&c->prober, false, prober_main, c);
 
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(&c->prober, NULL, prober_main, c);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (ret == 0)
 		c->probe_started = true;
 	return ret;

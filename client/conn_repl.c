@@ -29,7 +29,6 @@
 #include "client/conn_i.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +39,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/rpc.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 /* How long a volume resolution or an object resolution may take: the
@@ -1042,15 +1042,8 @@ static void watch_add(struct conn *c, struct conn_server *srv, struct sconn *sc,
 	bool kept = false;
 
 	pthread_mutex_lock(&w->lock);
-	if (!w->started && !w->stop) {
-		sigset_t all, old;
-
-		/* Its thread takes no signals: the daemon handles them in main. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		w->started = pthread_create(&w->thread, NULL, watch_main, c) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	if (!w->started && !w->stop)
+		w->started = thread_start(&w->thread, false, watch_main, c) == 0;
 	if (w->started && !w->stop && w->n < WATCH_MAX) {
 		w->ents[w->n++] = (struct watch_ent){
 			.srv = srv, .sc = sc, .call = call, .deadline_ns = deadline_ns

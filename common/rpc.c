@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,6 +27,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 /* One rpc_wait_any in progress: woken by whichever of its calls is done
@@ -502,7 +502,6 @@ int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dea
 	     struct rpc_conn **out)
 {
 	struct rpc_conn *c;
-	sigset_t all, old;
 	int fd, ret;
 
 	*out = NULL;
@@ -521,11 +520,7 @@ int rpc_open(const char *addr, int timeout_ms, rpc_push_fn push, rpc_dead_fn dea
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->slot_cond, NULL);
 
-	/* The reader thread takes no signals: the daemons handle them in main. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = -pthread_create(&c->reader, NULL, reader_main, c);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ret = thread_start(&c->reader, false, reader_main, c);
 	if (ret < 0)
 		goto err_free;
 	*out = c;

@@ -354,7 +354,7 @@ static int op_getroot(struct ops *o, struct meta_txn *t, const struct msg *req, 
  * without a vector compares by StoreId alone. */
 static bool xver_behind(const struct vnode *v, const struct xver *x)
 {
-	if (x->sid.client == 0 && x->sid.seq == 0)
+	if (storeid_is_zero(&x->sid))
 		return false;
 	if (storeid_eq(&v->sid, &x->sid))
 		return false;
@@ -366,22 +366,22 @@ static bool xver_behind(const struct vnode *v, const struct xver *x)
 	return false;
 }
 
-/* A read by one member (LOOKUP, READDIR, FETCH) of an object this replica
- * does not have (err from looking it up)
- * that the client has seen (F_XVER, or a FETCH's expected data version):
- * the object was made while this replica was away and resolution has not
- * brought it here yet. Refused like a replica behind (the client reads
- * elsewhere and has it resolved), not ENOENT, which would tell the
- * application that the file is gone. */
-static int missing_behind(struct ops *o, int err, const struct msg *req)
+/* A request refused as behind what the client saw (ST_VERSION): the client
+ * asks another replica and has this one resolved. */
+static int refuse_behind(struct ops *o)
 {
-	bool seen =
-		!storeid_is_zero(&req->xver[0].sid) || (req->type == MSG_FETCH && req->expect != 0);
-
-	if (err != -ENOENT || !seen)
-		return err;
 	o->st.version_refused++;
 	return -ERR_VERSION;
+}
+
+/* err from looking up an object of a request: a missing object that the
+ * client has seen (seen: F_XVER names a version of it, or a FETCH expects
+ * a data version) was made while this replica was away and resolution has
+ * not brought it here yet. Refused as behind (refuse_behind), not ENOENT,
+ * which would tell the application that the file is gone. */
+static int missing_behind(struct ops *o, int err, bool seen)
+{
+	return err == -ENOENT && seen ? refuse_behind(o) : err;
 }
 
 static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, struct msg *rep)
@@ -399,8 +399,7 @@ static int op_getattr(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	if (ret < 0)
 		return ret;
 	if (xver_behind(&v, &req->xver[0])) {
-		o->st.version_refused++;
-		return -ERR_VERSION; /* behind what the client saw: ask another */
+		return refuse_behind(o); /* behind what the client saw: ask another */
 	}
 	vnode_to_attr(&v, &rep->attr);
 	return 0;
@@ -416,10 +415,9 @@ static int op_lookup(struct ops *o, struct meta_txn *t, const struct msg *req, s
 	o->st.lookup_calls++;
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
-		return missing_behind(o, ret, req);
+		return missing_behind(o, ret, !storeid_is_zero(&req->xver[0].sid));
 	if (xver_behind(&d, &req->xver[0])) {
-		o->st.version_refused++;
-		return -ERR_VERSION; /* behind what the client saw: ask another */
+		return refuse_behind(o); /* behind what the client saw: ask another */
 	}
 	ret = perm(&req->cred, &d, PERM_X);
 	if (ret < 0)
@@ -495,10 +493,9 @@ static int op_readdir(struct ops *o, struct meta_txn *t, const struct msg *req, 
 	o->st.readdir_calls++;
 	ret = get_dir(t, &req->fid, &d);
 	if (ret < 0)
-		return missing_behind(o, ret, req);
+		return missing_behind(o, ret, !storeid_is_zero(&req->xver[0].sid));
 	if (xver_behind(&d, &req->xver[0])) {
-		o->st.version_refused++;
-		return -ERR_VERSION; /* behind what the client saw: ask another */
+		return refuse_behind(o); /* behind what the client saw: ask another */
 	}
 	ret = perm(&req->cred, &d, PERM_R);
 	if (ret < 0)
@@ -553,7 +550,7 @@ static int op_fetch(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	o->st.fetch_calls++;
 	ret = meta_vnode_get(t, &req->fid, &v);
 	if (ret < 0)
-		return missing_behind(o, ret, req);
+		return missing_behind(o, ret, req->expect != 0);
 	if (S_ISDIR(v.mode))
 		return -EISDIR;
 	if (!S_ISREG(v.mode))
@@ -1063,13 +1060,11 @@ static int op_rename(struct ops *o, struct meta_txn *t, const struct msg *req, s
  * equals a counter's value; a counter step only without a StoreId, or if
  * the name would not change (the same update again). Resolution installs
  * keep the source's version (op_res_install). */
-static bool sid_zero(const struct storeid *sid);
-
 static uint64_t file_dv(const struct vnode *v, const struct storeid *sid)
 {
 	uint64_t x;
 
-	if (sid_zero(sid))
+	if (storeid_is_zero(sid))
 		return v->data_version + 1;
 	x = sid->client * 0x9e3779b97f4a7c15ull ^ (sid->seq + 1) * 0xc2b2ae3d27d4eb4full;
 	x ^= x >> 31;
@@ -1785,11 +1780,6 @@ out:
 
 /* ---- replication (docs/replication.md) ------------------------------------ */
 
-static bool sid_zero(const struct storeid *sid)
-{
-	return sid->client == 0 && sid->seq == 0;
-}
-
 static bool is_client_update(uint16_t type)
 {
 	switch (type) {
@@ -1805,16 +1795,17 @@ static bool is_client_update(uint16_t type)
 	}
 }
 
-/* Before a client update: refuses changes to objects in conflict and
- * remembers what the directory log needs of the state before. */
 /* F_XVER of an update: false if the client saw v at another StoreId (a
  * zero StoreId: any). Exact, so that an update never lands on a replica
  * that lacks one the client saw (docs/replication.md "Expected versions"). */
 static bool xver_same(const struct vnode *v, const struct xver *x)
 {
-	return sid_zero(&x->sid) || storeid_eq(&v->sid, &x->sid);
+	return storeid_is_zero(&x->sid) || storeid_eq(&v->sid, &x->sid);
 }
 
+/* Before a client update: refuses changes to objects in conflict or at
+ * another version than the client saw (missing here included), and
+ * remembers what the directory log needs of the state before. */
 static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc,
 		    const struct msg *req)
 {
@@ -1824,12 +1815,8 @@ static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	if (!is_client_update(req->type))
 		return 0;
 	ret = meta_vnode_get(t, &req->fid, &v);
-	if (ret == -ENOENT && !sid_zero(&req->xver[0].sid)) {
-		/* The client has seen it: made while this replica was away
-		 * (missing_behind). */
-		o->st.version_refused++;
-		return -ERR_VERSION;
-	}
+	if (ret == -ENOENT && !storeid_is_zero(&req->xver[0].sid))
+		return refuse_behind(o); /* seen by the client: missing_behind */
 	if (ret == 0 && (v.flags & ATTR_F_CONFLICT) && !oc->server)
 		return -ERR_CONFLICT;
 	/* Expected versions (F_XVER): this replica's object is not at the
@@ -1840,23 +1827,16 @@ static int repl_pre(struct ops *o, struct meta_txn *t, const struct ops_conn *oc
 	 * update would then carry one StoreId over different states): refuse;
 	 * the client revalidates, and resolution brings a lagging replica
 	 * level (the client asks for it when replicas answered differently). */
-	if (ret == 0 && !xver_same(&v, &req->xver[0])) {
-		o->st.version_refused++;
-		return -ERR_VERSION;
-	}
-	if ((req->type == MSG_RENAME || req->type == MSG_LINK) && !sid_zero(&req->xver[1].sid) &&
-	    meta_vnode_get(t, &req->fid2, &v) == -ENOENT) {
-		o->st.version_refused++;
-		return -ERR_VERSION;
-	}
-	if ((req->type == MSG_RENAME || req->type == MSG_LINK) &&
-	    meta_vnode_get(t, &req->fid2, &v) == 0) {
-		if (v.flags & ATTR_F_CONFLICT)
+	if (ret == 0 && !xver_same(&v, &req->xver[0]))
+		return refuse_behind(o);
+	if (req->type == MSG_RENAME || req->type == MSG_LINK) {
+		ret = meta_vnode_get(t, &req->fid2, &v);
+		if (ret == -ENOENT && !storeid_is_zero(&req->xver[1].sid))
+			return refuse_behind(o);
+		if (ret == 0 && (v.flags & ATTR_F_CONFLICT))
 			return -ERR_CONFLICT;
-		if (!xver_same(&v, &req->xver[1])) {
-			o->st.version_refused++;
-			return -ERR_VERSION;
-		}
+		if (ret == 0 && !xver_same(&v, &req->xver[1]))
+			return refuse_behind(o);
 	}
 	if (req->type == MSG_RENAME && name_valid(req->name2) &&
 	    meta_dirent_get(t, &req->fid2, req->name2, &o->fx.victim) == 0) {
@@ -1962,7 +1942,7 @@ static int repl_post(struct ops *o, struct meta_txn *t, const struct msg *req,
 	}
 	if (ret < 0)
 		return ret;
-	if (sid_zero(&req->sid) || o->fx.n_upd == 0)
+	if (storeid_is_zero(&req->sid) || o->fx.n_upd == 0)
 		return 0;
 	return repl_cop2_add(t, req->fid.vol, &req->sid, o->fx.upd, o->fx.n_upd);
 }
@@ -2349,7 +2329,7 @@ static enum prune_fate prune_fate(const struct vnode *v, const struct storeid *r
 {
 	if (v->flags & ATTR_F_CONFLICT)
 		return PRUNE_KEEP;
-	if (sid_zero(&v->sid) || (v->sid.client & (1ull << 63)))
+	if (storeid_is_zero(&v->sid) || (v->sid.client & (1ull << 63)))
 		return PRUNE_DROP;
 	if (v->sid.client != rm->client)
 		return PRUNE_KEEP;

@@ -901,15 +901,15 @@ static void reply_attr_in(struct client *cl, fuse_req_t req, struct inode *in)
 static void log_dir_version(const char *what, const struct inode *dir, const struct attr *a,
 			    uint32_t from, size_t n_ents)
 {
-	char fs[FID_STR_LEN];
+	char fs[FID_STR_LEN], vs[VV_STR_LEN];
 
 	if (log_get_level() < LOG_DEBUG)
 		return;
 	fid_fmt(&dir->fid, fs);
-	log_debug("fsops",
-		  "%s %s (inode %llu): server %u, %zu entries, sid %llx:%llu vv [%u %u %u]", what,
+	vv_fmt(&a->vv, vs);
+	log_debug("fsops", "%s %s (inode %llu): server %u, %zu entries, sid %llx:%llu vv %s", what,
 		  fs, (unsigned long long)dir->ino, from, n_ents, (unsigned long long)a->sid.client,
-		  (unsigned long long)a->sid.seq, a->vv.slot[0], a->vv.slot[1], a->vv.slot[2]);
+		  (unsigned long long)a->sid.seq, vs);
 }
 
 /* A directory we changed: its listing must be reloaded. */

@@ -90,6 +90,17 @@ static uint32_t vv_slot(const struct vv *v, uint32_t i)
 	return i < v->n && i < VV_MAX ? v->slot[i] : 0;
 }
 
+void vv_fmt(const struct vv *v, char out[VV_STR_LEN])
+{
+	uint32_t n = v->n < VV_MAX ? v->n : VV_MAX;
+	size_t len = 0;
+
+	out[len++] = '[';
+	for (uint32_t i = 0; i < n; i++)
+		len += (size_t)snprintf(out + len, VV_STR_LEN - len, i ? " %u" : "%u", v->slot[i]);
+	snprintf(out + len, VV_STR_LEN - len, "]");
+}
+
 enum vv_order vv_compare(const struct vv *a, const struct vv *b)
 {
 	bool a_more = false, b_more = false;

@@ -37,6 +37,9 @@ enum vv_order {
 enum vv_order vv_compare(const struct vv *a, const struct vv *b);
 /* a[i] = max(a[i], b[i]) for every slot. */
 void vv_merge(struct vv *a, const struct vv *b);
+/* "[s0 s1 ...]": the vector's slots (at most VV_MAX), for logs. */
+#define VV_STR_LEN (2 + VV_MAX * 11)
+void vv_fmt(const struct vv *v, char out[VV_STR_LEN]);
 bool storeid_eq(const struct storeid *a, const struct storeid *b);
 /* True for the zero StoreId (no update known; "any" in F_XVER). */
 bool storeid_is_zero(const struct storeid *s);

@@ -389,14 +389,15 @@ static int resolve_file(struct resolver *r, const struct fid *fid, struct objsta
 	case RES_SAME:
 		return 0;
 	case RES_CONFLICT: {
-		char fs[FID_STR_LEN];
+		char fs[FID_STR_LEN], vs[VV_STR_LEN];
 		fid_fmt(fid, fs);
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
+			vv_fmt(&vvs[i], vs);
 			log_info("resolve",
-				 "file conflict %s: server %u at vector [%u %u %u] by %016llx:%llu",
-				 fs, r->cfg.vsg.ids[slots[i]], vvs[i].slot[0], vvs[i].slot[1],
-				 vvs[i].slot[2], (unsigned long long)sids[i].client,
+				 "file conflict %s: server %u at vector %s by %016llx:%llu", fs,
+				 r->cfg.vsg.ids[slots[i]], vs, (unsigned long long)sids[i].client,
 				 (unsigned long long)sids[i].seq);
+		}
 		return mark_changed(r, fid, st);
 	}
 	case RES_MERGE:
@@ -702,23 +703,18 @@ static int resolve_dir(struct resolver *r, const struct fid *fid, struct objstat
 	 * it would carry the client's vector over the merge's older state
 	 * (chaos run: a listing that a rename had changed, answered with the
 	 * rename's own vector, the renamed name still in it). */
-	for (size_t i = 1; i < n; i++) {
+	size_t order[VV_MAX], k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (slots[i] == r->self_slot)
+			order[k++] = i;
+	bool self_first = k > 0;
+	for (size_t i = 0; i < n; i++)
 		if (slots[i] != r->self_slot)
-			continue;
-		uint32_t ts = slots[0];
-		slots[0] = slots[i];
-		slots[i] = ts;
-		struct rlog_rec *to = out[0];
-		out[0] = out[i];
-		out[i] = to;
-		size_t tn = n_out[0];
-		n_out[0] = n_out[i];
-		n_out[i] = tn;
-	}
-	for (size_t i = 0; i < n; i++) {
+			order[k++] = i;
+	for (size_t pos = 0; pos < n; pos++) {
+		size_t i = order[pos];
 		int e = apply_recs(r, slots[i], fid, out[i], n_out[i], &fin, 0, &st->a[slots[i]]);
-		if (e < 0 && i == 0 && slots[0] == r->self_slot && e != -EEXIST &&
-		    e != -ENOTEMPTY) {
+		if (e < 0 && pos == 0 && self_first && e != -EEXIST && e != -ENOTEMPTY) {
 			ret = e;
 			break;
 		}

@@ -69,6 +69,29 @@ static void test_vv_merge(void **state)
 	assert_int_equal(vv_compare(&a, &c), VV_EQUAL);
 }
 
+static void test_vv_fmt(void **state)
+{
+	struct vv v = { .n = 0 };
+	char out[VV_STR_LEN];
+
+	(void)state;
+	vv_fmt(&v, out);
+	assert_string_equal(out, "[]");
+	v = (struct vv){ .n = 3, .slot = { 212, 0, 4294967295u } };
+	vv_fmt(&v, out);
+	assert_string_equal(out, "[212 0 4294967295]");
+	/* Every slot at its widest still fits. */
+	v.n = VV_MAX;
+	for (int i = 0; i < VV_MAX; i++)
+		v.slot[i] = 4294967295u;
+	vv_fmt(&v, out);
+	assert_int_equal(strlen(out), 2 + VV_MAX * 10 + (VV_MAX - 1));
+	/* A count beyond VV_MAX (bad input) prints VV_MAX slots. */
+	v.n = VV_MAX + 5;
+	vv_fmt(&v, out);
+	assert_int_equal(strlen(out), 2 + VV_MAX * 10 + (VV_MAX - 1));
+}
+
 static void test_fid_fmt_parse(void **state)
 {
 	(void)state;
@@ -121,9 +144,8 @@ static void test_root_and_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vv_compare),
-		cmocka_unit_test(test_vv_merge),
-		cmocka_unit_test(test_fid_fmt_parse),
+		cmocka_unit_test(test_vv_compare),	cmocka_unit_test(test_vv_merge),
+		cmocka_unit_test(test_vv_fmt),		cmocka_unit_test(test_fid_fmt_parse),
 		cmocka_unit_test(test_root_and_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -483,6 +483,90 @@ static struct inode *restore_obj(struct client *cl, const struct attr *a, struct
 	return in;
 }
 
+/* The saved record of fid (a copy; *val NULL if none). */
+static int saved_obj(struct client *cl, const struct fid *fid, uint8_t **val, size_t *len)
+{
+	uint8_t key[OBJ_KEY_LEN];
+	MDB_val k = { sizeof(key), key }, v;
+	struct cache_txn *t;
+	unsigned int dbi;
+	int ret, rc;
+
+	*val = NULL;
+	*len = 0;
+	ret = cache_txn_begin(cl->cache, &t);
+	if (ret < 0)
+		return ret;
+	ret = cache_txn_table(t, CSTATE_TABLE, &dbi);
+	if (ret == 0) {
+		obj_key(fid, key);
+		rc = mdb_get(cache_txn_mdb(t), dbi, &k, &v);
+		if (rc == 0) {
+			*val = xmalloc(v.mv_size ? v.mv_size : 1);
+			memcpy(*val, v.mv_data, v.mv_size);
+			*len = v.mv_size;
+		} else if (rc != MDB_NOTFOUND) {
+			ret = db_err(rc);
+		}
+	}
+	cache_txn_abort(t);
+	return ret;
+}
+
+struct inode *cstate_revive(struct client *cl, const struct fid *fid)
+{
+	struct cstate *cs = cl->cstate;
+	struct dirent_w *ents = NULL;
+	char *target = NULL;
+	struct attr a;
+	size_t n = 0;
+	bool found = false, removed = false, listing = false;
+
+	if (cs == NULL)
+		return NULL;
+	/* Freed since the last checkpoint: the newest snapshot is the last. */
+	pthread_mutex_lock(&cs->lock);
+	for (size_t i = cs->pend.n; i-- > 0;) {
+		const struct snap *sp = &cs->pend.snaps[i];
+
+		if (!fid_eq(&sp->attr.fid, fid))
+			continue;
+		found = true;
+		removed = sp->removed;
+		a = sp->attr;
+		listing = sp->listing;
+		if (listing) {
+			n = sp->n_ents;
+			ents = xcalloc(n ? n : 1, sizeof(*ents));
+			if (n > 0)
+				memcpy(ents, sp->ents, n * sizeof(*ents));
+		}
+		if (sp->target != NULL)
+			target = xstrdup(sp->target);
+		break;
+	}
+	pthread_mutex_unlock(&cs->lock);
+	if (!found) {
+		uint8_t *val;
+		size_t len;
+
+		if (saved_obj(cl, fid, &val, &len) < 0 || val == NULL)
+			return NULL;
+		if (cstate_obj_decode(val, len, &a, &ents, &n, &target) == 0 &&
+		    fid_eq(&a.fid, fid)) {
+			found = true;
+			listing = ents != NULL;
+		}
+		free(val);
+	}
+	if (!found || removed) {
+		free(ents);
+		free(target);
+		return NULL;
+	}
+	return restore_obj(cl, &a, ents, n, listing, target);
+}
+
 int cstate_restore(struct client *cl, struct inode ***out, size_t *n_out)
 {
 	struct restored res = { 0 };

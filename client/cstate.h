@@ -55,6 +55,11 @@ int cstate_checkpoint(struct cstate *cs);
  * each (an owned array; hand it to hoard_adopt or put them). Returns the
  * number of objects, -ENOENT if there is no saved root, or -errno. */
 int cstate_restore(struct client *cl, struct inode ***out, size_t *n_out);
+/* The state saved for fid when its inode was freed (a snapshot since the
+ * last checkpoint, else the checkpoint's record): an inode with it, as
+ * cstate_restore makes them (a new reference), or NULL if none is saved.
+ * For a volume that is not connected, whose cache is all there is. */
+struct inode *cstate_revive(struct client *cl, const struct fid *fid);
 
 /* Saves the states forced by `encore disconnect|write-disconnect|reconnect`
  * (cml_forced, cml_forced_all) so that they survive a restart: one "F"

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "client/cache.h"
+#include "client/cstate.h"
 #include "client/cml.h"
 #include "client/conn.h"
 #include "client/inode.h"
@@ -114,6 +115,11 @@ struct inode *emul_inode_cached(struct client *cl, struct inode *dir, const stru
 
 	if (!emul_logging(cl, dir->fid.vol))
 		return NULL;
+	/* Forgotten by the kernel: what was known of it then (a directory's
+	 * listing, a symlink's target). */
+	in = cstate_revive(cl, &d->fid);
+	if (in != NULL)
+		return in;
 	if (cache_get(cl->cache, &d->fid, &e) == 0) {
 		a = e.attr;
 	} else if (!S_ISREG(d->mode)) {
@@ -169,10 +175,24 @@ struct inode *emul_lookup_name(struct client *cl, struct inode *dir, const char 
 {
 	struct name_find f = { dir->ino, name, NULL, cl->itab };
 
+	const struct dirent_w *d;
+	struct dirent_w dent;
+	bool have = false;
+
 	if (!emul_logging(cl, dir->fid.vol))
 		return NULL;
 	itab_foreach(cl->itab, name_find_cb, &f);
-	return f.found;
+	if (f.found != NULL)
+		return f.found;
+	/* Forgotten by the kernel since: the name a LOOKUP taught dir. */
+	pthread_mutex_lock(&dir->lock);
+	d = inode_find_learned_locked(dir, name);
+	if (d != NULL) {
+		dent = *d;
+		have = true;
+	}
+	pthread_mutex_unlock(&dir->lock);
+	return have ? emul_inode_cached(cl, dir, &dent) : NULL;
 }
 
 /* The basis of a record on in: the version last seen from the servers,

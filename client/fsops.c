@@ -951,7 +951,21 @@ static void dir_added(struct client *cl, struct inode *dir, const struct attr *d
 }
 
 /* Loads the whole listing of dir (all READDIR pages) unless a valid one is cached. */
-static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
+static struct dirent_w *ents_dup(const struct dirent_w *ents, size_t n)
+{
+	struct dirent_w *c = xcalloc(n ? n : 1, sizeof(*c));
+
+	if (n > 0) /* ents may be NULL for an empty directory */
+		memcpy(c, ents, n * sizeof(*c));
+	return c;
+}
+
+/* Makes dir's listing current (cached while the callback holds, else
+ * fetched). With copy non-NULL, *copy and *n_copy get the listing it
+ * found or fetched (owned), even when a connection loss during the fetch
+ * keeps it from being cached: it was the server's at the time. */
+static int load_listing_copy(struct client *cl, fuse_req_t req, struct inode *dir,
+			     struct dirent_w **copy, size_t *n_copy)
 {
 	struct dirent_w *ents = NULL;
 	size_t n = 0, cap = 0;
@@ -962,6 +976,10 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 
 	pthread_mutex_lock(&dir->lock);
 	ok = dir->list_valid && cb_ok_locked(cl, dir);
+	if (ok && copy != NULL) {
+		*copy = ents_dup(dir->ents, dir->n_ents);
+		*n_copy = dir->n_ents;
+	}
 	pthread_mutex_unlock(&dir->lock);
 	if (ok)
 		return 0;
@@ -1005,6 +1023,10 @@ static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
 		}
 		snprintf(after, sizeof(after), "%s", ents[n - 1].name);
 	}
+	if (copy != NULL) {
+		*copy = ents_dup(ents, n);
+		*n_copy = n;
+	}
 	pthread_mutex_lock(&dir->lock);
 	if (conn_cb_gen(cl->conn) == gen) {
 		inode_set_listing_locked(dir, ents, n);
@@ -1022,6 +1044,11 @@ err:
 	return ret;
 }
 
+static int load_listing(struct client *cl, fuse_req_t req, struct inode *dir)
+{
+	return load_listing_copy(cl, req, dir, NULL, NULL);
+}
+
 /* ---------- lookup, attrs ---------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -1034,6 +1061,27 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_SPLICE_MOVE)
 		conn->want |= FUSE_CAP_SPLICE_MOVE;
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+}
+
+/* A name LOOKUP found in dir (attrs a; dir's attrs da) while no listing is
+ * cached: kept, so that a disconnection soon after can still find it
+ * (emul_lookup_name) even once the kernel has forgotten the object. Not
+ * if dir changed since (a break, or our own update: either drops the
+ * learned names with the listing). */
+static void learn_name(struct client *cl, struct inode *dir, const char *name, const struct attr *a,
+		       const struct attr *da, uint64_t gen)
+{
+	struct dirent_w d;
+
+	memset(&d, 0, sizeof(d));
+	snprintf(d.name, sizeof(d.name), "%s", name);
+	d.fid = a->fid;
+	d.mode = a->mode;
+	pthread_mutex_lock(&dir->lock);
+	if (!dir->list_valid && conn_cb_gen(cl->conn) == gen &&
+	    dir->attr.data_version == da->data_version)
+		inode_learn_locked(dir, &d);
+	pthread_mutex_unlock(&dir->lock);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -1132,6 +1180,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto out;
 	}
 	grant(cl, dir, &rep.attr2, gen);
+	learn_name(cl, dir, name, &rep.attr, &rep.attr2, gen);
 	in = inode_get_or_create(cl->itab, &rep.attr.fid);
 	/* The object's attributes come from the one replica that answered,
 	 * which may be behind on it (F_XVER checked the directory only): the
@@ -1678,20 +1727,7 @@ static int dirh_fill(struct client *cl, fuse_req_t req, fuse_ino_t ino, struct d
 	in = inode_get_ino(cl->itab, ino);
 	if (in == NULL)
 		return -ESTALE;
-	ret = load_listing(cl, req, in);
-	if (ret == 0) {
-		pthread_mutex_lock(&in->lock);
-		if (!in->list_valid) {
-			pthread_mutex_unlock(&in->lock);
-			ret = -EAGAIN; /* broken while loading; caller retries */
-		} else {
-			h->n = in->n_ents;
-			h->ents = xcalloc(h->n ? h->n : 1, sizeof(*h->ents));
-			if (h->n > 0) /* in->ents may be NULL for an empty directory */
-				memcpy(h->ents, in->ents, h->n * sizeof(*h->ents));
-			pthread_mutex_unlock(&in->lock);
-		}
-	}
+	ret = load_listing_copy(cl, req, in, &h->ents, &h->n);
 	inode_put(cl->itab, in);
 	return ret;
 }
@@ -1706,13 +1742,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	int ret;
 
 	if (off == 0 || h->ents == NULL) {
-		for (int tries = 0;; tries++) {
-			ret = dirh_fill(cl, req, ino, h);
-			if (ret != -EAGAIN || tries == 3)
-				break;
-		}
-		if (ret == -EAGAIN)
-			ret = 0; /* serve the last page set anyway */
+		ret = dirh_fill(cl, req, ino, h);
 		if (ret < 0) {
 			reply_err(req, ret);
 			return;

@@ -62,6 +62,7 @@ static void inode_destroy(struct inode *in)
 	if (in->fd >= 0)
 		close(in->fd);
 	free(in->ents);
+	free(in->learned);
 	for (i = 0; i < in->n_knames; i++)
 		free(in->knames[i]);
 	free(in->knames);
@@ -293,12 +294,20 @@ size_t itab_count(struct itab *t)
 	return n;
 }
 
+static void forget_learned_locked(struct inode *in)
+{
+	free(in->learned);
+	in->learned = NULL;
+	in->n_learned = 0;
+}
+
 void inode_set_listing_locked(struct inode *in, struct dirent_w *ents, size_t n)
 {
 	free(in->ents);
 	in->ents = ents;
 	in->n_ents = n;
 	in->list_valid = true;
+	forget_learned_locked(in); /* the whole listing says more */
 }
 
 void inode_drop_listing_locked(struct inode *in)
@@ -307,6 +316,32 @@ void inode_drop_listing_locked(struct inode *in)
 	in->ents = NULL;
 	in->n_ents = 0;
 	in->list_valid = false;
+	forget_learned_locked(in);
+}
+
+void inode_learn_locked(struct inode *in, const struct dirent_w *d)
+{
+	for (size_t i = 0; i < in->n_learned; i++) {
+		if (strcmp(in->learned[i].name, d->name) == 0) {
+			in->learned[i] = *d;
+			return;
+		}
+	}
+	if (in->n_learned >= INODE_LEARNED_MAX)
+		return;
+	/* Grows by doubling: the capacity is the next power of two. */
+	if ((in->n_learned & (in->n_learned - 1)) == 0)
+		in->learned =
+			xrealloc(in->learned, (in->n_learned ? 2 * in->n_learned : 1) * sizeof(*d));
+	in->learned[in->n_learned++] = *d;
+}
+
+const struct dirent_w *inode_find_learned_locked(struct inode *in, const char *name)
+{
+	for (size_t i = 0; i < in->n_learned; i++)
+		if (strcmp(in->learned[i].name, name) == 0)
+			return &in->learned[i];
+	return NULL;
 }
 
 bool inode_add_kname_locked(struct inode *in, const char *name)

@@ -30,6 +30,8 @@
 /* Names per directory whose kernel dentries we track (to invalidate them
  * on a callback break); beyond it, lookups get entry timeout 0. */
 #define INODE_KNAMES_MAX 4096
+/* Names per directory learned from LOOKUPs (inode_learn_locked). */
+#define INODE_LEARNED_MAX 1024
 
 struct inode {
 	uint64_t ino;		/* immutable */
@@ -62,6 +64,10 @@ struct inode {
 	struct dirent_w *ents; /* owned; valid if list_valid */
 	size_t n_ents;
 	bool list_valid;
+	/* Names a LOOKUP answered while no listing was cached (owned): what a
+	 * disconnected lookup can still find. Dropped with the listing. */
+	struct dirent_w *learned;
+	size_t n_learned;
 	char **knames; /* owned strings: names the kernel may cache under this dir */
 	size_t n_knames;
 	size_t cap_knames;
@@ -121,5 +127,10 @@ void inode_set_name_locked(struct inode *in, uint64_t parent_ino, const char *na
 void inode_path(struct itab *t, struct inode *in, const char *realm, char *out, size_t len);
 /* Finds name in the cached listing; NULL if absent. */
 const struct dirent_w *inode_find_ent_locked(struct inode *in, const char *name);
+/* Records d as a name LOOKUP answered (at most INODE_LEARNED_MAX; a name
+ * already known is replaced). Caller holds in->lock. */
+void inode_learn_locked(struct inode *in, const struct dirent_w *d);
+/* Finds name among the learned names; NULL if absent. */
+const struct dirent_w *inode_find_learned_locked(struct inode *in, const char *name);
 
 #endif /* CLIENT_INODE_H */

@@ -361,7 +361,12 @@ class Exerciser:
     def verify_tree(self):
         """Walks the whole tree: same directories, same files, same bytes."""
         seen_files, seen_dirs = {}, set()
-        for dirpath, dirnames, filenames in os.walk(self.root):
+
+        def unlistable(e):  # os.walk would skip the directory silently
+            self.fail("cannot list %s: %s (%s)"
+                      % (e.filename, e, errno.errorcode.get(e.errno, e.errno)))
+
+        for dirpath, dirnames, filenames in os.walk(self.root, onerror=unlistable):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir
             for d in dirnames:

@@ -459,3 +459,45 @@ def test_local_conflicts_listed_while_disconnected(pair):
     # No server answers: the local/global conflict is still listed.
     assert wait_for(lambda: vol_status(a)["state"] == "disconnected", timeout=20)
     assert [c["op"] for c in local_conflicts(a)] == ["store"]
+
+
+def _walk_strict(root):
+    """Every directory and file below root with its bytes; any error raises
+    (os.walk alone would skip a directory it cannot list)."""
+    def fail(e):
+        raise e
+    dirs, files = set(), {}
+    for dp, dn, fn in os.walk(root, onerror=fail):
+        rel = os.path.relpath(dp, root)
+        dirs.update(os.path.normpath(os.path.join(rel, d)) for d in dn)
+        for f in fn:
+            files[os.path.normpath(os.path.join(rel, f))] = read_bytes(os.path.join(dp, f))
+    return dirs, files
+
+
+def test_cached_tree_after_the_kernel_forgets(cluster):
+    """A server that dies takes its callbacks along: the client drops the
+    kernel's names and the kernel forgets the inodes, their listings with
+    them. Disconnected, the whole tree the client had seen stays readable:
+    a name a LOOKUP found in a directory never listed (the realm root), and
+    directories whose inodes were freed (their saved listings)."""
+    s = cluster.server()
+    c = cluster.client(s)
+    top = c.root / "top"
+    os.mkdir(top)
+    for i in range(3):
+        os.makedirs(top / ("d%d" % i) / "sub")
+        for j in range(4):
+            write_bytes(top / ("d%d" % i) / ("f%d" % j), os.urandom(100 * j + 1))
+        write_bytes(top / ("d%d" % i) / "sub" / "deep", b"deep %d" % i)
+    c.restart()  # a fresh mount: the root is looked up in, never listed
+    want = _walk_strict(top)
+    assert len(want[0]) == 6 and len(want[1]) == 15, want[0]
+    s.kill9()
+    assert wait_for(lambda: vol_status(c)["state"] == "disconnected", timeout=20), vol_status(c)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")  # dentries and inodes: the kernel forgets ours
+    assert _walk_strict(top) == want
+    s.start(port=s.port)
+    assert wait_for(lambda: vol_status(c)["state"] == "connected", timeout=30), vol_status(c)
+    assert _walk_strict(top) == want

@@ -2,6 +2,7 @@
 commit, callbacks, protocol errors. Talks the wire format of common/proto.h
 directly (through wire.py), so it checks the server without the client."""
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -75,6 +76,8 @@ def server():
         if p.poll() is None:
             p.terminate()
             assert p.wait(10) == 0
+    if not os.environ.get("ENCORE_TEST_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def new_oid():

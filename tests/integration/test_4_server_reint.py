@@ -3,6 +3,7 @@ REINTEGRATE batches of CML records, STORE_REINT uploads, conflicts reported
 per record while the rest applies, idempotent re-sends (also across a kill -9
 of the server), malformed batches."""
 import os
+import shutil
 import struct
 import subprocess
 import tempfile
@@ -53,6 +54,8 @@ def server():
     if s.proc.poll() is None:
         s.proc.terminate()
         assert s.proc.wait(10) == 0
+    if not os.environ.get("ENCORE_TEST_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def connect(port):

@@ -205,6 +205,8 @@ def test_teardown_and_stale_sweep(tmpbase):
     subprocess.run(["ip", "netns", "add", stale], check=True)
     try:
         sleeper = subprocess.Popen(netns.nsenter_argv(stale) + ["sleep", "60"])
+        # Inside before the sweep looks (nsenter enters, then execs sleep).
+        assert harness.wait_for(lambda: sleeper.pid in netns.netns_pids(stale), timeout=10)
         # One of a live run (our parent's pid stands in): left alone.
         live = "%s%d-0-server1" % (netns.PREFIX, os.getppid())
         subprocess.run(["ip", "netns", "add", live], check=True)

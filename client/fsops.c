@@ -2875,9 +2875,7 @@ int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *d
 		pthread_mutex_lock(&dir->lock);
 		if (dir->list_valid) {
 			*n = dir->n_ents;
-			*ents = xcalloc(*n ? *n : 1, sizeof(**ents));
-			if (*n > 0)
-				memcpy(*ents, dir->ents, *n * sizeof(**ents));
+			*ents = ents_dup(dir->ents, dir->n_ents);
 			ret = 0;
 		} else {
 			ret = -EAGAIN; /* broken while loading */

@@ -23,6 +23,7 @@ struct cml;
 struct reint;
 struct hoard;
 struct cstate;
+struct flusher;
 
 /* Counters exposed by the status control op. Updated with relaxed atomics. */
 struct client_counters {
@@ -59,6 +60,7 @@ struct client {
 	uint32_t weak_kbps;		 /* below this bandwidth a volume is weak */
 	struct hoard *hoard;		 /* owned by main.c (hoard.c) */
 	struct cstate *cstate;		 /* owned by main.c (cstate.c) */
+	struct flusher *flusher;	 /* owned by main.c (flusher.c) */
 	unsigned hoard_interval;	 /* seconds between hoard walks, 0 = none */
 
 	pthread_mutex_t root_lock;

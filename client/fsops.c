@@ -37,6 +37,7 @@
 #include "client/cml.h"
 #include "client/conn.h"
 #include "client/emul.h"
+#include "client/flusher.h"
 #include "client/inode.h"
 #include "common/err.h"
 #include "common/fid.h"
@@ -2400,6 +2401,54 @@ static struct fh *handle_new(struct client *cl, fuse_req_t req, struct inode *in
 	return h;
 }
 
+int fsops_store_closed(struct client *cl, struct inode *in)
+{
+	char path[4096];
+	struct cred cr;
+	uint64_t cdv;
+	bool idle, removed;
+	int fd = -1, ret = 0;
+
+	pthread_mutex_lock(&in->io_lock);
+	pthread_mutex_lock(&in->lock);
+	idle = in->n_open == 0 && in->fd < 0 && in->dirty && !in->removed;
+	cr = in->wcred;
+	cdv = in->cdv;
+	pthread_mutex_unlock(&in->lock);
+	if (!idle)
+		goto out;
+	ret = cache_container_path(cl->cache, &in->fid, path, sizeof(path));
+	if (ret == 0) {
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		ret = fd < 0 ? -errno : 0;
+	}
+	if (ret < 0) {
+		log_warn("fsops", "inode %llu: the container of its unstored data is gone: %s",
+			 (unsigned long long)in->ino, err_str(ret));
+		goto out;
+	}
+	set_container_fd(cl, in, fd, cdv);
+	ret = store_file(cl, in, &cr);
+	pthread_mutex_lock(&in->lock);
+	fd = in->fd;
+	in->fd = -1;
+	removed = in->removed;
+	pthread_mutex_unlock(&in->lock);
+	if (fd >= 0) {
+		close(fd);
+		cache_unpin(cl->cache, &in->fid);
+	}
+	if (removed)
+		cache_del(cl->cache, &in->fid);
+	if (ret == -EIO || store_transport_err(ret))
+		ret = -EAGAIN;
+	else if (ret == 0)
+		ret = 1;
+out:
+	pthread_mutex_unlock(&in->io_lock);
+	return ret;
+}
+
 /* Drops a handle; the last one stores (if dirty) and closes the container. */
 static void handle_release(struct client *cl, struct fh *h, const struct cred *cr)
 {
@@ -2417,9 +2466,13 @@ static void handle_release(struct client *cl, struct fh *h, const struct cred *c
 	close(h->fd);
 	if (last) {
 		/* Writes through a shared mapping may land after the last flush. */
-		if (store_file(cl, in, cr) < 0)
-			log_warn("fsops", "cannot store inode %llu at release; kept dirty in cache",
+		if (store_file(cl, in, cr) < 0) {
+			log_warn("fsops",
+				 "cannot store inode %llu at release; kept dirty in cache, "
+				 "retried in the background",
 				 (unsigned long long)in->ino);
+			flusher_add(cl->flusher, in);
+		}
 		pthread_mutex_lock(&in->lock);
 		fd = in->fd;
 		in->fd = -1;

@@ -10,6 +10,7 @@
 
 struct fuse_lowlevel_ops;
 struct conn_brk;
+struct inode;
 
 /* The operations table; the session's userdata must be the struct client. */
 const struct fuse_lowlevel_ops *fsops_ops(void);
@@ -27,6 +28,12 @@ void fsops_on_lost(void *arg, int server);
 /* Drops cached data of the object with this inode number if it is neither
  * open nor dirty. Returns 1 if dropped, 0 if busy, -ENOENT. */
 int fsops_flush_ino(struct client *cl, uint64_t ino);
+/* Stores in's data kept dirty by a failed store at close (flusher.c):
+ * opens its container as an open would, stores, closes. 1 if stored, 0
+ * if nothing is left to do (not dirty, removed, or open again: that close
+ * stores); -EAGAIN if the store failed in a way worth retrying (replicas
+ * away, network); another -errno if it failed for good. */
+int fsops_store_closed(struct client *cl, struct inode *in);
 /* Fid of an inode number; 0 or -ENOENT. */
 int fsops_ino_fid(struct client *cl, uint64_t ino, struct fid *fid);
 /* Copies the last name ino was looked up by (len bytes at most, NUL

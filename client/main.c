@@ -26,6 +26,7 @@
 #include "client/fsops.h"
 #include "client/hoard.h"
 #include "client/cstate.h"
+#include "client/flusher.h"
 #include "client/inode.h"
 #include "client/reint.h"
 #include "common/err.h"
@@ -306,6 +307,9 @@ int main(int argc, char **argv)
 	ret = fsops_start(&cl);
 	if (ret < 0)
 		fatal(1, "cannot start notifier: %s", err_str(ret));
+	ret = flusher_start(&cl, &cl.flusher);
+	if (ret < 0)
+		fatal(1, "cannot start the store retry thread: %s", err_str(ret));
 	ret = hoard_start(&cl, cl.hoard_interval, &cl.hoard);
 	if (ret < 0)
 		fatal(1, "cannot start the hoard thread: %s", err_str(ret));
@@ -334,6 +338,8 @@ int main(int argc, char **argv)
 	fuse_remove_signal_handlers(cl.se);
 	ctl_stop(ctl);
 	reint_stop(&cl);
+	flusher_stop(cl.flusher);
+	cl.flusher = NULL;
 	/* Before the hoard's references go: what the kernel and the hoard
 	 * hold is what the next start without network can serve. */
 	ret = cstate_checkpoint(cl.cstate);

@@ -278,3 +278,47 @@ def test_conflict_is_eio_and_listed(repl, cluster):
     assert wait_for(lambda: read_bytes(root / "f") == b"version of server 3", timeout=10)
     log = client.log.read_text()
     assert "is in conflict: run 'encore repair" in log
+
+
+def test_store_failed_at_close_is_retried_in_background(repl, cluster):
+    """A file made while only server 1 was up, then written while only 2
+    and 3 are: no reachable replica has it, so the store at close waits
+    (bounded) and fails with EIO, the data kept dirty in the cache. Once
+    server 1 is back, the client stores it on its own: nobody opens the
+    file again, yet every replica ends up with the new bytes."""
+    servers, client = repl
+    root = client.root
+    os.listdir(root)
+    servers[1].stop()
+    servers[2].stop()
+    assert wait_for(lambda: avsg(client) == [1], timeout=15), avsg(client)
+    fd = os.open(root / "f", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"made on 1;")
+        os.fsync(fd)  # stored on server 1 only
+        servers[0].stop()
+        for s in servers[1:]:
+            s.start(port=s.port)
+        assert wait_for(lambda: avsg(client) == [2, 3], timeout=20), avsg(client)
+        os.write(fd, b" written while 1 was away")
+    finally:
+        with pytest.raises(OSError) as ei:
+            os.close(fd)
+    assert ei.value.errno == errno.EIO
+    # The release's store fails too; then the retry thread has it.
+    assert wait_for(lambda: b"retried in the background" in client.log.read_bytes(),
+                    timeout=30), harness.log_tail(client.log)
+    servers[0].start(port=servers[0].port)
+    assert wait_for(lambda: avsg(client) == [1, 2, 3], timeout=20), avsg(client)
+    want = b"made on 1; written while 1 was away"
+
+    def contents(c):
+        try:
+            return read_bytes(c.root / "f")
+        except OSError as e:
+            return errno.errorcode.get(e.errno, e.errno)
+    for s in servers:
+        only = cluster.client([s], name="only%d" % s.sid)
+        assert wait_for(lambda: contents(only) == want, timeout=30), (s.sid, contents(only))
+        only.stop()
+    assert b"data kept at close now stored" in client.log.read_bytes()

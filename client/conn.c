@@ -532,10 +532,7 @@ static void *prober_main(void *arg)
 			pthread_mutex_unlock(&c->probe_lock);
 			break;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += CONN_PROBE_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
+		deadline_in_ms(&ts, CLOCK_MONOTONIC, CONN_PROBE_MS);
 		pthread_cond_timedwait(&c->probe_cond, &c->probe_lock, &ts);
 		if (c->probe_stop) {
 			pthread_mutex_unlock(&c->probe_lock);

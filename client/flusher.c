@@ -84,13 +84,7 @@ static bool wait_round_locked(struct flusher *f)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += FLUSHER_RETRY_MS / 1000;
-	ts.tv_nsec += (long)(FLUSHER_RETRY_MS % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_in_ms(&ts, CLOCK_MONOTONIC, FLUSHER_RETRY_MS);
 	while (!f->stop) {
 		if (pthread_cond_timedwait(&f->cond, &f->lock, &ts) == ETIMEDOUT)
 			break;

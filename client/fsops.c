@@ -43,6 +43,7 @@
 #include "common/fid.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 /* Kernel caching while a callback is held: the server will tell us. */
@@ -215,12 +216,7 @@ static void names_wait(struct fsops_notifier *nt, uint64_t seq)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_nsec += (long)NAMES_WAIT_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_in_ms(&ts, CLOCK_MONOTONIC, NAMES_WAIT_MS);
 	pthread_mutex_lock(&nt->lock);
 	if (nt->names_stuck != 0 && nt->names_done >= nt->names_stuck)
 		nt->names_stuck = 0;
@@ -2401,12 +2397,33 @@ static struct fh *handle_new(struct client *cl, fuse_req_t req, struct inode *in
 	return h;
 }
 
+/* Closes in's container after the last handle or a background store
+ * (caller holds io_lock); drops the cache entry of a file removed
+ * meanwhile. */
+static void close_container(struct client *cl, struct inode *in)
+{
+	bool removed;
+	int fd;
+
+	pthread_mutex_lock(&in->lock);
+	fd = in->fd;
+	in->fd = -1;
+	removed = in->removed;
+	pthread_mutex_unlock(&in->lock);
+	if (fd >= 0) {
+		close(fd);
+		cache_unpin(cl->cache, &in->fid);
+	}
+	if (removed)
+		cache_del(cl->cache, &in->fid);
+}
+
 int fsops_store_closed(struct client *cl, struct inode *in)
 {
 	char path[4096];
 	struct cred cr;
 	uint64_t cdv;
-	bool idle, removed;
+	bool idle;
 	int fd = -1, ret = 0;
 
 	pthread_mutex_lock(&in->io_lock);
@@ -2429,17 +2446,7 @@ int fsops_store_closed(struct client *cl, struct inode *in)
 	}
 	set_container_fd(cl, in, fd, cdv);
 	ret = store_file(cl, in, &cr);
-	pthread_mutex_lock(&in->lock);
-	fd = in->fd;
-	in->fd = -1;
-	removed = in->removed;
-	pthread_mutex_unlock(&in->lock);
-	if (fd >= 0) {
-		close(fd);
-		cache_unpin(cl->cache, &in->fid);
-	}
-	if (removed)
-		cache_del(cl->cache, &in->fid);
+	close_container(cl, in);
 	if (ret == -EIO || store_transport_err(ret))
 		ret = -EAGAIN;
 	else if (ret == 0)
@@ -2453,8 +2460,7 @@ out:
 static void handle_release(struct client *cl, struct fh *h, const struct cred *cr)
 {
 	struct inode *in = h->in;
-	bool last, removed;
-	int fd = -1;
+	bool last;
 
 	pthread_mutex_lock(&in->io_lock);
 	pthread_mutex_lock(&in->lock);
@@ -2473,17 +2479,7 @@ static void handle_release(struct client *cl, struct fh *h, const struct cred *c
 				 (unsigned long long)in->ino);
 			flusher_add(cl->flusher, in);
 		}
-		pthread_mutex_lock(&in->lock);
-		fd = in->fd;
-		in->fd = -1;
-		removed = in->removed;
-		pthread_mutex_unlock(&in->lock);
-		if (fd >= 0) {
-			close(fd);
-			cache_unpin(cl->cache, &in->fid);
-		}
-		if (removed)
-			cache_del(cl->cache, &in->fid);
+		close_container(cl, in);
 	}
 	pthread_mutex_unlock(&in->io_lock);
 	inode_put(cl->itab, in);

@@ -34,6 +34,7 @@
 #include "common/fid.h"
 #include "common/log.h"
 #include "common/wire.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 #define HOARD_MAGIC	  0x31484345u /* "ECH1" */
@@ -705,17 +706,6 @@ static bool volume_came_back(struct hoard *h)
 	return back;
 }
 
-static void deadline_in(struct timespec *ts, uint64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000);
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void *hoard_main(void *arg)
 {
 	struct hoard *h = arg;
@@ -728,7 +718,7 @@ static void *hoard_main(void *arg)
 
 		pthread_mutex_lock(&h->lock);
 		if (!h->want && !h->stop) {
-			deadline_in(&ts, HOARD_POLL_MS);
+			deadline_in_ms(&ts, CLOCK_MONOTONIC, HOARD_POLL_MS);
 			pthread_cond_timedwait(&h->cond, &h->lock, &ts);
 		}
 		if (h->stop) {

@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/wire.h"
+#include "common/thread.h"
 #include "common/xalloc.h"
 
 /* How often the AVSGs are looked at (probes run every CONN_PROBE_MS). */
@@ -875,12 +876,7 @@ static void *reint_main(void *arg)
 		pthread_mutex_lock(&ri->lock);
 		until = mono_ms() + REINT_POLL_MS;
 		while (!ri->stop && !ri->kick) {
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += REINT_POLL_MS * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
+			deadline_in_ms(&ts, CLOCK_REALTIME, REINT_POLL_MS);
 			pthread_cond_timedwait(&ri->cond, &ri->lock, &ts);
 			if (mono_ms() >= until)
 				break;

@@ -673,13 +673,7 @@ int rpc_wait(struct rpc_call *call, int timeout_ms, struct msg *rep)
 	int ret;
 
 	if (timeout_ms >= 0) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_in_ms(&ts, CLOCK_MONOTONIC, (uint64_t)timeout_ms);
 	}
 	pthread_mutex_lock(&c->lock);
 	while (!call->done) {
@@ -747,13 +741,7 @@ int rpc_wait_any(struct rpc_call *const *calls, size_t n, int timeout_ms)
 		pthread_mutex_unlock(&c->lock);
 	}
 	if (ret < 0 && timeout_ms > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_in_ms(&ts, CLOCK_MONOTONIC, (uint64_t)timeout_ms);
 		pthread_mutex_lock(&w.lock);
 		while (!w.fired) {
 			if (pthread_cond_timedwait(&w.cond, &w.lock, &ts) == ETIMEDOUT)
@@ -795,13 +783,7 @@ void rpc_call_free(struct rpc_call *call)
 		struct timespec ts;
 
 		call->sink_abandon = true;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += SINK_DRAIN_MS / 1000;
-		ts.tv_nsec += (long)(SINK_DRAIN_MS % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_in_ms(&ts, CLOCK_MONOTONIC, SINK_DRAIN_MS);
 		while (call->sink_busy) {
 			if (pthread_cond_timedwait(&call->cond, &c->lock, &ts) == ETIMEDOUT &&
 			    call->sink_busy) {

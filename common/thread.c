@@ -1,6 +1,6 @@
 /*
  * thread.c - starting helper threads that take no signals (thread.h).
- * Owns:    nothing.
+ * Owns:    nothing (also: the deadlines of timed waits).
  */
 #include "common/thread.h"
 
@@ -24,4 +24,15 @@ int thread_start(pthread_t *t, bool detached, void *(*fn)(void *), void *arg)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	return -ret;
+}
+
+void deadline_in_ms(struct timespec *ts, clockid_t clk, uint64_t ms)
+{
+	clock_gettime(clk, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
 }

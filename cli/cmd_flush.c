@@ -6,9 +6,11 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli/ctl_client.h"
@@ -31,16 +33,18 @@ static int flush_one(const char *path, json_object *paths, int64_t *flushed, int
 {
 	struct stat st;
 	json_object *req, *rep, *ent;
-	int ret;
+	int ret, held;
 
-	if (stat(path, &st) < 0) {
-		cli_err("flush: cannot stat '%s': %s", path, strerror(errno));
+	held = ctl_hold_path(path, true, &st);
+	if (held < 0) {
+		cli_err("flush: cannot stat '%s': %s", path, strerror(-held));
 		return CLI_FAIL;
 	}
 	req = json_object_new_object();
 	json_object_object_add(req, "ino", ctl_ino_json(st.st_ino));
 	ret = ctl_request("flush", path, "flush", req, &rep);
 	json_object_put(req);
+	close(held);
 	if (ret != CLI_OK)
 		return ret;
 	ent = json_object_new_object();

@@ -8,10 +8,12 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -116,7 +118,7 @@ int cmd_repair(int argc, char **argv)
 	json_object *req, *rep;
 	const char *path;
 	struct stat st;
-	int c, ret;
+	int c, ret, held;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -147,9 +149,10 @@ int cmd_repair(int argc, char **argv)
 	path = argv[optind];
 	/* lstat: the conflict may be on a symlink itself. A file in conflict
 	 * cannot be read, but its status can. */
-	if (lstat(path, &st) < 0) {
+	held = ctl_hold_path(path, false, &st);
+	if (held < 0) {
 		cli_err("repair: cannot stat '%s': %s; give a path listed by 'encore conflicts'",
-			path, strerror(errno));
+			path, strerror(-held));
 		return CLI_FAIL;
 	}
 
@@ -161,6 +164,7 @@ int cmd_repair(int argc, char **argv)
 		json_object_object_add(req, "keep_all", json_object_new_boolean(true));
 	ret = ctl_request("repair", path, "repair", req, &rep);
 	json_object_put(req);
+	close(held);
 	if (ret != CLI_OK) {
 		if (S_ISDIR(st.st_mode) && (keep != 0 || keep_all))
 			cli_note(

@@ -5,9 +5,11 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli/ctl_client.h"
@@ -34,7 +36,7 @@ int cmd_whereis(int argc, char **argv)
 	struct stat st;
 	const char *path;
 	size_t n;
-	int c, ret;
+	int c, ret, held;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -51,8 +53,9 @@ int cmd_whereis(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage("whereis", "give exactly one PATH");
 	path = argv[optind];
-	if (stat(path, &st) < 0) {
-		cli_err("whereis: cannot stat '%s': %s", path, strerror(errno));
+	held = ctl_hold_path(path, true, &st);
+	if (held < 0) {
+		cli_err("whereis: cannot stat '%s': %s", path, strerror(-held));
 		return CLI_FAIL;
 	}
 
@@ -60,6 +63,7 @@ int cmd_whereis(int argc, char **argv)
 	json_object_object_add(req, "ino", ctl_ino_json(st.st_ino));
 	ret = ctl_request("whereis", path, "whereis", req, &rep);
 	json_object_put(req);
+	close(held);
 	if (ret != CLI_OK)
 		return ret;
 	if (json) {

@@ -7,6 +7,7 @@
 #include "cli/ctl_client.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -493,4 +494,19 @@ json_object *ctl_ino_json(ino_t ino)
 	if ((uint64_t)ino > INT64_MAX)
 		return json_object_new_uint64((uint64_t)ino);
 	return json_object_new_int64((int64_t)ino);
+}
+
+int ctl_hold_path(const char *path, bool follow, struct stat *st)
+{
+	int fd = open(path, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, st) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
 }

@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <json-c/json.h>
@@ -69,6 +70,13 @@ int ctl_request(const char *cmd, const char *path, const char *op, json_object *
 /* An inode number (the "ino" request field) as a new JSON integer: int64,
  * or uint64 when it does not fit. */
 json_object *ctl_ino_json(ino_t ino);
+
+/* Opens path with O_PATH (follow: through a final symlink) and fstats it
+ * into *st: the fd (close it after the control call) holds the inode in
+ * the kernel, so that it is not forgotten, and thus unknown to the client,
+ * between the stat and the call that names it by its inode number (a
+ * callback break drops the kernel's names). -errno on failure. */
+int ctl_hold_path(const char *path, bool follow, struct stat *st);
 
 /* Prints a servers[{id, addr, state, rtt_us}] reply array to stdout as a
  * tab-separated table with a header line. Borrows servers (may be NULL). */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/ctl_client.h"
 
@@ -74,7 +75,7 @@ static int run(const struct dc_cmd *dc, int argc, char **argv)
 	bool json = false;
 	struct stat st;
 	char sock[PATH_MAX];
-	int c, ret;
+	int c, ret, held = -1;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -93,10 +94,11 @@ static int run(const struct dc_cmd *dc, int argc, char **argv)
 	req = json_object_new_object();
 	if (optind < argc) {
 		path = argv[optind];
-		if (stat(path, &st) < 0) {
+		held = ctl_hold_path(path, true, &st);
+		if (held < 0) {
 			cli_err("%s: cannot stat '%s': %s; give a path the client has cached, or "
 				"no PATH for every volume",
-				dc->name, path, strerror(errno));
+				dc->name, path, strerror(-held));
 			json_object_put(req);
 			return CLI_FAIL;
 		}
@@ -105,11 +107,15 @@ static int run(const struct dc_cmd *dc, int argc, char **argv)
 	/* Find the socket first so that an error names it. */
 	if (ctl_find_socket(path, sock, sizeof(sock)) < 0) {
 		json_object_put(req);
+		if (held >= 0)
+			close(held);
 		return CLI_FAIL;
 	}
 	json_object_object_add(req, "op", json_object_new_string(dc->name));
 	ret = ctl_call(sock, req, CTL_TIMEOUT_MS, &rep);
 	json_object_put(req);
+	if (held >= 0)
+		close(held);
 	if (ret < 0) {
 		cli_err("%s: cannot reach encore-client at '%s': %s; is the client running? "
 			"(try 'encore status')",

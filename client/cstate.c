@@ -240,9 +240,7 @@ static bool snap_take(struct inode *in, struct snap *sp)
 	if (S_ISDIR(in->attr.mode) && in->list_valid && in->n_ents <= CSTATE_ENTS_MAX) {
 		s.listing = true;
 		s.n_ents = in->n_ents;
-		s.ents = xcalloc(s.n_ents ? s.n_ents : 1, sizeof(*s.ents));
-		if (s.n_ents > 0)
-			memcpy(s.ents, in->ents, s.n_ents * sizeof(*s.ents));
+		s.ents = inode_ents_dup(in->ents, in->n_ents);
 	}
 	if (in->target != NULL && strlen(in->target) <= TARGET_MAX_LEN)
 		s.target = xstrdup(in->target);
@@ -537,9 +535,7 @@ struct inode *cstate_revive(struct client *cl, const struct fid *fid)
 		listing = sp->listing;
 		if (listing) {
 			n = sp->n_ents;
-			ents = xcalloc(n ? n : 1, sizeof(*ents));
-			if (n > 0)
-				memcpy(ents, sp->ents, n * sizeof(*ents));
+			ents = inode_ents_dup(sp->ents, n);
 		}
 		if (sp->target != NULL)
 			target = xstrdup(sp->target);

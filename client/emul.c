@@ -174,7 +174,6 @@ static void name_find_cb(void *arg, struct inode *in)
 struct inode *emul_lookup_name(struct client *cl, struct inode *dir, const char *name)
 {
 	struct name_find f = { dir->ino, name, NULL, cl->itab };
-
 	const struct dirent_w *d;
 	struct dirent_w dent;
 	bool have = false;

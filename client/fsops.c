@@ -947,18 +947,8 @@ static void dir_added(struct client *cl, struct inode *dir, const struct attr *d
 	grant(cl, dir, da, gen);
 }
 
-/* Loads the whole listing of dir (all READDIR pages) unless a valid one is cached. */
-static struct dirent_w *ents_dup(const struct dirent_w *ents, size_t n)
-{
-	struct dirent_w *c = xcalloc(n ? n : 1, sizeof(*c));
-
-	if (n > 0) /* ents may be NULL for an empty directory */
-		memcpy(c, ents, n * sizeof(*c));
-	return c;
-}
-
-/* Makes dir's listing current (cached while the callback holds, else
- * fetched). With copy non-NULL, *copy and *n_copy get the listing it
+/* Makes dir's listing current: cached while the callback holds, else
+ * fetched whole (all READDIR pages). With copy non-NULL, *copy and *n_copy get the listing it
  * found or fetched (owned), even when a connection loss during the fetch
  * keeps it from being cached: it was the server's at the time. */
 static int load_listing_copy(struct client *cl, fuse_req_t req, struct inode *dir,
@@ -974,7 +964,7 @@ static int load_listing_copy(struct client *cl, fuse_req_t req, struct inode *di
 	pthread_mutex_lock(&dir->lock);
 	ok = dir->list_valid && cb_ok_locked(cl, dir);
 	if (ok && copy != NULL) {
-		*copy = ents_dup(dir->ents, dir->n_ents);
+		*copy = inode_ents_dup(dir->ents, dir->n_ents);
 		*n_copy = dir->n_ents;
 	}
 	pthread_mutex_unlock(&dir->lock);
@@ -1021,7 +1011,7 @@ static int load_listing_copy(struct client *cl, fuse_req_t req, struct inode *di
 		snprintf(after, sizeof(after), "%s", ents[n - 1].name);
 	}
 	if (copy != NULL) {
-		*copy = ents_dup(ents, n);
+		*copy = inode_ents_dup(ents, n);
 		*n_copy = n;
 	}
 	pthread_mutex_lock(&dir->lock);
@@ -2924,7 +2914,7 @@ int fsops_walk_listing(struct client *cl, const struct cred *cr, struct inode *d
 		pthread_mutex_lock(&dir->lock);
 		if (dir->list_valid) {
 			*n = dir->n_ents;
-			*ents = ents_dup(dir->ents, dir->n_ents);
+			*ents = inode_ents_dup(dir->ents, dir->n_ents);
 			ret = 0;
 		} else {
 			ret = -EAGAIN; /* broken while loading */

@@ -294,6 +294,24 @@ size_t itab_count(struct itab *t)
 	return n;
 }
 
+struct dirent_w *inode_ents_dup(const struct dirent_w *ents, size_t n)
+{
+	struct dirent_w *c = xcalloc(n ? n : 1, sizeof(*c));
+
+	if (n > 0) /* ents may be NULL for an empty directory */
+		memcpy(c, ents, n * sizeof(*c));
+	return c;
+}
+
+/* The entry named name among v[0..n); NULL if none. */
+static struct dirent_w *ents_find(struct dirent_w *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
 static void forget_learned_locked(struct inode *in)
 {
 	free(in->learned);
@@ -321,11 +339,11 @@ void inode_drop_listing_locked(struct inode *in)
 
 void inode_learn_locked(struct inode *in, const struct dirent_w *d)
 {
-	for (size_t i = 0; i < in->n_learned; i++) {
-		if (strcmp(in->learned[i].name, d->name) == 0) {
-			in->learned[i] = *d;
-			return;
-		}
+	struct dirent_w *known = ents_find(in->learned, in->n_learned, d->name);
+
+	if (known != NULL) {
+		*known = *d;
+		return;
 	}
 	if (in->n_learned >= INODE_LEARNED_MAX)
 		return;
@@ -338,10 +356,7 @@ void inode_learn_locked(struct inode *in, const struct dirent_w *d)
 
 const struct dirent_w *inode_find_learned_locked(struct inode *in, const char *name)
 {
-	for (size_t i = 0; i < in->n_learned; i++)
-		if (strcmp(in->learned[i].name, name) == 0)
-			return &in->learned[i];
-	return NULL;
+	return ents_find(in->learned, in->n_learned, name);
 }
 
 bool inode_add_kname_locked(struct inode *in, const char *name)
@@ -369,10 +384,7 @@ void inode_take_knames_locked(struct inode *in, char ***names, size_t *n)
 
 const struct dirent_w *inode_find_ent_locked(struct inode *in, const char *name)
 {
-	for (size_t i = 0; i < in->n_ents; i++)
-		if (strcmp(in->ents[i].name, name) == 0)
-			return &in->ents[i];
-	return NULL;
+	return ents_find(in->ents, in->n_ents, name);
 }
 
 void inode_set_name_locked(struct inode *in, uint64_t parent_ino, const char *name)

@@ -125,6 +125,8 @@ void inode_set_name_locked(struct inode *in, uint64_t parent_ino, const char *na
  * walking the last known names up to the realm root; "" if unknown.
  * Takes inode locks one at a time (none may be held). */
 void inode_path(struct itab *t, struct inode *in, const char *realm, char *out, size_t len);
+/* A copy of n listing entries (owned; never NULL, even for n == 0). */
+struct dirent_w *inode_ents_dup(const struct dirent_w *ents, size_t n);
 /* Finds name in the cached listing; NULL if absent. */
 const struct dirent_w *inode_find_ent_locked(struct inode *in, const char *name);
 /* Records d as a name LOOKUP answered (at most INODE_LEARNED_MAX; a name
